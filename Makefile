@@ -1,0 +1,36 @@
+# The two commands: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+CARGO ?= cargo
+STAGE := scripts/stage.sh
+
+.PHONY: run test services fmt lint check unit migrate clean
+
+## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
+run: services
+	$(CARGO) run --bin shop-dev
+
+## Services + formatting + lints + every test.
+test: services
+	@$(STAGE) fmt $(CARGO) fmt --all --check
+	@$(STAGE) clippy $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@$(STAGE) tests scripts/test.sh
+
+## Make sure Postgres and Redis answer on loopback and the database exists.
+services:
+	@$(STAGE) services scripts/services.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check:
+	$(CARGO) check --workspace --all-targets
+
+## Apply every service's migrations to DATABASE_URL and exit.
+migrate: services
+	$(CARGO) run --bin shop-dev -- migrate
+
+clean:
+	$(CARGO) clean

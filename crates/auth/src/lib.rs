@@ -1,0 +1,7 @@
+//! Access tokens (HS256 JWT with a `kid` for rotation) and the internal service credential.
+
+mod internal;
+mod jwt;
+
+pub use internal::InternalTokens;
+pub use jwt::{AccessClaims, IssuedToken, JwtKeys, TokenError};

@@ -1,0 +1,147 @@
+//! A consecutive-failure circuit breaker: closed → open (fail fast for a cool-down) →
+//! half-open (one probe) → closed on success, open again on failure.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Guards one upstream.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    state: Mutex<State>,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+/// Permission to make one call; report its outcome with [`Permit::record`].
+#[derive(Debug)]
+#[must_use]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// Records whether the call reached a working upstream.
+    pub fn record(mut self, success: bool) {
+        self.recorded = true;
+        self.breaker.record(success);
+    }
+}
+
+impl Drop for Permit<'_> {
+    /// A call abandoned before its outcome (the client went away) says nothing about the
+    /// upstream; it only frees the half-open probe slot for the next caller.
+    fn drop(&mut self) {
+        if !self.recorded {
+            let mut state = self.breaker.lock();
+            if *state == (State::HalfOpen { probing: true }) {
+                *state = State::HalfOpen { probing: false };
+            }
+        }
+    }
+}
+
+impl CircuitBreaker {
+    /// Opens after `threshold` consecutive failures, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            state: Mutex::new(State::Closed { failures: 0 }),
+            threshold: threshold.max(1),
+            cooldown,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A permit, or `None` while the circuit is open (or a half-open probe is in flight).
+    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+        let mut state = self.lock();
+        match *state {
+            State::Closed { .. } => {}
+            State::Open { until } if Instant::now() < until => return None,
+            State::Open { .. } => *state = State::HalfOpen { probing: true },
+            State::HalfOpen { probing: true } => return None,
+            State::HalfOpen { probing: false } => *state = State::HalfOpen { probing: true },
+        }
+        Some(Permit {
+            breaker: self,
+            recorded: false,
+        })
+    }
+
+    fn record(&self, success: bool) {
+        let mut state = self.lock();
+        *state = match (*state, success) {
+            (_, true) => State::Closed { failures: 0 },
+            (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            (_, false) => State::Open {
+                until: Instant::now() + self.cooldown,
+            },
+        };
+    }
+
+    /// Whether calls are currently refused.
+    pub fn is_open(&self) -> bool {
+        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_and_probes_after_cooldown() {
+        let breaker = CircuitBreaker::new(3, Duration::from_millis(30));
+        for _ in 0..2 {
+            breaker.try_acquire().expect("closed").record(false);
+        }
+        assert!(!breaker.is_open());
+        breaker.try_acquire().expect("closed").record(false);
+        assert!(breaker.is_open());
+        assert!(breaker.try_acquire().is_none());
+
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = breaker.try_acquire().expect("half-open probe");
+        assert!(breaker.try_acquire().is_none(), "only one probe at a time");
+        probe.record(false);
+        assert!(breaker.is_open(), "a failed probe reopens");
+
+        std::thread::sleep(Duration::from_millis(40));
+        breaker.try_acquire().expect("probe").record(true);
+        assert!(breaker.try_acquire().is_some(), "a good probe closes");
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_the_slot() {
+        let breaker = CircuitBreaker::new(1, Duration::from_millis(10));
+        breaker.try_acquire().expect("closed").record(false);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(breaker.try_acquire().expect("probe"));
+        assert!(breaker.try_acquire().is_some());
+    }
+
+    #[test]
+    fn a_success_resets_the_count() {
+        let breaker = CircuitBreaker::new(2, Duration::from_secs(60));
+        breaker.try_acquire().expect("closed").record(false);
+        breaker.try_acquire().expect("closed").record(true);
+        breaker.try_acquire().expect("closed").record(false);
+        assert!(!breaker.is_open());
+    }
+}

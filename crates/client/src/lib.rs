@@ -1,0 +1,325 @@
+//! The one HTTP client for calls between services and from the gateway to its upstreams:
+//! timeouts, retries for calls the caller declares idempotent (and only those), a circuit
+//! breaker per upstream, and injection of `traceparent`, `X-Request-Id`, `X-Caller` and the
+//! internal credential.
+
+mod breaker;
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde::Serialize;
+use shop_http::{ApiError, ErrorCode, RequestContext, headers};
+use shop_settings::Settings;
+
+pub use breaker::CircuitBreaker;
+pub use reqwest;
+
+/// Whether a call may be repeated safely. Every call states it: reserve, release and
+/// payment-events are idempotent POSTs; creating an order is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Safe to send again after a timeout or a lost connection.
+    Idempotent,
+    /// Sent at most once.
+    NotIdempotent,
+}
+
+/// Why a call produced no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The circuit is open: the upstream failed repeatedly and is not being called for now.
+    #[error("{upstream} is unavailable (circuit open)")]
+    CircuitOpen { upstream: &'static str },
+    /// Could not connect.
+    #[error("{upstream} unreachable: {source}")]
+    Connect {
+        upstream: &'static str,
+        source: reqwest::Error,
+    },
+    /// No answer within the timeout.
+    #[error("{upstream} timed out")]
+    Timeout { upstream: &'static str },
+    /// The upstream answered 502, 503 or 504.
+    #[error("{upstream} answered {status}")]
+    Unavailable {
+        upstream: &'static str,
+        status: StatusCode,
+    },
+    /// Anything else on the wire (reset mid-answer, malformed response).
+    #[error("{upstream} call failed: {source}")]
+    Transport {
+        upstream: &'static str,
+        source: reqwest::Error,
+    },
+}
+
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        tracing::warn!(%error, "upstream call failed");
+        match error {
+            ClientError::Timeout { upstream } => ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                format!("the {upstream} service did not answer in time"),
+            ),
+            ClientError::Transport { upstream, .. } => ApiError::new(
+                ErrorCode::BadGateway,
+                format!("the {upstream} service gave no usable answer"),
+            ),
+            ClientError::CircuitOpen { upstream }
+            | ClientError::Connect { upstream, .. }
+            | ClientError::Unavailable { upstream, .. } => ApiError::unavailable(
+                format!("the {upstream} service is unavailable; try again shortly"),
+                2,
+            ),
+        }
+    }
+}
+
+/// A buffered answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Decodes the body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Tuning shared by every upstream of one binary.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub caller: &'static str,
+    pub internal_token: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl ClientConfig {
+    /// From the `HTTP_*`, `CIRCUIT_BREAKER_*` and `INTERNAL_TOKEN` settings.
+    pub fn from_settings(settings: &Settings, caller: &'static str) -> Self {
+        Self {
+            caller,
+            internal_token: settings.internal_token().to_owned(),
+            connect_timeout: settings.http_connect_timeout,
+            request_timeout: settings.http_request_timeout,
+            retries: settings.http_retries,
+            breaker_threshold: settings.circuit_breaker_threshold,
+            breaker_cooldown: settings.circuit_breaker_cooldown,
+        }
+    }
+}
+
+/// A client for one upstream service.
+#[derive(Debug, Clone)]
+pub struct ServiceClient {
+    http: reqwest::Client,
+    upstream: &'static str,
+    base_url: Arc<str>,
+    config: Arc<ClientConfig>,
+    breaker: Arc<CircuitBreaker>,
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+
+impl ServiceClient {
+    /// A client for `upstream` at `base_url` (no trailing slash needed).
+    pub fn new(upstream: &'static str, base_url: &str, config: ClientConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown);
+        Self {
+            http,
+            upstream,
+            base_url: base_url.trim_end_matches('/').into(),
+            config: Arc::new(config),
+            breaker: Arc::new(breaker),
+        }
+    }
+
+    /// The upstream's name.
+    pub fn upstream(&self) -> &'static str {
+        self.upstream
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.config.request_timeout
+    }
+
+    fn prepare(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        context: &RequestContext,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path_and_query}", self.base_url))
+            .header(headers::INTERNAL_TOKEN, &self.config.internal_token)
+            .header(headers::CALLER, self.config.caller)
+            .header(headers::REQUEST_ID, &context.request_id)
+            .header(
+                headers::TRACEPARENT,
+                context.traceparent.child().header_value(),
+            )
+    }
+
+    fn classify(&self, error: reqwest::Error) -> ClientError {
+        let upstream = self.upstream;
+        if error.is_timeout() {
+            ClientError::Timeout { upstream }
+        } else if error.is_connect() {
+            ClientError::Connect {
+                upstream,
+                source: error,
+            }
+        } else {
+            ClientError::Transport {
+                upstream,
+                source: error,
+            }
+        }
+    }
+
+    /// Sends a JSON call and buffers the answer. Idempotent calls are retried with jittered
+    /// exponential backoff after connection failures, timeouts and 502/503/504; others never.
+    /// Any other status (4xx included) is returned for the caller to interpret.
+    pub async fn call<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        idempotency: Idempotency,
+        context: &RequestContext,
+    ) -> Result<Reply, ClientError> {
+        let attempts = match idempotency {
+            Idempotency::Idempotent => self.config.retries + 1,
+            Idempotency::NotIdempotent => 1,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .call_once(method.clone(), path_and_query, body, context)
+                .await;
+            match result {
+                Err(error) if attempt < attempts && retryable(&error) => {
+                    let delay = backoff(attempt);
+                    tracing::debug!(upstream = self.upstream, %error, attempt, ?delay, "retrying idempotent call");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        context: &RequestContext,
+    ) -> Result<Reply, ClientError> {
+        let permit = self.breaker.try_acquire().ok_or(ClientError::CircuitOpen {
+            upstream: self.upstream,
+        })?;
+        let mut request = self
+            .prepare(method, path_and_query, context)
+            .timeout(self.config.request_timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let result = async {
+            let response = request.send().await.map_err(|e| self.classify(e))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|e| self.classify(e))?;
+            if matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ) {
+                return Err(ClientError::Unavailable {
+                    upstream: self.upstream,
+                    status,
+                });
+            }
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        permit.record(result.is_ok());
+        result
+    }
+
+    /// Sends a request whose body streams through and returns the streaming answer (the
+    /// gateway). Never retried: a streamed body cannot be replayed. Upstream 5xx answers are
+    /// returned as answers; only transport failures count against the circuit.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: reqwest::Body,
+        context: &RequestContext,
+    ) -> Result<reqwest::Response, ClientError> {
+        let permit = self.breaker.try_acquire().ok_or(ClientError::CircuitOpen {
+            upstream: self.upstream,
+        })?;
+        let result = self
+            .prepare(method, path_and_query, context)
+            .headers(headers)
+            .timeout(self.config.request_timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.classify(e));
+        permit.record(result.is_ok());
+        result
+    }
+}
+
+fn retryable(error: &ClientError) -> bool {
+    !matches!(error, ClientError::CircuitOpen { .. })
+}
+
+/// 50 ms, 100 ms, 200 ms, ... with ±50 % jitter, capped at 2 s.
+fn backoff(attempt: u32) -> Duration {
+    let exponential = BACKOFF_BASE.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let capped = exponential.min(Duration::from_secs(2));
+    capped.mul_f64(rand::rng().random_range(0.5..1.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..20 {
+            let delay = backoff(attempt);
+            assert!(delay <= Duration::from_secs(3), "{attempt}: {delay:?}");
+            assert!(delay >= Duration::from_millis(25), "{attempt}: {delay:?}");
+        }
+        assert!(backoff(5) > Duration::from_millis(350));
+    }
+}

@@ -1,0 +1,104 @@
+//! Postgres access shared by the services: a diesel-async pool whose connections live in the
+//! service's schema, and the migration runner.
+
+mod migrate;
+
+use std::time::Duration;
+
+use diesel_async::{
+    AsyncPgConnection, RunQueryDsl,
+    pooled_connection::{AsyncDieselConnectionManager, PoolError},
+};
+use shop_settings::{Service, Settings};
+
+pub use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+pub use migrate::{MigrationError, run_migrations};
+
+/// The pool type every service uses.
+pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+/// A connection checked out of [`Pool`].
+pub type PooledConn<'a> =
+    bb8::PooledConnection<'a, AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// Why no result came back from the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time (Postgres down or the pool exhausted): 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The query itself failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<bb8::RunError<PoolError>> for DbError {
+    fn from(error: bb8::RunError<PoolError>) -> Self {
+        DbError::Unavailable(error.to_string())
+    }
+}
+
+impl DbError {
+    /// Whether the query failed because a row it needed does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    /// Whether the query violated a unique constraint.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// Adds `search_path=<schema>,public` to a connection URL, so the service's tables (and its
+/// migrations table) live in its own schema while extensions in `public` stay visible.
+pub fn url_with_schema(url: &str, schema: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}%2Cpublic")
+}
+
+/// Builds the pool of a service. Connections are made lazily, so a service starts (and answers
+/// `/healthz`) while Postgres is still coming up; `/readyz` tells when it is usable.
+pub fn pool(settings: &Settings, service: Service) -> Pool {
+    let url = url_with_schema(settings.database_url(service), service.schema());
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    bb8::Pool::builder()
+        .max_size(settings.database_pool_size)
+        .connection_timeout(settings.database_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .build_unchecked(manager)
+}
+
+/// Checks out a connection, mapping pool failures to [`DbError::Unavailable`].
+pub async fn conn(pool: &Pool) -> Result<PooledConn<'_>, DbError> {
+    Ok(pool.get().await?)
+}
+
+/// A round trip to Postgres, for readiness probes.
+pub async fn ping(pool: &Pool) -> Result<(), DbError> {
+    let mut conn = conn(pool).await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_goes_into_the_search_path() {
+        assert_eq!(
+            url_with_schema("postgres://u@h/db", "catalog"),
+            "postgres://u@h/db?options=-c%20search_path%3Dcatalog%2Cpublic"
+        );
+        assert_eq!(
+            url_with_schema("postgres://u@h/db?sslmode=disable", "users"),
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dusers%2Cpublic"
+        );
+    }
+}

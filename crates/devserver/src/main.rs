@@ -1,0 +1,48 @@
+//! `shop-dev`: every service and the gateway in one process on their configured ports
+//! (monolithic mode), for development. Containers run one binary each instead.
+//!
+//! `shop-dev migrate` applies every service's migrations and exits.
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+use shop_http::{Command, Running};
+use shop_settings::Settings;
+
+async fn migrate_all(settings: &Settings) -> anyhow::Result<()> {
+    catalog_service::migrate(settings).await?;
+    order_service::migrate(settings).await?;
+    payment_service::migrate(settings).await?;
+    Ok(())
+}
+
+fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} for the {what}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    shop_telemetry::init(&settings);
+    match shop_http::command().map_err(anyhow::Error::msg)? {
+        Command::Migrate => migrate_all(&settings).await,
+        Command::Serve => {
+            if settings.run_migrations_on_start {
+                migrate_all(&settings).await?;
+            }
+            // Migrations ran once above; the services need not repeat them.
+            let mut each = settings.clone();
+            each.run_migrations_on_start = false;
+            let servers: Vec<Running> = vec![
+                catalog_service::start(each.clone(), bind(each.catalog_addr, "catalog service")?)
+                    .await?,
+                order_service::start(each.clone(), bind(each.order_addr, "order service")?).await?,
+                payment_service::start(each.clone(), bind(each.payment_addr, "payment service")?)
+                    .await?,
+            ];
+            tracing::info!("all services started; stop with Ctrl-C");
+            shop_http::serve_until_signal(servers).await;
+            Ok(())
+        }
+    }
+}

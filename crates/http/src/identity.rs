@@ -1,0 +1,52 @@
+//! The caller's identity, as the gateway established it from a verified access token.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use shop_contracts::Role;
+use uuid::Uuid;
+
+use crate::{ApiError, context::headers};
+
+/// The authenticated user behind a request. Services trust these headers only because the
+/// internal-credential guard admitted the request (only the gateway and services hold it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Uuid,
+}
+
+impl Identity {
+    /// 403 unless the caller is an administrator.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    /// Whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    fn from_headers(req: &HttpRequest) -> Option<Self> {
+        let header = |name: &str| req.headers().get(name)?.to_str().ok();
+        Some(Self {
+            user_id: header(headers::USER_ID)?.parse().ok()?,
+            role: header(headers::USER_ROLE)?.parse().ok()?,
+            session_id: header(headers::SESSION_ID)?.parse().ok()?,
+        })
+    }
+}
+
+impl FromRequest for Identity {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Identity::from_headers(req).ok_or_else(ApiError::unauthorized))
+    }
+}

@@ -1,0 +1,164 @@
+//! Server lifecycle: a running server with its background tasks, graceful shutdown, and the
+//! `serve` / `migrate` subcommands every binary offers.
+
+use std::{io, net::SocketAddr};
+
+use actix_web::dev::{Server, ServerHandle};
+use tokio::task::JoinHandle;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// A server started by a service's or the gateway's library.
+#[derive(Debug)]
+pub struct Running {
+    name: &'static str,
+    addr: SocketAddr,
+    handle: ServerHandle,
+    server: JoinHandle<io::Result<()>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Spawns `server` and remembers the background tasks that stop with it.
+    pub fn spawn(
+        name: &'static str,
+        addr: SocketAddr,
+        server: Server,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let handle = server.handle();
+        tracing::info!(service = name, %addr, "listening");
+        Self {
+            name,
+            addr,
+            handle,
+            server: tokio::spawn(server),
+            cancel,
+            tasks,
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Graceful stop: no new connections, in-flight requests finish (up to the shutdown
+    /// timeout), then background tasks are cancelled and awaited.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.finish().await;
+    }
+
+    /// Abrupt stop, as a crash would (tests).
+    pub async fn kill(self) {
+        self.handle.stop(false).await;
+        self.finish().await;
+    }
+
+    async fn finish(self) {
+        if let Ok(Err(error)) = self.server.await {
+            tracing::error!(service = self.name, %error, "server ended with an error");
+        }
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        tracing::info!(service = self.name, "stopped");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Runs servers until a shutdown signal, then stops them all gracefully.
+pub async fn serve_until_signal(servers: Vec<Running>) {
+    shutdown_signal().await;
+    tracing::info!("shutdown signal received");
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+/// What a binary was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Serve requests (the default).
+    Serve,
+    /// Apply migrations and exit (a one-shot job in deployments).
+    Migrate,
+}
+
+/// Reads the subcommand from the process arguments.
+pub fn command() -> Result<Command, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["serve"] => Ok(Command::Serve),
+        ["migrate"] => Ok(Command::Migrate),
+        other => Err(format!(
+            "unknown arguments {other:?}; usage: [serve | migrate] (configuration comes from the environment)"
+        )),
+    }
+}
+
+/// Builds a service's HTTP server: extractor limits, health routes, the service's own routes,
+/// a problem+json 404 fallback, the internal-credential guard and request tracing.
+pub fn service_server<F>(
+    settings: &shop_settings::Settings,
+    listener: std::net::TcpListener,
+    readiness: crate::Readiness,
+    routes: F,
+) -> io::Result<Server>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    use actix_web::{App, HttpServer, middleware::from_fn, web};
+
+    let tokens = web::Data::new(shop_auth::InternalTokens::from_settings(settings));
+    let max_body = settings.max_body_bytes;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(tokens.clone())
+            .configure(crate::common_config(max_body))
+            .configure(crate::health_routes(readiness.clone()))
+            .configure(routes.clone())
+            .default_service(web::to(crate::not_found))
+            .wrap(from_fn(crate::require_internal_token))
+            .wrap(from_fn(crate::trace_requests))
+    })
+    .listen(listener)?
+    .workers(settings.http_workers())
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .disable_signals()
+    .run())
+}
