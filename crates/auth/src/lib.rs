@@ -1,5 +1,6 @@
 //! Access tokens (HS256 JWT with a `kid` for rotation) and the internal service credential.
 
+pub mod denylist;
 mod internal;
 mod jwt;
 

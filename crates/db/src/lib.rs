@@ -11,7 +11,7 @@ use diesel_async::{
 };
 use shop_settings::{Service, Settings};
 
-pub use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+pub use diesel_migrations::EmbeddedMigrations;
 pub use migrate::{MigrationError, run_migrations};
 
 /// The pool type every service uses.

@@ -10,6 +10,7 @@ use shop_http::{Command, Running};
 use shop_settings::Settings;
 
 async fn migrate_all(settings: &Settings) -> anyhow::Result<()> {
+    user_service::migrate(settings).await?;
     catalog_service::migrate(settings).await?;
     order_service::migrate(settings).await?;
     payment_service::migrate(settings).await?;
@@ -34,13 +35,15 @@ async fn main() -> anyhow::Result<()> {
             let mut each = settings.clone();
             each.run_migrations_on_start = false;
             let servers: Vec<Running> = vec![
+                user_service::start(each.clone(), bind(each.user_addr, "user service")?).await?,
                 catalog_service::start(each.clone(), bind(each.catalog_addr, "catalog service")?)
                     .await?,
                 order_service::start(each.clone(), bind(each.order_addr, "order service")?).await?,
                 payment_service::start(each.clone(), bind(each.payment_addr, "payment service")?)
                     .await?,
+                gateway::start(each.clone(), bind(each.gateway_addr, "gateway")?).await?,
             ];
-            tracing::info!("all services started; stop with Ctrl-C");
+            tracing::info!(gateway = %each.gateway_addr, "all services started; stop with Ctrl-C");
             shop_http::serve_until_signal(servers).await;
             Ok(())
         }

@@ -50,3 +50,21 @@ impl FromRequest for Identity {
         ready(Identity::from_headers(req).ok_or_else(ApiError::unauthorized))
     }
 }
+
+/// An administrator's identity. As an extractor placed before the body, it makes a non-admin
+/// get 403 before any validation or precondition is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admin(pub Identity);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match Identity::from_headers(req) {
+            None => Err(ApiError::unauthorized()),
+            Some(identity) if identity.is_admin() => Ok(Admin(identity)),
+            Some(_) => Err(ApiError::forbidden()),
+        })
+    }
+}

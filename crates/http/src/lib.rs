@@ -13,7 +13,38 @@ mod server;
 pub use context::{RequestContext, TraceParent, headers};
 pub use extract::{common_config, not_found};
 pub use health::{Readiness, health_routes};
-pub use identity::Identity;
+pub use identity::{Admin, Identity};
 pub use middleware::{require_internal_token, trace_requests};
 pub use problem::{ApiError, ErrorCode, FieldError};
 pub use server::{Command, Running, command, serve_until_signal, service_server, shutdown_signal};
+
+/// Pagination query parameters shared by every listing: `page` ≥ 1 (default 1), `limit`
+/// 1–100 (default 20); anything else is a 422.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct PageQuery {
+    pub page: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    /// Validated `(page, limit)`.
+    pub fn validate(&self) -> Result<(u32, u32), ApiError> {
+        let mut errors = Vec::new();
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(20);
+        if !(1..=1_000_000).contains(&page) {
+            errors.push(FieldError::new("page", "must be a positive integer"));
+        }
+        if !(1..=100).contains(&limit) {
+            errors.push(FieldError::new("limit", "must be between 1 and 100"));
+        }
+        if errors.is_empty() {
+            Ok((
+                u32::try_from(page).unwrap_or(1),
+                u32::try_from(limit).unwrap_or(20),
+            ))
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+}

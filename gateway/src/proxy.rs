@@ -1,0 +1,195 @@
+//! Forwards an allowed request to its service: identity from the verified token, a clean set
+//! of headers, the body streamed through under a size limit, and the answer streamed back.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{StatusCode, header::HeaderName},
+    web,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use shop_client::{ClientError, reqwest};
+use shop_contracts::Role;
+use shop_http::{ApiError, ErrorCode, RequestContext, headers};
+
+use crate::{
+    GatewayState, forwarded,
+    routes::{self, Access},
+};
+
+/// Request headers a client may send through; everything else (identity, credentials,
+/// forwarding and hop-by-hop headers) is dropped.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-length",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "idempotency-key",
+    "user-agent",
+];
+
+/// Response headers never passed back (hop-by-hop, or set by this server).
+const DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "x-request-id",
+];
+
+fn too_large() -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+}
+
+/// The gateway's handler for every path it does not serve itself.
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<GatewayState>,
+) -> Result<HttpResponse, ApiError> {
+    let route = routes::find(req.method(), req.uri().path()).ok_or_else(ApiError::not_found)?;
+    let context = RequestContext::from_request(&req);
+
+    let identity = match route.access {
+        Access::Public => None,
+        Access::User | Access::Admin => Some(state.auth.authenticate(&req, &context).await?),
+    };
+    if route.access == Access::Admin && identity.as_ref().map(|c| c.role) != Some(Role::Admin) {
+        return Err(ApiError::forbidden());
+    }
+
+    let declared_length = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_length.is_some_and(|len| len > state.max_body_bytes) {
+        return Err(too_large());
+    }
+
+    let mut outgoing = reqwest::header::HeaderMap::new();
+    for name in FORWARDED_REQUEST_HEADERS {
+        for value in req.headers().get_all(*name) {
+            if let Ok(value) = reqwest::header::HeaderValue::from_bytes(value.as_bytes()) {
+                outgoing.append(*name, value);
+            }
+        }
+    }
+    let client_ip = forwarded::client_ip(
+        req.peer_addr().map(|a| a.ip()),
+        req.headers()
+            .get(headers::FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok()),
+        &state.trusted_proxies,
+    );
+    if let Some(ip) =
+        client_ip.and_then(|ip| reqwest::header::HeaderValue::from_str(&ip.to_string()).ok())
+    {
+        outgoing.insert(headers::FORWARDED_FOR, ip);
+    }
+    if let Some(claims) = &identity {
+        for (name, value) in [
+            (headers::USER_ID, claims.sub.to_string()),
+            (headers::USER_ROLE, claims.role.to_string()),
+            (headers::SESSION_ID, claims.sid.to_string()),
+        ] {
+            if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+                outgoing.insert(name, value);
+            }
+        }
+    }
+
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let has_body = declared_length.is_some_and(|len| len > 0)
+        || req.headers().contains_key("transfer-encoding");
+    let body = if has_body {
+        stream_body(payload, state.max_body_bytes, overflowed.clone())
+    } else {
+        reqwest::Body::from(Bytes::new())
+    };
+
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ApiError::not_found())?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path(), |pq| pq.as_str());
+    let upstream = state.upstream(route.upstream);
+    let response = match upstream
+        .forward(method, path_and_query, outgoing, body, &context)
+        .await
+    {
+        Ok(response) => response,
+        // The body stream failed because it outgrew the limit: that is the client's error.
+        Err(ClientError::Transport { .. }) if overflowed.load(Ordering::SeqCst) => {
+            return Err(too_large());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok(relay(response))
+}
+
+/// Streams the client's body to the service, failing the stream past `limit` bytes.
+/// actix's payload is bound to its worker thread, so a local task pumps it into a channel.
+fn stream_body(
+    mut payload: web::Payload,
+    limit: usize,
+    overflowed: Arc<AtomicBool>,
+) -> reqwest::Body {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    actix_web::rt::spawn(async move {
+        let mut seen = 0usize;
+        while let Some(chunk) = payload.next().await {
+            let item = match chunk {
+                Ok(bytes) => {
+                    seen += bytes.len();
+                    if seen > limit {
+                        overflowed.store(true, Ordering::SeqCst);
+                        Err(std::io::Error::other("request body too large"))
+                    } else {
+                        Ok(bytes)
+                    }
+                }
+                Err(error) => Err(std::io::Error::other(error.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// The service's answer, streamed back without hop-by-hop headers.
+fn relay(response: reqwest::Response) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) {
+            builder.append_header((name, value.as_bytes()));
+        }
+    }
+    if let Some(length) = response.content_length() {
+        builder.no_chunking(length);
+    }
+    builder.streaming(response.bytes_stream())
+}

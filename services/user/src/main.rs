@@ -1,0 +1,19 @@
+use std::net::TcpListener;
+
+use shop_http::Command;
+use shop_settings::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    shop_telemetry::init(&settings);
+    match shop_http::command().map_err(anyhow::Error::msg)? {
+        Command::Migrate => user_service::migrate(&settings).await,
+        Command::Serve => {
+            let listener = TcpListener::bind(settings.user_addr)?;
+            let running = user_service::start(settings, listener).await?;
+            shop_http::serve_until_signal(vec![running]).await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Logins, refresh-token rotation with reuse detection, logout and session status.
+
+use std::{net::IpAddr, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use shop_contracts::{SessionStatus, TokenResponse};
+use shop_http::Identity;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::UserError,
+    models::{RevokeReason, User},
+    repo,
+    validate::normalise_email,
+};
+
+/// A new opaque refresh token (256 random bits) and the digest stored for it.
+fn new_refresh_token() -> (String, [u8; 32]) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let digest = digest(&token);
+    (token, digest)
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The failed-login counter key: client IP and email, hashed so no address sits in Redis.
+fn throttle_key(ip: Option<IpAddr>, email: &str) -> String {
+    let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let digest = Sha256::digest(format!("{ip}|{email}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token_response(
+    state: &AppState,
+    user: &User,
+    session_id: Uuid,
+    refresh_token: String,
+) -> Result<TokenResponse, UserError> {
+    let issued = state
+        .keys
+        .issue(user.id, user.role(), session_id)
+        .map_err(|e| anyhow::anyhow!("signing an access token: {e}"))?;
+    Ok(TokenResponse {
+        access_token: issued.token,
+        token_type: "Bearer".into(),
+        expires_in: issued.expires_in.as_secs(),
+        refresh_token,
+    })
+}
+
+/// Verifies credentials and opens a session. Failed attempts per (client IP, email) are
+/// limited; every failure looks the same to the client.
+pub async fn login(
+    state: &AppState,
+    email: &str,
+    password: String,
+    client_ip: Option<IpAddr>,
+) -> Result<TokenResponse, UserError> {
+    let email = normalise_email(email);
+    let key = throttle_key(client_ip, &email);
+    let failures = state.login_failures.peek(&key).await;
+    if failures.hits >= u64::from(state.login_limit) {
+        return Err(UserError::Throttled {
+            retry_after: failures.resets_in.max(Duration::from_secs(1)),
+        });
+    }
+
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let user = repo::find_user_by_email(&mut conn, &email).await?;
+    drop(conn);
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = state.passwords.verify(password, hash).await?;
+    let user = match user {
+        Some(user) if matched && !user.disabled => user,
+        _ => {
+            state.login_failures.hit(&key).await;
+            return Err(UserError::InvalidCredentials);
+        }
+    };
+    state.login_failures.reset(&key).await;
+
+    let session_id = Uuid::now_v7();
+    let (refresh_token, refresh_digest) = new_refresh_token();
+    let expires_at = Utc::now() + state.refresh_lifetime;
+    let mut conn = shop_db::conn(&state.pool).await?;
+    conn.transaction::<_, UserError, _>(async |conn| {
+        repo::insert_session(conn, session_id, user.id, expires_at).await?;
+        repo::insert_refresh_token(conn, &refresh_digest, session_id).await?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(user.id = %user.id, session.id = %session_id, "logged in");
+    token_response(state, &user, session_id, refresh_token)
+}
+
+enum Rotation {
+    Rotated { user: User, session_id: Uuid },
+    Reused { session_id: Uuid },
+}
+
+/// Exchanges a refresh token for a new pair. The old token dies; presenting a token that was
+/// already exchanged revokes its whole session (it was stolen, or the client is confused).
+pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, UserError> {
+    let presented = digest(refresh_token);
+    let (next_token, next_digest) = new_refresh_token();
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let rotation = conn
+        .transaction::<_, UserError, _>(async |conn| {
+            let Some(session_id) = repo::consume_refresh_token(conn, &presented).await? else {
+                return match repo::refresh_token_session(conn, &presented).await? {
+                    Some(session_id) => {
+                        repo::revoke_session(conn, session_id, RevokeReason::RefreshTokenReused)
+                            .await?;
+                        Ok(Rotation::Reused { session_id })
+                    }
+                    None => Err(UserError::InvalidCredentials),
+                };
+            };
+            let session = repo::find_session(conn, session_id)
+                .await?
+                .filter(|s| s.is_active(Utc::now()))
+                .ok_or(UserError::InvalidCredentials)?;
+            let user = repo::find_user(conn, session.user_id)
+                .await?
+                .filter(|u| !u.disabled)
+                .ok_or(UserError::InvalidCredentials)?;
+            repo::insert_refresh_token(conn, &next_digest, session_id).await?;
+            Ok(Rotation::Rotated { user, session_id })
+        })
+        .await?;
+    match rotation {
+        Rotation::Rotated { user, session_id } => {
+            token_response(state, &user, session_id, next_token)
+        }
+        Rotation::Reused { session_id } => {
+            tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
+            state.denylist.deny_sessions(&[session_id]).await;
+            Err(UserError::InvalidCredentials)
+        }
+    }
+}
+
+/// Ends the caller's session: its refresh token dies and its access tokens are denied.
+pub async fn logout(state: &AppState, identity: &Identity) -> Result<(), UserError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let session = repo::find_session(&mut conn, identity.session_id).await?;
+    if session.is_some_and(|s| s.user_id == identity.user_id) {
+        repo::revoke_session(&mut conn, identity.session_id, RevokeReason::Logout).await?;
+    }
+    drop(conn);
+    state.denylist.deny_sessions(&[identity.session_id]).await;
+    Ok(())
+}
+
+/// Whether a session is live, for the gateway when Redis is away.
+pub async fn status(state: &AppState, session_id: Uuid) -> Result<SessionStatus, UserError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let session = repo::find_session(&mut conn, session_id)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    Ok(SessionStatus {
+        id: session.id,
+        user_id: session.user_id,
+        active: session.is_active(Utc::now()),
+    })
+}
+
+/// Re-publishes recent revocations to Redis until cancelled.
+pub async fn republish_denylist(state: AppState, cancel: tokio_util::sync::CancellationToken) {
+    let period = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let since = Utc::now() - state.denylist.ttl();
+        let revoked = match shop_db::conn(&state.pool).await {
+            Ok(mut conn) => repo::sessions_revoked_since(&mut conn, since)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match revoked {
+            Ok(revoked) => {
+                if let Err(error) = state.denylist.republish(&revoked).await {
+                    tracing::debug!(%error, "denylist republish skipped: redis away");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "denylist republish skipped: postgres away"),
+        }
+    }
+}
