@@ -1,1 +1,23 @@
-//! placeholder
+//! The test harness (a dev-dependency only).
+//!
+//! - [`TestDb`]: a database per test, cloned from a template named by a hash of every
+//!   migration and the bootstrap SQL, dropped `WITH (FORCE)` afterwards; stale ones swept.
+//! - [`TestApp`]: every service and the gateway in-process on port 0, sharing one test
+//!   database and a random Redis key prefix; any component can be stopped and started again.
+//! - [`TcpProxy`]: a link that can be cut, restored or slowed.
+//! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port.
+//!
+//! Nothing here stops or flushes the machine's shared Postgres or Redis.
+
+#![allow(clippy::unwrap_used)] // A harness failure should fail the test loudly.
+
+mod app;
+mod db;
+mod private_redis;
+mod proxy;
+pub mod wait;
+
+pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, Component, TestApp, TestAppBuilder, TestUser};
+pub use db::TestDb;
+pub use private_redis::PrivateRedis;
+pub use proxy::TcpProxy;

@@ -176,7 +176,7 @@ pub async fn status(state: &AppState, session_id: Uuid) -> Result<SessionStatus,
 
 /// Re-publishes recent revocations to Redis until cancelled.
 pub async fn republish_denylist(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    let period = Duration::from_secs(30);
+    let period = Duration::from_secs(5);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,

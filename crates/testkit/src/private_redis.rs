@@ -1,0 +1,99 @@
+//! A `redis-server` of the test's own, for tests that lose, restart or corrupt Redis.
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running private Redis, killed when dropped.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+async fn answers(port: u16) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut reply)).await,
+        Ok(Ok(n)) if reply[..n].starts_with(b"+PONG")
+    )
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` (from PATH) on a free loopback port, without persistence.
+    pub async fn start() -> Self {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start redis-server (run `make services`): {e}"));
+            let mut redis = Self {
+                port,
+                child: Some(child),
+            };
+            for _ in 0..100 {
+                if answers(port).await {
+                    return redis;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            last_error = format!("redis-server on port {port} did not answer");
+            redis.kill();
+        }
+        panic!("{last_error}");
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
