@@ -208,6 +208,15 @@ pub struct TestDb {
 impl TestDb {
     /// Clones the template (creating it first if the migrations changed).
     pub async fn create() -> Self {
+        Self::create_with(true).await
+    }
+
+    /// A database with nothing in it (no bootstrap, no migrations), for migration tests.
+    pub async fn empty() -> Self {
+        Self::create_with(false).await
+    }
+
+    async fn create_with(from_template: bool) -> Self {
         let server = server_url();
         let admin_url = with_database(&server, "postgres");
         let admin = connect(&admin_url).await.unwrap_or_else(|e| {
@@ -221,13 +230,15 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("cannot prepare the template database: {e:#}"));
         let name = format!("{TEST_PREFIX}{}_{:08x}", now_secs(), rand::random::<u32>());
+        let statement = if from_template {
+            format!("CREATE DATABASE {name} TEMPLATE {template}")
+        } else {
+            format!("CREATE DATABASE {name}")
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match admin
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-                .await
-            {
+            match admin.batch_execute(&statement).await {
                 Ok(()) => break,
                 Err(error) if attempt < 20 => {
                     tracing::debug!(%error, "retrying database creation");
