@@ -1,0 +1,5 @@
+//! Catalog service tests.
+
+#![allow(clippy::unwrap_used)]
+
+mod health;
