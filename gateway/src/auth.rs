@@ -157,9 +157,16 @@ impl Authenticator {
                 .map_err(|e| ApiError::internal(anyhow::anyhow!("session status: {e}")))?
                 .active),
             404 => Ok(true),
-            status => Err(ApiError::internal(anyhow::anyhow!(
-                "user service answered {status} for a session"
-            ))),
+            status => {
+                tracing::warn!(
+                    status,
+                    "user service could not say whether a session is live"
+                );
+                Err(ApiError::unavailable(
+                    "sessions cannot be checked right now; try again shortly",
+                    2,
+                ))
+            }
         }
     }
 }

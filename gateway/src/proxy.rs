@@ -88,11 +88,16 @@ pub async fn forward(
             }
         }
     }
+    // Several X-Forwarded-For lines form one list, in order.
+    let forwarded_for: Vec<&str> = req
+        .headers()
+        .get_all(headers::FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
     let client_ip = forwarded::client_ip(
         req.peer_addr().map(|a| a.ip()),
-        req.headers()
-            .get(headers::FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok()),
+        forwarded_for.as_deref(),
         &state.trusted_proxies,
     );
     if let Some(ip) =
@@ -115,11 +120,7 @@ pub async fn forward(
     let overflowed = Arc::new(AtomicBool::new(false));
     let has_body = declared_length.is_some_and(|len| len > 0)
         || req.headers().contains_key("transfer-encoding");
-    let body = if has_body {
-        stream_body(payload, state.max_body_bytes, overflowed.clone())
-    } else {
-        reqwest::Body::from(Bytes::new())
-    };
+    let body = has_body.then(|| stream_body(payload, state.max_body_bytes, overflowed.clone()));
 
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::not_found())?;

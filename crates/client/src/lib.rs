@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use rand::Rng;
 use reqwest::{Method, StatusCode, header::HeaderMap};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shop_http::{ApiError, ErrorCode, RequestContext, headers};
 use shop_settings::Settings;
@@ -97,7 +98,7 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub caller: &'static str,
-    pub internal_token: String,
+    pub internal_token: SecretString,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retries: u32,
@@ -110,7 +111,7 @@ impl ClientConfig {
     pub fn from_settings(settings: &Settings, caller: &'static str) -> Self {
         Self {
             caller,
-            internal_token: settings.internal_token().to_owned(),
+            internal_token: settings.internal_token().into(),
             connect_timeout: settings.http_connect_timeout,
             request_timeout: settings.http_request_timeout,
             retries: settings.http_retries,
@@ -170,7 +171,10 @@ impl ServiceClient {
     ) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path_and_query}", self.base_url))
-            .header(headers::INTERNAL_TOKEN, &self.config.internal_token)
+            .header(
+                headers::INTERNAL_TOKEN,
+                self.config.internal_token.expose_secret(),
+            )
             .header(headers::CALLER, self.config.caller)
             .header(headers::REQUEST_ID, &context.request_id)
             .header(
@@ -272,28 +276,37 @@ impl ServiceClient {
     }
 
     /// Sends a request whose body streams through and returns the streaming answer (the
-    /// gateway). Never retried: a streamed body cannot be replayed. Upstream 5xx answers are
-    /// returned as answers; only transport failures count against the circuit.
+    /// gateway). Never retried: a streamed body cannot be replayed. Upstream answers, 5xx
+    /// included, are returned as answers. Only failures that are the upstream's count against
+    /// its circuit: refused connections, and timeouts of requests without a client body (a
+    /// client that uploads slowly, aborts, or exceeds the size limit must not be able to open
+    /// the circuit for everyone).
     pub async fn forward(
         &self,
         method: Method,
         path_and_query: &str,
         headers: HeaderMap,
-        body: reqwest::Body,
+        body: Option<reqwest::Body>,
         context: &RequestContext,
     ) -> Result<reqwest::Response, ClientError> {
         let permit = self.breaker.try_acquire().ok_or(ClientError::CircuitOpen {
             upstream: self.upstream,
         })?;
-        let result = self
+        let client_body = body.is_some();
+        let mut request = self
             .prepare(method, path_and_query, context)
             .headers(headers)
-            .timeout(self.config.request_timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.classify(e));
-        permit.record(result.is_ok());
+            .timeout(self.config.request_timeout);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let result = request.send().await.map_err(|e| self.classify(e));
+        match &result {
+            Ok(_) => permit.record(true),
+            Err(ClientError::Connect { .. }) => permit.record(false),
+            Err(ClientError::Timeout { .. }) if !client_body => permit.record(false),
+            Err(_) => drop(permit),
+        }
         result
     }
 }

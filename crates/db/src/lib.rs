@@ -28,7 +28,20 @@ pub enum DbError {
     Unavailable(String),
     /// The query itself failed.
     #[error(transparent)]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for DbError {
+    fn from(error: diesel::result::Error) -> Self {
+        match error {
+            // The connection died under the query: an outage, not a bad query.
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            other => DbError::Query(other),
+        }
+    }
 }
 
 impl From<bb8::RunError<PoolError>> for DbError {

@@ -38,14 +38,6 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {hits, ttl}
 ";
 
-/// Reads hits and milliseconds left without counting.
-const PEEK: &str = r"
-local hits = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then ttl = 0 end
-return {hits, ttl}
-";
-
 const MAX_LOCAL_KEYS: usize = 100_000;
 
 impl WindowCounter {
@@ -67,9 +59,9 @@ impl WindowCounter {
         u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn run(&self, script: &str, key: &str) -> Result<Count, crate::RedisUnavailable> {
+    async fn incr(&self, key: &str) -> Result<Count, crate::RedisUnavailable> {
         let mut conn = self.redis.get().await?;
-        let (hits, ttl): (u64, u64) = Script::new(script)
+        let (hits, ttl): (u64, u64) = Script::new(INCR)
             .key(self.redis_key(key))
             .arg(self.window_ms())
             .invoke_async(&mut *conn)
@@ -80,32 +72,13 @@ impl WindowCounter {
         })
     }
 
-    /// Counts one hit.
+    /// Counts one hit and returns the count including it.
     pub async fn hit(&self, key: &str) -> Count {
-        match self.run(INCR, key).await {
+        match self.incr(key).await {
             Ok(count) => count,
             Err(error) => {
                 tracing::warn!(%error, counter = self.namespace, "redis away; counting in memory");
-                self.local_update(key, 1)
-            }
-        }
-    }
-
-    /// The current count, without counting.
-    pub async fn peek(&self, key: &str) -> Count {
-        match self.run(PEEK, key).await {
-            // Redis may have come back empty: remember hits counted locally meanwhile.
-            Ok(count) => {
-                let local = self.local_update(key, 0);
-                if local.hits > count.hits {
-                    local
-                } else {
-                    count
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, counter = self.namespace, "redis away; reading memory");
-                self.local_update(key, 0)
+                self.local_hit(key)
             }
         }
     }
@@ -131,7 +104,7 @@ impl WindowCounter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn local_update(&self, key: &str, add: u64) -> Count {
+    fn local_hit(&self, key: &str) -> Count {
         let now = Instant::now();
         let mut local = self.lock_local();
         if local.len() >= MAX_LOCAL_KEYS {
@@ -141,12 +114,10 @@ impl WindowCounter {
         if now.duration_since(entry.1) >= self.window {
             *entry = (0, now);
         }
-        entry.0 += add;
-        let resets_in = self.window.saturating_sub(now.duration_since(entry.1));
-        let hits = entry.0;
-        if hits == 0 {
-            local.remove(key);
+        entry.0 += 1;
+        Count {
+            hits: entry.0,
+            resets_in: self.window.saturating_sub(now.duration_since(entry.1)),
         }
-        Count { hits, resets_in }
     }
 }

@@ -142,6 +142,7 @@ async fn ensure_template(admin: &Client) -> anyhow::Result<String> {
         admin
             .batch_execute(&format!("CREATE DATABASE {building}"))
             .await?;
+        stamp(admin, &building).await?;
         let url = with_database(&server_url(), &building);
         connect(&url).await?.batch_execute(BOOTSTRAP_SQL).await?;
         migrate_all(&url).await?;
@@ -172,15 +173,52 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Drops test databases left behind (a killed run) more than two hours ago.
-async fn sweep(admin: &Client) -> anyhow::Result<()> {
+/// Records a database's creation time (Postgres keeps none) for the sweep.
+async fn stamp(admin: &Client, database: &str) -> anyhow::Result<()> {
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {database} IS 'created {}'",
+            now_secs()
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Drops test databases left behind (a killed run) more than two hours ago, and templates of
+/// other migration sets (and abandoned template builds) stamped more than two hours ago.
+async fn sweep(admin: &Client, current_template: &str) -> anyhow::Result<()> {
+    let cutoff = now_secs().saturating_sub(STALE_AFTER.as_secs());
+    let templates = admin
+        .query(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database \
+             WHERE datname LIKE 'shop\\_tpl\\_%'",
+            &[],
+        )
+        .await?;
+    for row in templates {
+        let name: String = row.get(0);
+        let comment: Option<String> = row.get(1);
+        let stamped: Option<u64> = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix("created "))
+            .and_then(|secs| secs.parse().ok());
+        if name != current_template && stamped.is_some_and(|at| at < cutoff) {
+            // A template must stop being one before it can be dropped.
+            // (Two statements: DROP DATABASE refuses to run in an implicit transaction.)
+            let _ = admin
+                .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
+                .await;
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
     let rows = admin
         .query(
             "SELECT datname FROM pg_database WHERE datname LIKE $1",
             &[&format!("{TEST_PREFIX}%")],
         )
         .await?;
-    let cutoff = now_secs().saturating_sub(STALE_AFTER.as_secs());
     for row in rows {
         let name: String = row.get(0);
         let created: Option<u64> = name
@@ -224,8 +262,9 @@ impl TestDb {
         });
         let template = PREPARED
             .get_or_try_init(|| async {
-                sweep(&admin).await?;
-                ensure_template(&admin).await
+                let template = ensure_template(&admin).await?;
+                sweep(&admin, &template).await?;
+                anyhow::Ok(template)
             })
             .await
             .unwrap_or_else(|e| panic!("cannot prepare the template database: {e:#}"));

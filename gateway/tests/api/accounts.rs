@@ -232,3 +232,31 @@ async fn only_admins_list_users_and_pages_are_bounded() {
         expect_problem(response, 422, "validation-failed").await;
     }
 }
+
+#[tokio::test]
+async fn control_characters_are_refused_not_stored() {
+    let app = TestApp::spawn().await;
+    let with_nul = app
+        .post(
+            "/register",
+            &json!({"email": "nul@example.com", "password": "long enough", "name": "A\u{0}B"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(with_nul, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "name");
+    let bad_email = app.register("nul\u{0}@example.com", "long enough").await;
+    expect_problem(bad_email, 422, "validation-failed").await;
+    let login = app.login("nul\u{0}@example.com", "long enough").await;
+    expect_problem(login, 401, "unauthorized").await;
+
+    let user = app.new_user().await;
+    let rename = app
+        .patch("/me", &json!({"name": "x\u{0}y"}))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(rename, 422, "validation-failed").await;
+}

@@ -173,6 +173,25 @@ async fn oversized_bodies_are_413_and_bodies_stream_through() {
         .unwrap();
     expect_problem(streamed, 413, "payload-too-large").await;
 
+    // Clients sending bodies that are too large are their own problem: they do not open the
+    // circuit to the user service for everyone else.
+    let user = app.new_user().await;
+    for _ in 0..8 {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b' '; 8192])];
+        let response = app
+            .http
+            .post(app.url("/login"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 413, "payload-too-large").await;
+    }
+    app.login_ok(&user.email, &user.password).await;
+
     // A chunked body within the limit reaches the service intact.
     let ok_chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
         Ok(b"{\"email\":\"small@example.com\",".to_vec()),

@@ -269,3 +269,88 @@ async fn failed_logins_are_throttled_per_client_and_email() {
     let other = app.new_user().await;
     app.login_ok(&other.email, &other.password).await;
 }
+
+#[tokio::test]
+async fn concurrent_guesses_never_exceed_the_attempt_limit() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let guesses = (0..20).map(|_| app.login(&user.email, "wrong password"));
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn logins_racing_a_password_change_do_not_survive_it() {
+    let app = TestApp::builder()
+        .configure(|s| s.login_throttle_limit = 1000)
+        .spawn()
+        .await;
+    let user = app.new_user().await;
+    let logins =
+        futures_util::future::join_all((0..24).map(|_| app.login(&user.email, &user.password)));
+    let change = app
+        .post(
+            "/me/password",
+            &json!({"currentPassword": user.password, "newPassword": "a new password"}),
+        )
+        .header("authorization", user.bearer())
+        .send();
+    let (logins, change) = tokio::join!(logins, change);
+    assert_eq!(change.unwrap().status(), 204);
+    for login in logins {
+        if login.status() == 200 {
+            let tokens: TokenResponse = login.json().await.unwrap();
+            assert_eq!(
+                me_status(&app, &tokens.access_token).await,
+                401,
+                "a session opened with the old password outlived the change"
+            );
+            expect_problem(
+                refresh(&app, &tokens.refresh_token).await,
+                401,
+                "unauthorized",
+            )
+            .await;
+        } else {
+            assert_eq!(login.status(), 401);
+        }
+    }
+}
+
+#[tokio::test]
+async fn password_change_guesses_are_throttled() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let attempt = |current: &str| {
+        app.post(
+            "/me/password",
+            &json!({"currentPassword": current, "newPassword": "a new password"}),
+        )
+        .header("authorization", user.bearer())
+        .send()
+    };
+    for _ in 0..5 {
+        expect_problem(
+            attempt("a wrong guess").await.unwrap(),
+            422,
+            "validation-failed",
+        )
+        .await;
+    }
+    let throttled = attempt(&user.password).await.unwrap();
+    assert!(throttled.headers().contains_key("retry-after"));
+    expect_problem(throttled, 429, "rate-limited").await;
+}

@@ -109,6 +109,14 @@ pub async fn change_password(
     if !errors.is_empty() {
         return Err(UserError::Validation(errors));
     }
+    // A stolen access token must not become a fast oracle for the password.
+    let key = identity.user_id.to_string();
+    let attempts = state.password_failures.hit(&key).await;
+    if attempts.hits > u64::from(state.login_limit) {
+        return Err(UserError::Throttled {
+            retry_after: attempts.resets_in.max(std::time::Duration::from_secs(1)),
+        });
+    }
     let user = me(state, identity).await?;
     if !state
         .passwords
@@ -120,6 +128,7 @@ pub async fn change_password(
             "is not the account's current password",
         ));
     }
+    state.password_failures.reset(&key).await;
     let hash = state.passwords.hash(new).await?;
     let mut conn = shop_db::conn(&state.pool).await?;
     let revoked = conn

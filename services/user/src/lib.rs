@@ -40,6 +40,7 @@ pub struct AppState {
     keys: Arc<JwtKeys>,
     denylist: Denylist,
     login_failures: WindowCounter,
+    password_failures: WindowCounter,
     login_limit: u32,
     refresh_lifetime: chrono::Duration,
 }
@@ -54,8 +55,13 @@ impl AppState {
             denylist: Denylist::new(redis.clone(), keys.lifetime()),
             keys: Arc::new(keys),
             login_failures: WindowCounter::new(
+                redis.clone(),
+                "login-attempts",
+                settings.login_throttle_window,
+            ),
+            password_failures: WindowCounter::new(
                 redis,
-                "login-failures",
+                "password-change-attempts",
                 settings.login_throttle_window,
             ),
             login_limit: settings.login_throttle_limit,

@@ -40,6 +40,21 @@ pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
         .optional()
 }
 
+/// The password hash and disabled flag of a user, share-locked until the transaction ends:
+/// a concurrent password change or disable waits for it, and one that committed first is seen.
+pub async fn lock_user_credentials(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(String, bool)>> {
+    users::table
+        .find(id)
+        .select((users::password_hash, users::disabled))
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn find_user_by_email(
     conn: &mut AsyncPgConnection,
     email: &str,

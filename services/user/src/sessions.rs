@@ -16,7 +16,7 @@ use crate::{
     error::UserError,
     models::{RevokeReason, User},
     repo,
-    validate::normalise_email,
+    validate::{self, normalise_email},
 };
 
 /// A new opaque refresh token (256 random bits) and the digest stored for it.
@@ -57,8 +57,9 @@ fn token_response(
     })
 }
 
-/// Verifies credentials and opens a session. Failed attempts per (client IP, email) are
-/// limited; every failure looks the same to the client.
+/// Verifies credentials and opens a session. Attempts per (client IP, email) are counted
+/// before the password is checked, so concurrent guesses cannot overshoot the limit; a
+/// success clears the count. Every failure looks the same to the client.
 pub async fn login(
     state: &AppState,
     email: &str,
@@ -67,37 +68,47 @@ pub async fn login(
 ) -> Result<TokenResponse, UserError> {
     let email = normalise_email(email);
     let key = throttle_key(client_ip, &email);
-    let failures = state.login_failures.peek(&key).await;
-    if failures.hits >= u64::from(state.login_limit) {
+    let attempts = state.login_failures.hit(&key).await;
+    if attempts.hits > u64::from(state.login_limit) {
         return Err(UserError::Throttled {
-            retry_after: failures.resets_in.max(Duration::from_secs(1)),
+            retry_after: attempts.resets_in.max(Duration::from_secs(1)),
         });
     }
 
-    let mut conn = shop_db::conn(&state.pool).await?;
-    let user = repo::find_user_by_email(&mut conn, &email).await?;
-    drop(conn);
+    // An address that cannot exist is never looked up, but costs the same time.
+    let mut problems = Vec::new();
+    validate::email(&email, &mut problems);
+    let user = if problems.is_empty() {
+        let mut conn = shop_db::conn(&state.pool).await?;
+        repo::find_user_by_email(&mut conn, &email).await?
+    } else {
+        None
+    };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let matched = state.passwords.verify(password, hash).await?;
     let user = match user {
         Some(user) if matched && !user.disabled => user,
-        _ => {
-            state.login_failures.hit(&key).await;
-            return Err(UserError::InvalidCredentials);
-        }
+        _ => return Err(UserError::InvalidCredentials),
     };
-    state.login_failures.reset(&key).await;
 
     let session_id = Uuid::now_v7();
     let (refresh_token, refresh_digest) = new_refresh_token();
     let expires_at = Utc::now() + state.refresh_lifetime;
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, UserError, _>(async |conn| {
+        // bcrypt took a while: a password change or a disable that committed meanwhile
+        // refuses this login, and one still to come waits for this transaction, so its
+        // revocation sees the new session.
+        match repo::lock_user_credentials(conn, user.id).await? {
+            Some((hash, disabled)) if hash == user.password_hash && !disabled => {}
+            _ => return Err(UserError::InvalidCredentials),
+        }
         repo::insert_session(conn, session_id, user.id, expires_at).await?;
         repo::insert_refresh_token(conn, &refresh_digest, session_id).await?;
         Ok(())
     })
     .await?;
+    state.login_failures.reset(&key).await;
     tracing::info!(user.id = %user.id, session.id = %session_id, "logged in");
     token_response(state, &user, session_id, refresh_token)
 }

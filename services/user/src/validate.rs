@@ -51,7 +51,12 @@ pub fn password(field: &str, password: &str, errors: &mut Vec<FieldError>) {
 /// Trims a display name; empty means none.
 pub fn name(name: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
     let name = name.map(str::trim).filter(|n| !n.is_empty())?;
-    if name.chars().count() > MAX_NAME_CHARS {
+    if name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must not contain control characters",
+        ));
+    } else if name.chars().count() > MAX_NAME_CHARS {
         errors.push(FieldError::new(
             "name",
             format!("must be at most {MAX_NAME_CHARS} characters"),
@@ -88,6 +93,15 @@ mod tests {
             assert!(!email_ok(bad), "{bad} accepted");
         }
         assert_eq!(normalise_email("  Ann@Example.COM "), "ann@example.com");
+    }
+
+    #[test]
+    fn names_refuse_control_characters() {
+        let mut errors = Vec::new();
+        assert_eq!(name(Some("  Ann  "), &mut errors), Some("Ann".into()));
+        assert!(errors.is_empty());
+        name(Some("A\u{0}nn"), &mut errors);
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]
