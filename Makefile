@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test services fmt lint check unit migrate clean
+.PHONY: run test services fmt lint check migrate seed clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -31,6 +31,10 @@ check:
 ## Apply every service's migrations to DATABASE_URL and exit.
 migrate: services
 	$(CARGO) run --bin shop-dev -- migrate
+
+## Load the demo catalogue (once); `make seed COUNT=100000` generates that many products.
+seed: services
+	$(CARGO) run --bin shop-dev -- seed $(if $(COUNT),--count $(COUNT),)
 
 clean:
 	$(CARGO) clean

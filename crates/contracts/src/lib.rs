@@ -94,3 +94,45 @@ pub struct SessionStatus {
     /// False once the session is revoked or expired.
     pub active: bool,
 }
+
+/// `POST /internal/reservations/{orderId}` body (order → catalog).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveRequest {
+    pub items: Vec<ReserveLine>,
+}
+
+/// One line to reserve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveLine {
+    pub product_id: Uuid,
+    pub quantity: i32,
+}
+
+/// A reservation that holds stock: each line with the name and unit price it was reserved at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub order_id: Uuid,
+    pub items: Vec<ReservedLine>,
+}
+
+/// A reserved line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservedLine {
+    pub product_id: Uuid,
+    pub name: String,
+    pub unit_price_cents: i64,
+    pub quantity: i32,
+}
+
+/// `POST /internal/reservations/{orderId}/release` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseOutcome {
+    pub order_id: Uuid,
+    /// Stock given back by this call (false for a repeat, or a tombstone for an unknown order).
+    pub restored: bool,
+}

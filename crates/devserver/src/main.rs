@@ -27,6 +27,10 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => migrate_all(&settings).await,
+        Command::Seed { count } => {
+            migrate_all(&settings).await?;
+            catalog_service::seed(&settings, count).await.map(drop)
+        }
         Command::Serve => {
             if settings.run_migrations_on_start {
                 migrate_all(&settings).await?;

@@ -112,6 +112,8 @@ pub enum Command {
     Serve,
     /// Apply migrations and exit (a one-shot job in deployments).
     Migrate,
+    /// Load development data and exit: the demo catalogue, or `count` generated products.
+    Seed { count: Option<u64> },
 }
 
 /// Reads the subcommand from the process arguments.
@@ -125,8 +127,14 @@ pub fn command() -> Result<Command, String> {
     {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
+        ["seed"] => Ok(Command::Seed { count: None }),
+        ["seed", "--count", count] => count
+            .parse()
+            .map(|count| Command::Seed { count: Some(count) })
+            .map_err(|_| format!("--count takes a number, not {count:?}")),
         other => Err(format!(
-            "unknown arguments {other:?}; usage: [serve | migrate] (configuration comes from the environment)"
+            "unknown arguments {other:?}; usage: [serve | migrate | seed [--count N]] \
+             (configuration comes from the environment)"
         )),
     }
 }

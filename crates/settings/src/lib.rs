@@ -113,6 +113,11 @@ pub struct Settings {
     pub redis_password: Option<SecretString>,
     pub redis_key_prefix: String,
     pub redis_pool_size: u32,
+    pub cache_redis_url: Option<SecretString>,
+    #[serde(deserialize_with = "duration::secs")]
+    pub product_cache_ttl: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub list_cache_ttl: Duration,
     #[serde(deserialize_with = "duration::millis")]
     pub redis_acquire_timeout: Duration,
 
@@ -196,6 +201,9 @@ impl Default for Settings {
             redis_password: None,
             redis_key_prefix: "shop:".into(),
             redis_pool_size: 16,
+            cache_redis_url: None,
+            product_cache_ttl: Duration::from_secs(300),
+            list_cache_ttl: Duration::from_secs(30),
             redis_acquire_timeout: Duration::from_millis(500),
             jwt_secret: None,
             jwt_key_id: "k1".into(),
@@ -436,6 +444,13 @@ impl Settings {
             ),
             None => format!("redis://{}:{}", self.redis_host, self.redis_port),
         }
+    }
+
+    /// The Redis URL of the catalog cache: `CACHE_REDIS_URL`, else the main Redis.
+    pub fn cache_redis_url(&self) -> String {
+        self.cache_redis_url
+            .as_ref()
+            .map_or_else(|| self.redis_url(), |url| url.expose_secret().to_owned())
     }
 
     /// The administrator to create at start-up, if any: `ADMIN_EMAIL`/`ADMIN_PASSWORD`, else the

@@ -164,6 +164,27 @@ pub const VARIABLES: &[Variable] = &[
         "Redis pool size per binary",
     ),
     var(
+        "CACHE_REDIS_URL",
+        "(REDIS_URL)",
+        "URL",
+        "catalog",
+        "Redis for the product cache, if it should be another instance (it may evict)",
+    ),
+    var(
+        "PRODUCT_CACHE_TTL",
+        "300s",
+        "duration (bare number: s)",
+        "catalog",
+        "lifetime of a cached product (writes replace it at once)",
+    ),
+    var(
+        "LIST_CACHE_TTL",
+        "30s",
+        "duration (bare number: s)",
+        "catalog",
+        "lifetime of a cached list page; the most that stock shown in listings can lag",
+    ),
+    var(
         "REDIS_ACQUIRE_TIMEOUT",
         "500",
         "ms",

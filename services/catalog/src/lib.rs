@@ -1,16 +1,69 @@
-//! The catalog service. For now it answers health checks only; its API arrives with its own issue.
+//! The catalog service: products with optimistic locking, the stock ledger, a race-safe
+//! read-through cache, and atomic, idempotent reservations for orders.
 
-use std::net::TcpListener;
+mod cache;
+mod error;
+mod models;
+mod products;
+mod repo;
+mod reservations;
+mod routes;
+mod schema;
+mod seed;
+mod singleflight;
 
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::web;
+use anyhow::Context;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shop_db::Pool;
 use shop_http::{Readiness, Running};
+use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::cache::Cache;
+pub use crate::seed::seed;
 
 /// This service's identity in settings, logs and `X-Caller`.
 pub const SERVICE: Service = Service::Catalog;
 
-/// Applies this service's migrations (none yet).
-pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
+/// The service's migrations (schema `catalog`).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// What every handler shares; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pool: Pool,
+    cache: Arc<Cache>,
+}
+
+impl AppState {
+    fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let redis = RedisPool::with_url(
+            &settings.cache_redis_url(),
+            &settings.redis_key_prefix,
+            settings.redis_pool_size,
+            settings.redis_acquire_timeout,
+        )
+        .context("CACHE_REDIS_URL")?;
+        Ok(Self {
+            pool: shop_db::pool(settings, SERVICE),
+            cache: Arc::new(Cache::new(
+                redis,
+                settings.product_cache_ttl,
+                settings.list_cache_ttl,
+            )),
+        })
+    }
+}
+
+/// Applies this service's migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
+        .await
+        .context("catalog service migrations")?;
     Ok(())
 }
 
@@ -19,14 +72,21 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     if settings.run_migrations_on_start {
         migrate(&settings).await?;
     }
-    let pool = shop_db::pool(&settings, SERVICE);
+    let state = AppState::new(&settings)?;
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(cache::flush_unsent_writes(
+        state.cache.clone(),
+        cancel.clone(),
+    ));
+
     let addr = listener.local_addr()?;
-    let server = shop_http::service_server(&settings, listener, Readiness::postgres(pool), |_| {})?;
-    Ok(Running::spawn(
-        SERVICE.name(),
-        addr,
-        server,
-        CancellationToken::new(),
-        TaskTracker::new(),
-    ))
+    let readiness = Readiness::postgres(state.pool.clone());
+    let server = shop_http::service_server(
+        &settings,
+        listener,
+        readiness,
+        routes::configure(web::Data::new(state)),
+    )?;
+    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
 }

@@ -9,6 +9,10 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => catalog_service::migrate(&settings).await,
+        Command::Seed { count } => {
+            catalog_service::migrate(&settings).await?;
+            catalog_service::seed(&settings, count).await.map(drop)
+        }
         Command::Serve => {
             let listener = TcpListener::bind(settings.catalog_addr)?;
             let running = catalog_service::start(settings, listener).await?;

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => order_service::migrate(&settings).await,
+        Command::Seed { .. } => anyhow::bail!("the order service has no development data to seed"),
         Command::Serve => {
             let listener = TcpListener::bind(settings.order_addr)?;
             let running = order_service::start(settings, listener).await?;

@@ -9,6 +9,9 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => payment_service::migrate(&settings).await,
+        Command::Seed { .. } => {
+            anyhow::bail!("the payment service has no development data to seed")
+        }
         Command::Serve => {
             let listener = TcpListener::bind(settings.payment_addr)?;
             let running = payment_service::start(settings, listener).await?;

@@ -9,6 +9,7 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => user_service::migrate(&settings).await,
+        Command::Seed { .. } => anyhow::bail!("the user service has no development data to seed"),
         Command::Serve => {
             let listener = TcpListener::bind(settings.user_addr)?;
             let running = user_service::start(settings, listener).await?;

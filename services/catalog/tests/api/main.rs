@@ -1,5 +1,140 @@
-//! Catalog service tests.
+//! Catalog service tests: public routes through the gateway, reservations on the service's
+//! internal API as the order service calls them.
 
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod health;
+mod heavy;
+mod listing;
+mod preconditions;
+mod products;
+mod reservations;
+
+use reqwest::Response;
+use serde_json::{Value, json};
+use shop_testkit::{Component, TestApp, TestUser};
+use uuid::Uuid;
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+/// Creates a product as the administrator; returns its body.
+pub async fn create_product(
+    app: &TestApp,
+    admin: &TestUser,
+    name: &str,
+    price_cents: i64,
+    stock: i64,
+) -> Value {
+    let response = app
+        .post("/products", &json!({"name": name, "description": format!("About {name}"), "priceCents": price_cents, "stock": stock}))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "creating {name}");
+    response.json().await.unwrap()
+}
+
+/// The product's id.
+pub fn id_of(product: &Value) -> Uuid {
+    product["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A product read through the gateway: (status, ETag, body).
+pub async fn read_product(app: &TestApp, id: Uuid) -> (u16, Option<String>, Value) {
+    let response = app.get(&format!("/products/{id}")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = if status == 200 {
+        response.json().await.unwrap()
+    } else {
+        Value::Null
+    };
+    (status, etag, body)
+}
+
+/// A call to the catalog's internal reservation API, as the order service makes it.
+pub fn internal(app: &TestApp, path: &str) -> reqwest::RequestBuilder {
+    app.http
+        .post(format!("http://{}{path}", app.addr(Component::Catalog)))
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "order")
+}
+
+/// Reserves `lines` of `(product, quantity)` for an order.
+pub async fn reserve(app: &TestApp, order_id: Uuid, lines: &[(Uuid, i64)]) -> Response {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(p, q)| json!({"productId": p, "quantity": q}))
+        .collect();
+    internal(app, &format!("/internal/reservations/{order_id}"))
+        .json(&json!({"items": items}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Releases an order's stock.
+pub async fn release(app: &TestApp, order_id: Uuid) -> Response {
+    internal(app, &format!("/internal/reservations/{order_id}/release"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The stock a product has now, read from the database.
+pub async fn stock_of(app: &TestApp, id: Uuid) -> i32 {
+    app.db()
+        .client()
+        .await
+        .query_one("SELECT stock FROM catalog.products WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// DESIGN.md's invariant, per product: Σ initial + Σ adjust = stock + Σ held, and the
+/// ledger's signed sum equals the stock.
+pub async fn assert_ledger_invariant(app: &TestApp) {
+    let client = app.db().client().await;
+    let broken = client
+        .query(
+            "SELECT p.id, p.stock, coalesce(m.added, 0), coalesce(m.total, 0), coalesce(r.held, 0)
+             FROM catalog.products p
+             LEFT JOIN (SELECT product_id,
+                               sum(delta) FILTER (WHERE kind IN ('initial', 'adjust')) AS added,
+                               sum(delta) AS total
+                        FROM catalog.stock_movements GROUP BY product_id) m ON m.product_id = p.id
+             LEFT JOIN (SELECT product_id, sum(quantity) AS held
+                        FROM catalog.reservations WHERE state = 'held' GROUP BY product_id) r
+                    ON r.product_id = p.id
+             WHERE coalesce(m.added, 0) <> p.stock + coalesce(r.held, 0)
+                OR coalesce(m.total, 0) <> p.stock",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<String> = broken
+        .iter()
+        .map(|row| {
+            let (id, stock, added, total, held): (Uuid, i32, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            format!("{id}: stock {stock}, initial+adjust {added}, ledger sum {total}, held {held}")
+        })
+        .collect();
+    assert!(
+        rows.is_empty(),
+        "ledger invariant broken:\n{}",
+        rows.join("\n")
+    );
+}

@@ -1,0 +1,4 @@
+DROP TABLE reservations;
+DROP TABLE reservation_orders;
+DROP TABLE stock_movements;
+DROP TABLE products;

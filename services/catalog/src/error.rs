@@ -1,0 +1,85 @@
+//! The catalog service's errors and their problem+json form.
+
+use serde_json::json;
+use shop_http::{ApiError, ErrorCode, FieldError};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("no such product")]
+    NotFound,
+    #[error("stock of {product_id} would go below zero")]
+    InsufficientStock { product_id: Uuid, available: i32 },
+    #[error("product {product_id} is no longer sold")]
+    ProductUnavailable { product_id: Uuid },
+    #[error("the product changed since version {given}")]
+    VersionConflict { given: i32, current: i32 },
+    #[error("If-Match does not match the current representation")]
+    PreconditionFailed,
+    #[error("{0}")]
+    PreconditionRequired(&'static str),
+    #[error("order {order_id} was released; its reservation cannot be made")]
+    OrderReleased { order_id: Uuid },
+    #[error("only the order service may reserve or release stock")]
+    WrongCaller,
+    /// An answer already decided (shared by every caller of one cache load).
+    #[error("{0}")]
+    Api(ApiError),
+    #[error(transparent)]
+    Db(#[from] shop_db::DbError),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<diesel::result::Error> for CatalogError {
+    fn from(error: diesel::result::Error) -> Self {
+        CatalogError::Db(error.into())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Validation(errors) => ApiError::validation(errors),
+            CatalogError::NotFound => ApiError::not_found(),
+            CatalogError::InsufficientStock {
+                product_id,
+                available,
+            } => ApiError::new(
+                ErrorCode::InsufficientStock,
+                format!("not enough stock of product {product_id}"),
+            )
+            .with_extra(json!({"productId": product_id, "available": available})),
+            CatalogError::ProductUnavailable { product_id } => ApiError::new(
+                ErrorCode::ProductUnavailable,
+                format!("product {product_id} is no longer sold"),
+            )
+            .with_extra(json!({"productId": product_id})),
+            CatalogError::VersionConflict { given, current } => ApiError::new(
+                ErrorCode::VersionConflict,
+                format!(
+                    "the product was edited since version {given}; it is now at version {current}"
+                ),
+            )
+            .with_extra(json!({"currentVersion": current})),
+            CatalogError::PreconditionFailed => ApiError::new(
+                ErrorCode::PreconditionFailed,
+                "the product changed since the ETag you sent; read it again",
+            ),
+            CatalogError::PreconditionRequired(detail) => {
+                ApiError::new(ErrorCode::PreconditionRequired, detail)
+            }
+            CatalogError::OrderReleased { order_id } => ApiError::new(
+                ErrorCode::OrderNotPending,
+                format!("order {order_id} was released; it can no longer reserve stock"),
+            )
+            .with_extra(json!({"orderId": order_id})),
+            CatalogError::WrongCaller => ApiError::forbidden(),
+            CatalogError::Api(error) => error,
+            CatalogError::Db(error) => error.into(),
+            CatalogError::Unexpected(error) => ApiError::internal(error),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Product operations: each owns its transaction and, once committed, updates the cache
+//! before the caller is answered.
+
+use diesel_async::AsyncConnection;
+use shop_http::{FieldError, Identity};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::CatalogError,
+    models::{MovementKind, NewMovement, NewProduct, Product, Versioned, etag},
+    repo::{self, Edit, ListFilter},
+};
+
+/// Longest name, in characters.
+pub const MAX_NAME: usize = 200;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION: usize = 5000;
+/// Longest adjustment reason, in characters.
+pub const MAX_REASON: usize = 200;
+
+/// Editable fields as a client sent them (numbers wide, so range errors are field errors).
+#[derive(Debug, Clone)]
+pub struct ProductInput {
+    pub name: String,
+    pub description: Option<String>,
+    pub price_cents: i64,
+    pub stock: Option<i64>,
+}
+
+/// Validated fields.
+struct Valid {
+    name: String,
+    description: String,
+    price_cents: i64,
+    stock: Option<i32>,
+}
+
+fn validate(input: &ProductInput, stock_required: bool) -> Result<Valid, CatalogError> {
+    let mut errors = Vec::new();
+    let name = input.name.trim().to_owned();
+    let name_chars = name.chars().count();
+    if name_chars == 0 || name_chars > MAX_NAME {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters"),
+        ));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must not contain control characters",
+        ));
+    }
+    let description = input.description.clone().unwrap_or_default();
+    if description
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        errors.push(FieldError::new(
+            "description",
+            "must not contain control characters other than newlines and tabs",
+        ));
+    } else if description.chars().count() > MAX_DESCRIPTION {
+        errors.push(FieldError::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    if input.price_cents < 0 {
+        errors.push(FieldError::new("priceCents", "must be zero or more"));
+    }
+    let stock = match input.stock {
+        None if stock_required => {
+            errors.push(FieldError::new("stock", "is required"));
+            None
+        }
+        None => None,
+        Some(stock) => match i32::try_from(stock) {
+            Ok(stock) if stock >= 0 => Some(stock),
+            _ => {
+                errors.push(FieldError::new("stock", "must be 0 to 2147483647"));
+                None
+            }
+        },
+    };
+    if errors.is_empty() {
+        Ok(Valid {
+            name,
+            description,
+            price_cents: input.price_cents,
+            stock,
+        })
+    } else {
+        Err(CatalogError::Validation(errors))
+    }
+}
+
+/// Creates a product and its `initial` ledger entry.
+pub async fn create(
+    state: &AppState,
+    admin: &Identity,
+    input: &ProductInput,
+) -> Result<Versioned, CatalogError> {
+    let valid = validate(input, true)?;
+    let new = NewProduct {
+        id: Uuid::now_v7(),
+        name: valid.name,
+        description: valid.description,
+        price_cents: valid.price_cents,
+        stock: valid.stock.unwrap_or(0),
+    };
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let product = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            let product = repo::insert(conn, &new).await?;
+            let mut movement = NewMovement::new(product.id, MovementKind::Initial, product.stock);
+            movement.actor_id = Some(admin.user_id);
+            repo::insert_movements(conn, &[movement]).await?;
+            Ok(product)
+        })
+        .await?;
+    tracing::info!(product.id = %product.id, "product created");
+    Ok(committed(state, &product, true).await)
+}
+
+/// After a commit: the cache learns the new representation before the client does.
+async fn committed(state: &AppState, product: &Product, listings_changed: bool) -> Versioned {
+    state.cache.store_product(product).await;
+    if listings_changed {
+        state.cache.listings_changed().await;
+    }
+    product.into()
+}
+
+/// One live product (cached).
+pub async fn get(state: &AppState, id: Uuid) -> Result<Versioned, CatalogError> {
+    state
+        .cache
+        .product(id, &state.pool)
+        .await?
+        .ok_or(CatalogError::NotFound)
+}
+
+/// A page of live products (cached; stock in listings is advisory).
+pub async fn list(
+    state: &AppState,
+    filter: ListFilter,
+) -> Result<crate::cache::ListPage, CatalogError> {
+    state.cache.list(filter, &state.pool).await
+}
+
+/// The preconditions a write presents.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    /// `If-Match` entity tags (`*` matches any current representation).
+    pub if_match: Option<Vec<String>>,
+    /// The body's `version`.
+    pub version: Option<i32>,
+}
+
+impl Preconditions {
+    fn if_match_holds(tags: &[String], product: &Product) -> bool {
+        let current = etag(product.revision);
+        tags.iter().any(|tag| tag == "*" || *tag == current)
+    }
+}
+
+/// Replaces the editable fields; `stock` only under a matching `If-Match`.
+pub async fn update(
+    state: &AppState,
+    admin: &Identity,
+    id: Uuid,
+    input: &ProductInput,
+    preconditions: &Preconditions,
+) -> Result<Versioned, CatalogError> {
+    let valid = validate(input, false)?;
+    if preconditions.if_match.is_none() {
+        if valid.stock.is_some() {
+            return Err(CatalogError::PreconditionRequired(
+                "setting stock needs If-Match with the current ETag (or use stock-adjustments)",
+            ));
+        }
+        if preconditions.version.is_none() {
+            return Err(CatalogError::PreconditionRequired(
+                "send If-Match with the ETag you read, or the body's version",
+            ));
+        }
+    }
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let product = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            let current = repo::lock_live(conn, id)
+                .await?
+                .ok_or(CatalogError::NotFound)?;
+            if let Some(tags) = &preconditions.if_match {
+                if !Preconditions::if_match_holds(tags, &current) {
+                    return Err(CatalogError::PreconditionFailed);
+                }
+            } else if let Some(given) = preconditions.version
+                && given != current.version
+            {
+                return Err(CatalogError::VersionConflict {
+                    given,
+                    current: current.version,
+                });
+            }
+            let fields_change = valid.name != current.name
+                || valid.description != current.description
+                || valid.price_cents != current.price_cents;
+            let stock = valid.stock.filter(|stock| *stock != current.stock);
+            if !fields_change && stock.is_none() {
+                return Ok(current);
+            }
+            let updated = repo::update(
+                conn,
+                id,
+                &Edit {
+                    name: &valid.name,
+                    description: &valid.description,
+                    price_cents: valid.price_cents,
+                    stock,
+                    bump_version: fields_change,
+                },
+            )
+            .await?;
+            if let Some(stock) = stock {
+                let mut movement =
+                    NewMovement::new(id, MovementKind::Adjust, stock - current.stock);
+                movement.reason = Some("stock set with PUT".into());
+                movement.actor_id = Some(admin.user_id);
+                repo::insert_movements(conn, &[movement]).await?;
+            }
+            Ok(updated)
+        })
+        .await?;
+    Ok(committed(state, &product, true).await)
+}
+
+/// Soft-deletes a product: readers get 404, new reservations 409.
+pub async fn delete(
+    state: &AppState,
+    id: Uuid,
+    if_match: Option<&[String]>,
+) -> Result<(), CatalogError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let deleted = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            let current = repo::lock_live(conn, id)
+                .await?
+                .ok_or(CatalogError::NotFound)?;
+            if let Some(tags) = if_match
+                && !Preconditions::if_match_holds(tags, &current)
+            {
+                return Err(CatalogError::PreconditionFailed);
+            }
+            repo::soft_delete(conn, id)
+                .await?
+                .ok_or(CatalogError::NotFound)
+        })
+        .await?;
+    tracing::info!(product.id = %id, "product deleted");
+    committed(state, &deleted, true).await;
+    Ok(())
+}
+
+/// Adds or removes stock with a reason; never below zero.
+pub async fn adjust_stock(
+    state: &AppState,
+    admin: &Identity,
+    id: Uuid,
+    delta: i64,
+    reason: &str,
+) -> Result<Versioned, CatalogError> {
+    let mut errors = Vec::new();
+    let delta = match i32::try_from(delta) {
+        Ok(delta) if delta != 0 => delta,
+        _ => {
+            errors.push(FieldError::new(
+                "delta",
+                "must be a non-zero 32-bit integer",
+            ));
+            0
+        }
+    };
+    let reason = reason.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON
+        || reason.chars().any(char::is_control)
+    {
+        errors.push(FieldError::new(
+            "reason",
+            format!("must be 1 to {MAX_REASON} characters"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(CatalogError::Validation(errors));
+    }
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let product = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            let Some(product) = repo::add_stock(conn, id, delta).await? else {
+                return Err(match repo::find(conn, id).await? {
+                    Some(p) if p.deleted_at.is_none() => CatalogError::InsufficientStock {
+                        product_id: id,
+                        available: p.stock,
+                    },
+                    _ => CatalogError::NotFound,
+                });
+            };
+            let mut movement = NewMovement::new(id, MovementKind::Adjust, delta);
+            movement.reason = Some(reason.to_owned());
+            movement.actor_id = Some(admin.user_id);
+            repo::insert_movements(conn, &[movement]).await?;
+            Ok(product)
+        })
+        .await?;
+    tracing::info!(product.id = %id, delta, "stock adjusted");
+    Ok(committed(state, &product, true).await)
+}

@@ -1,0 +1,243 @@
+//! Reserving and releasing the stock of an order: all lines in one transaction, products
+//! locked in id order, idempotent on the order id.
+
+use std::collections::BTreeMap;
+
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use shop_contracts::{ReleaseOutcome, Reservation, ReserveLine, ReservedLine};
+use shop_http::FieldError;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::CatalogError,
+    models::{MovementKind, NewMovement, NewReservation, Product},
+    repo,
+};
+
+/// Most lines one reservation may hold.
+pub const MAX_LINES: usize = 50;
+
+/// Why a reservation was refused; stored so a repeat gets the same answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "camelCase")]
+enum Refusal {
+    #[serde(rename_all = "camelCase")]
+    InsufficientStock { product_id: Uuid, available: i32 },
+    #[serde(rename_all = "camelCase")]
+    ProductUnavailable { product_id: Uuid },
+    #[serde(rename_all = "camelCase")]
+    UnknownProduct { index: usize },
+}
+
+impl From<Refusal> for CatalogError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InsufficientStock {
+                product_id,
+                available,
+            } => CatalogError::InsufficientStock {
+                product_id,
+                available,
+            },
+            Refusal::ProductUnavailable { product_id } => {
+                CatalogError::ProductUnavailable { product_id }
+            }
+            Refusal::UnknownProduct { index } => CatalogError::Validation(vec![FieldError::new(
+                format!("items[{index}].productId"),
+                "no such product",
+            )]),
+        }
+    }
+}
+
+enum Outcome {
+    Held(Reservation, Vec<Product>),
+    Repeated(Reservation),
+    Refused(Refusal),
+}
+
+/// Merges duplicate product ids (quantities add up) and checks the lines.
+fn merge(lines: &[ReserveLine]) -> Result<Vec<ReserveLine>, CatalogError> {
+    let mut errors = Vec::new();
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "items",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let mut merged: Vec<ReserveLine> = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        if line.quantity <= 0 {
+            errors.push(FieldError::new(
+                format!("items[{index}].quantity"),
+                "must be at least 1",
+            ));
+            continue;
+        }
+        match merged.iter_mut().find(|m| m.product_id == line.product_id) {
+            Some(existing) => match existing.quantity.checked_add(line.quantity) {
+                Some(sum) => existing.quantity = sum,
+                None => errors.push(FieldError::new(
+                    format!("items[{index}].quantity"),
+                    "too large",
+                )),
+            },
+            None => merged.push(*line),
+        }
+    }
+    if errors.is_empty() {
+        Ok(merged)
+    } else {
+        Err(CatalogError::Validation(errors))
+    }
+}
+
+fn stored<T: Serialize>(value: &T) -> Result<serde_json::Value, CatalogError> {
+    serde_json::to_value(value).map_err(|e| CatalogError::Unexpected(e.into()))
+}
+
+fn replay<T: for<'de> Deserialize<'de>>(
+    answer: Option<serde_json::Value>,
+) -> Result<T, CatalogError> {
+    let answer =
+        answer.ok_or_else(|| CatalogError::Unexpected(anyhow::anyhow!("stored answer missing")))?;
+    serde_json::from_value(answer).map_err(|e| CatalogError::Unexpected(e.into()))
+}
+
+/// Reserves every line or none. A repeat for the same order id returns the first answer;
+/// an order id already released is refused without touching stock.
+pub async fn reserve(
+    state: &AppState,
+    order_id: Uuid,
+    lines: &[ReserveLine],
+) -> Result<Reservation, CatalogError> {
+    let lines = merge(lines)?;
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let outcome = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            if !repo::claim_order(conn, order_id, "pending").await? {
+                let (order_state, answer) = repo::lock_order(conn, order_id).await?;
+                return match order_state.as_str() {
+                    "held" => Ok(Outcome::Repeated(replay(answer)?)),
+                    "refused" => Ok(Outcome::Refused(replay(answer)?)),
+                    _ => Err(CatalogError::OrderReleased { order_id }),
+                };
+            }
+            let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+            let locked: BTreeMap<Uuid, Product> = repo::lock_many(conn, &ids)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect();
+            let refusal = lines.iter().enumerate().find_map(|(index, line)| {
+                match locked.get(&line.product_id) {
+                    None => Some(Refusal::UnknownProduct { index }),
+                    Some(p) if p.deleted_at.is_some() => {
+                        Some(Refusal::ProductUnavailable { product_id: p.id })
+                    }
+                    Some(p) if p.stock < line.quantity => Some(Refusal::InsufficientStock {
+                        product_id: p.id,
+                        available: p.stock,
+                    }),
+                    Some(_) => None,
+                }
+            });
+            if let Some(refusal) = refusal {
+                repo::set_order_state(conn, order_id, "refused", Some(&stored(&refusal)?)).await?;
+                return Ok(Outcome::Refused(refusal));
+            }
+            // Decrement in id order, the order the locks were taken in.
+            let mut sorted = lines.clone();
+            sorted.sort_by_key(|l| l.product_id);
+            let mut changed = Vec::with_capacity(sorted.len());
+            let mut rows = Vec::with_capacity(sorted.len());
+            let mut movements = Vec::with_capacity(sorted.len());
+            for line in &sorted {
+                let product = repo::take_stock(conn, line.product_id, line.quantity).await?;
+                rows.push(NewReservation {
+                    order_id,
+                    product_id: product.id,
+                    quantity: line.quantity,
+                    unit_price_cents: product.price_cents,
+                    name: product.name.clone(),
+                    state: "held",
+                });
+                let mut movement =
+                    NewMovement::new(product.id, MovementKind::Reserve, -line.quantity);
+                movement.order_id = Some(order_id);
+                movements.push(movement);
+                changed.push(product);
+            }
+            repo::insert_reservations(conn, &rows).await?;
+            repo::insert_movements(conn, &movements).await?;
+            // Answer in the caller's line order.
+            let reservation = Reservation {
+                order_id,
+                items: lines
+                    .iter()
+                    .filter_map(|line| rows.iter().find(|r| r.product_id == line.product_id))
+                    .map(|r| ReservedLine {
+                        product_id: r.product_id,
+                        name: r.name.clone(),
+                        unit_price_cents: r.unit_price_cents,
+                        quantity: r.quantity,
+                    })
+                    .collect(),
+            };
+            repo::set_order_state(conn, order_id, "held", Some(&stored(&reservation)?)).await?;
+            Ok(Outcome::Held(reservation, changed))
+        })
+        .await?;
+    match outcome {
+        Outcome::Held(reservation, changed) => {
+            for product in &changed {
+                state.cache.store_product(product).await;
+            }
+            tracing::info!(order.id = %order_id, lines = reservation.items.len(), "stock reserved");
+            Ok(reservation)
+        }
+        Outcome::Repeated(reservation) => Ok(reservation),
+        Outcome::Refused(refusal) => Err(refusal.into()),
+    }
+}
+
+/// Gives back an order's held stock. Idempotent; for an order never reserved it leaves a
+/// tombstone so a late reserve is refused.
+pub async fn release(state: &AppState, order_id: Uuid) -> Result<ReleaseOutcome, CatalogError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let changed = conn
+        .transaction::<_, CatalogError, _>(async |conn| {
+            if repo::claim_order(conn, order_id, "released").await? {
+                return Ok(Vec::new());
+            }
+            let (order_state, _) = repo::lock_order(conn, order_id).await?;
+            if order_state != "held" {
+                return Ok(Vec::new());
+            }
+            let lines = repo::release_reservations(conn, order_id).await?;
+            let mut changed = Vec::with_capacity(lines.len());
+            let mut movements = Vec::with_capacity(lines.len());
+            for (product_id, quantity) in lines {
+                changed.push(repo::return_stock(conn, product_id, quantity).await?);
+                let mut movement = NewMovement::new(product_id, MovementKind::Release, quantity);
+                movement.order_id = Some(order_id);
+                movements.push(movement);
+            }
+            repo::insert_movements(conn, &movements).await?;
+            repo::set_order_state(conn, order_id, "released", None).await?;
+            Ok(changed)
+        })
+        .await?;
+    for product in &changed {
+        state.cache.store_product(product).await;
+    }
+    if !changed.is_empty() {
+        tracing::info!(order.id = %order_id, lines = changed.len(), "stock released");
+    }
+    Ok(ReleaseOutcome {
+        order_id,
+        restored: !changed.is_empty(),
+    })
+}

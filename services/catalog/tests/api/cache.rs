@@ -1,0 +1,173 @@
+//! The cache never serves data older than an acknowledged write, and never fails reads.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+};
+
+use serde_json::{Value, json};
+use shop_testkit::TestApp;
+
+use crate::{create_product, id_of, read_product};
+
+async fn list(app: &TestApp, query: &str) -> Value {
+    let response = app.get(&format!("/products?{query}")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn cached_entry_exists(app: &TestApp, key: &str) -> bool {
+    let redis = shop_redis::RedisPool::with_url(
+        "redis://127.0.0.1:6379",
+        app.redis_prefix(),
+        1,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    let mut conn = redis.get().await.unwrap();
+    shop_redis::redis::cmd("EXISTS")
+        .arg(redis.key(key))
+        .query_async(&mut *conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_write_is_seen_by_the_next_read_of_products_and_lists() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let first = create_product(&app, &admin, "Whisk", 700, 4).await;
+    let id = id_of(&first);
+    // Warm both caches.
+    assert_eq!(read_product(&app, id).await.2["name"], "Whisk");
+    assert_eq!(list(&app, "sort=name").await["items"][0]["name"], "Whisk");
+    assert!(
+        cached_entry_exists(&app, &format!("catalog:product:{id}")).await,
+        "reads fill the cache"
+    );
+
+    let renamed = app
+        .http
+        .put(app.url(&format!("/products/{id}")))
+        .header("authorization", admin.bearer())
+        .json(&json!({"name": "Balloon whisk", "priceCents": 750, "version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    assert_eq!(read_product(&app, id).await.2["name"], "Balloon whisk");
+    let page = list(&app, "sort=name").await;
+    assert_eq!(page["items"][0]["name"], "Balloon whisk");
+    assert_eq!(page["items"][0]["priceCents"], 750);
+
+    create_product(&app, &admin, "Colander", 1100, 2).await;
+    assert_eq!(list(&app, "sort=name").await["total"], 2);
+    let adjusted = app
+        .post(
+            &format!("/products/{id}/stock-adjustments"),
+            &json!({"delta": -4, "reason": "sold out"}),
+        )
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(adjusted.status(), 200);
+    assert_eq!(read_product(&app, id).await.2["stock"], 0);
+    assert_eq!(list(&app, "inStock=true").await["total"], 1);
+
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/products/{id}")))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(read_product(&app, id).await.0, 404);
+    assert_eq!(list(&app, "sort=name").await["total"], 1);
+}
+
+#[tokio::test]
+async fn concurrent_readers_never_bring_back_an_older_version() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = id_of(&create_product(&app, &admin, "Sieve", 0, 1).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..8)
+        .map(|i| {
+            let (http, stop, reads) = (app.http.clone(), stop.clone(), reads.clone());
+            let url = if i % 2 == 0 {
+                app.url(&format!("/products/{id}"))
+            } else {
+                app.url("/products?sort=name")
+            };
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = http.get(&url).send().await.unwrap().status();
+                    assert_eq!(status, 200);
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for price in 1..=25_i64 {
+        let response = app
+            .http
+            .put(app.url(&format!("/products/{id}")))
+            .header("authorization", admin.bearer())
+            .json(&json!({"name": "Sieve", "priceCents": price, "version": price}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "write {price}");
+        let (_, _, single) = read_product(&app, id).await;
+        assert_eq!(
+            single["priceCents"], price,
+            "single product after write {price}"
+        );
+        let page = list(&app, "sort=name").await;
+        assert_eq!(
+            page["items"][0]["priceCents"], price,
+            "list page after write {price}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert!(
+        reads.load(Ordering::Relaxed) > 25,
+        "the readers really raced the writes"
+    );
+}
+
+#[tokio::test]
+async fn with_redis_cut_reads_and_writes_work_and_stay_fresh() {
+    let app = TestApp::builder().redis_through_proxy().spawn().await;
+    let admin = app.admin().await;
+    let id = id_of(&create_product(&app, &admin, "Ladle", 900, 3).await);
+    assert_eq!(read_product(&app, id).await.0, 200);
+    list(&app, "").await;
+
+    app.redis_proxy().cut();
+    assert_eq!(read_product(&app, id).await.2["name"], "Ladle");
+    assert_eq!(list(&app, "").await["total"], 1);
+    let renamed = app
+        .http
+        .put(app.url(&format!("/products/{id}")))
+        .header("authorization", admin.bearer())
+        .json(&json!({"name": "Soup ladle", "priceCents": 900, "version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    create_product(&app, &admin, "Tongs", 500, 1).await;
+    assert_eq!(read_product(&app, id).await.2["name"], "Soup ladle");
+    assert_eq!(list(&app, "").await["total"], 2);
+
+    // Back: the entries cached before the cut are never served over the newer writes.
+    app.redis_proxy().restore();
+    assert_eq!(read_product(&app, id).await.2["name"], "Soup ladle");
+    assert_eq!(list(&app, "").await["total"], 2);
+}
