@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test services fmt lint check migrate seed clean
+.PHONY: run test services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -35,6 +35,10 @@ migrate: services
 ## Load the demo catalogue (once); `make seed COUNT=100000` generates that many products.
 seed: services
 	$(CARGO) run --bin shop-dev -- seed $(if $(COUNT),--count $(COUNT),)
+
+## Regenerate the checked-in API documents under proto-docs/ from the code.
+openapi:
+	UPDATE_OPENAPI=1 $(CARGO) test --workspace --test api -- openapi
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A user's role.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -49,6 +50,7 @@ impl FromStr for Role {
 pub struct UnknownRole;
 
 /// A page of a listing: `{items, page, limit, total}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Page<T> {
     /// The items on this page.
@@ -96,6 +98,7 @@ pub struct SessionStatus {
 }
 
 /// `POST /internal/reservations/{orderId}` body (order → catalog).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveRequest {
@@ -103,6 +106,7 @@ pub struct ReserveRequest {
 }
 
 /// One line to reserve.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveLine {
@@ -111,6 +115,7 @@ pub struct ReserveLine {
 }
 
 /// A reservation that holds stock: each line with the name and unit price it was reserved at.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reservation {
@@ -119,6 +124,7 @@ pub struct Reservation {
 }
 
 /// A reserved line.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservedLine {
@@ -129,6 +135,7 @@ pub struct ReservedLine {
 }
 
 /// `POST /internal/reservations/{orderId}/release` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseOutcome {

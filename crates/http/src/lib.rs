@@ -15,7 +15,7 @@ pub use extract::{common_config, not_found};
 pub use health::{Readiness, health_routes};
 pub use identity::{Admin, Identity};
 pub use middleware::{require_internal_token, trace_requests};
-pub use problem::{ApiError, ErrorCode, FieldError};
+pub use problem::{ApiError, ErrorCode, FieldError, Problem};
 pub use server::{Command, Running, command, serve_until_signal, service_server, shutdown_signal};
 
 /// Pagination query parameters shared by every listing: `page` ≥ 1 (default 1), `limit`

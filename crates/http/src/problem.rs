@@ -131,7 +131,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `email` or `items[2].quantity`.
     pub field: String,
@@ -147,6 +147,22 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// The body of every error answer (RFC 9457), for API documents.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `insufficient-stock`.
+    pub code: String,
+    /// Per-field errors of a 422.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
 }
 
 /// An error answered as `application/problem+json`.

@@ -4,6 +4,7 @@
 mod cache;
 mod error;
 mod models;
+pub mod openapi;
 mod products;
 mod repo;
 mod reservations;

@@ -24,7 +24,7 @@ pub struct Product {
 }
 
 /// A product as the API shows it (and as the cache keeps it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductResponse {
     pub id: Uuid,

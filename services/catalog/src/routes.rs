@@ -7,12 +7,12 @@ use actix_web::{
 };
 use serde::Deserialize;
 use shop_contracts::ReserveRequest;
-use shop_http::{Admin, ApiError, FieldError, PageQuery, headers};
+use shop_http::{Admin, ApiError, FieldError, PageQuery, Problem, headers};
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    models::Versioned,
+    models::{ProductResponse, Versioned},
     products::{self, Preconditions, ProductInput},
     repo::{ListFilter, Sort},
     reservations,
@@ -67,15 +67,29 @@ fn entity_tags(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<String
     (!values.is_empty()).then_some(values)
 }
 
-#[derive(Deserialize)]
+/// Listing parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1-based page (default 1).
+    #[param(minimum = 1)]
     page: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// Case-insensitive substring of the name or description (at most 200 characters).
     q: Option<String>,
+    /// Lowest price, in minor units.
+    #[param(minimum = 0)]
     min_price_cents: Option<i64>,
+    /// Highest price, in minor units.
+    #[param(minimum = 0)]
     max_price_cents: Option<i64>,
+    /// Only products with (true) or without (false) stock. Stock in listings is advisory: it
+    /// may lag sales by up to LIST_CACHE_TTL; a single product's stock is exact.
     in_stock: Option<bool>,
+    /// `name`, `priceCents` or `createdAt`, `-` for descending (default `-createdAt`).
     sort: Option<String>,
 }
 
@@ -140,7 +154,12 @@ impl ListQuery {
     }
 }
 
-async fn list_products(
+/// List live products.
+#[utoipa::path(get, path = "/products", tag = "products", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of products", body = shop_contracts::Page<ProductResponse>),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn list_products(
     state: State,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -149,7 +168,16 @@ async fn list_products(
     Ok(HttpResponse::Ok().json(page))
 }
 
-async fn get_product(
+/// Read one product. Its ETag covers the whole representation, stock included.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag(s) already held")),
+    responses(
+        (status = 200, description = "The product", body = ProductResponse,
+         headers(("ETag" = String, description = "Strong entity tag"))),
+        (status = 304, description = "Not modified since the ETag sent"),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_product(
     state: State,
     req: HttpRequest,
     id: web::Path<Uuid>,
@@ -170,16 +198,23 @@ async fn get_product(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateProductRequest {
+pub struct CreateProductRequest {
     name: String,
     description: Option<String>,
     price_cents: i64,
     stock: i64,
 }
 
-async fn create_product(
+/// Create a product (administrators).
+#[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = ProductResponse,
+         headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn create_product(
     Admin(admin): Admin,
     state: State,
     body: web::Json<CreateProductRequest>,
@@ -201,9 +236,9 @@ async fn create_product(
     Ok(with_etag(response, &versioned))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateProductRequest {
+pub struct UpdateProductRequest {
     name: String,
     description: Option<String>,
     price_cents: i64,
@@ -211,7 +246,22 @@ struct UpdateProductRequest {
     version: Option<i32>,
 }
 
-async fn update_product(
+/// Replace a product's editable fields (administrators). Guard the edit with `If-Match`
+/// (strict: any change, a sale included, makes it stale) or the body's `version` (editable
+/// fields only). `stock` may be set only under a matching `If-Match`.
+#[utoipa::path(put, path = "/products/{id}", tag = "products", request_body = UpdateProductRequest,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id"),
+           ("If-Match" = Option<String>, Header, description = "The ETag read, or *")),
+    responses(
+        (status = 200, description = "Updated", body = ProductResponse, headers(("ETag" = String))),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Body `version` is stale (`version-conflict`, with `currentVersion`)", content_type = "application/problem+json", body = Problem),
+        (status = 412, description = "If-Match is stale", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 428, description = "Neither If-Match nor version; or stock without If-Match", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn update_product(
     Admin(admin): Admin,
     state: State,
     req: HttpRequest,
@@ -236,7 +286,16 @@ async fn update_product(
     ))
 }
 
-async fn delete_product(
+/// Delete a product (administrators; soft: readers get 404, reservations 409).
+#[utoipa::path(delete, path = "/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id"),
+           ("If-Match" = Option<String>, Header, description = "Optional: the ETag read")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 412, description = "If-Match is stale", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn delete_product(
     Admin(_admin): Admin,
     state: State,
     req: HttpRequest,
@@ -246,14 +305,23 @@ async fn delete_product(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StockAdjustmentRequest {
+pub struct StockAdjustmentRequest {
     delta: i64,
     reason: String,
 }
 
-async fn adjust_stock(
+/// Add or remove stock with a reason (administrators); never below zero.
+#[utoipa::path(post, path = "/products/{id}/stock-adjustments", tag = "products",
+    request_body = StockAdjustmentRequest, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Adjusted", body = ProductResponse, headers(("ETag" = String))),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Stock would go below zero (`insufficient-stock`, with `available`)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn adjust_stock(
     Admin(admin): Admin,
     state: State,
     id: web::Path<Uuid>,
@@ -278,7 +346,21 @@ fn require_order_service(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-async fn reserve_stock(
+/// Reserve every line of an order, or none (order service only). Idempotent on the order
+/// id: a repeat gets the first answer.
+#[utoipa::path(post, path = "/internal/reservations/{order_id}", tag = "reservations",
+    request_body = ReserveRequest,
+    params(("order_id" = Uuid, Path, description = "Order id"),
+           ("X-Internal-Token" = String, Header, description = "The internal credential"),
+           ("X-Caller" = String, Header, description = "Must be `order`")),
+    responses(
+        (status = 200, description = "Reserved, with the names and prices reserved at", body = shop_contracts::Reservation),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Caller is not the order service", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Short stock (`insufficient-stock`), deleted product (`product-unavailable`), or the order was released (`order-not-pending`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid lines; unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn reserve_stock(
     state: State,
     req: HttpRequest,
     order_id: web::Path<Uuid>,
@@ -289,7 +371,18 @@ async fn reserve_stock(
     Ok(HttpResponse::Ok().json(reservation))
 }
 
-async fn release_stock(
+/// Give back an order's stock (order service only). Idempotent; for an order never reserved
+/// it leaves a tombstone so a late reserve is refused.
+#[utoipa::path(post, path = "/internal/reservations/{order_id}/release", tag = "reservations",
+    params(("order_id" = Uuid, Path, description = "Order id"),
+           ("X-Internal-Token" = String, Header, description = "The internal credential"),
+           ("X-Caller" = String, Header, description = "Must be `order`")),
+    responses(
+        (status = 200, description = "Released (or already released)", body = shop_contracts::ReleaseOutcome),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Caller is not the order service", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn release_stock(
     state: State,
     req: HttpRequest,
     order_id: web::Path<Uuid>,

@@ -7,6 +7,7 @@ mod cache;
 mod health;
 mod heavy;
 mod listing;
+mod openapi;
 mod preconditions;
 mod products;
 mod reservations;

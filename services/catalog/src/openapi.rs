@@ -1,0 +1,64 @@
+//! The catalog's API documents, generated from the handlers: the public one (merged at the
+//! gateway) and the internal one (never published). Checked in under `proto-docs/`.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shop catalog", description = "Products and stock, as clients see them through the gateway."),
+    paths(
+        routes::list_products,
+        routes::get_product,
+        routes::create_product,
+        routes::update_product,
+        routes::delete_product,
+        routes::adjust_stock,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "products", description = "The product catalogue"))
+)]
+struct PublicApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shop catalog (internal)", description = "Reservations, for the order service only. Every call carries X-Internal-Token."),
+    paths(routes::reserve_stock, routes::release_stock),
+    tags((name = "reservations", description = "Stock held for orders"))
+)]
+struct InternalApi;
+
+/// The public document, as pretty JSON.
+pub fn public_json() -> String {
+    let mut doc = PublicApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+/// The internal document, as pretty JSON.
+pub fn internal_json() -> String {
+    let mut doc = InternalApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default()
+}
