@@ -123,6 +123,15 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewProduct) -> QueryResu
         .await
 }
 
+/// Inserts many products in one statement (the seed).
+pub async fn insert_many(conn: &mut AsyncPgConnection, new: &[NewProduct]) -> QueryResult<()> {
+    diesel::insert_into(products::table)
+        .values(new)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A product, deleted or not.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Product>> {
     products::table

@@ -128,9 +128,7 @@ pub async fn seed(settings: &Settings, generate: Option<u64>) -> anyhow::Result<
     let mut added = 0;
     for batch in products.chunks(1000) {
         conn.transaction::<_, anyhow::Error, _>(async |conn| {
-            for product in batch {
-                repo::insert(conn, product).await?;
-            }
+            repo::insert_many(conn, batch).await?;
             let movements: Vec<NewMovement> = batch
                 .iter()
                 .map(|p| {
