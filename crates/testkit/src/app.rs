@@ -8,13 +8,12 @@ use shop_contracts::TokenResponse;
 use shop_http::Running;
 use shop_settings::{AppEnv, Settings};
 
-use crate::{TcpProxy, TestDb};
+use crate::{TcpProxy, TestDb, TestRedis, test_redis::SHARED_REDIS};
 
 /// The administrator every test system has.
 pub const ADMIN_EMAIL: &str = "admin@test.local";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "admin-test-password";
-const SHARED_REDIS: &str = "127.0.0.1:6379";
 
 /// A part of the system that can be stopped and started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,7 +71,7 @@ impl TestAppBuilder {
     pub async fn spawn(self) -> TestApp {
         shop_telemetry::init_for_tests();
         let db = TestDb::create().await;
-        let redis_prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let redis = TestRedis::new();
         let redis_proxy = if self.redis_through_proxy {
             Some(TcpProxy::start(SHARED_REDIS.parse().unwrap()).await)
         } else {
@@ -102,7 +101,7 @@ impl TestAppBuilder {
                 )
                 .into(),
             ),
-            redis_key_prefix: redis_prefix.clone(),
+            redis_key_prefix: redis.prefix().to_owned(),
             redis_pool_size: 4,
             bcrypt_cost: 4,
             admin_email: Some(ADMIN_EMAIL.into()),
@@ -122,7 +121,7 @@ impl TestAppBuilder {
         let mut app = TestApp {
             settings,
             db,
-            redis_prefix,
+            redis,
             redis_proxy,
             addrs,
             running: HashMap::new(),
@@ -145,7 +144,7 @@ pub struct TestApp {
     /// The settings every component got.
     pub settings: Settings,
     db: TestDb,
-    redis_prefix: String,
+    redis: TestRedis,
     redis_proxy: Option<TcpProxy>,
     addrs: HashMap<Component, SocketAddr>,
     running: HashMap<Component, Running>,
@@ -228,7 +227,7 @@ impl TestApp {
 
     /// The prefix of every Redis key this system writes.
     pub fn redis_prefix(&self) -> &str {
-        &self.redis_prefix
+        self.redis.prefix()
     }
 
     /// The proxy in front of Redis (with [`TestAppBuilder::redis_through_proxy`]).
@@ -310,49 +309,5 @@ impl TestApp {
             password: ADMIN_PASSWORD.into(),
             tokens,
         }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        // Servers stop with their runtime; remove this test's Redis keys from the shared server.
-        let prefix = self.redis_prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let redis = shop_redis::RedisPool::with_url(
-                    &format!("redis://{SHARED_REDIS}"),
-                    "",
-                    1,
-                    Duration::from_secs(2),
-                )?;
-                let mut conn = redis.get().await?;
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = shop_redis::redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(format!("{prefix}*"))
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut *conn)
-                        .await?;
-                    if !keys.is_empty() {
-                        let () = shop_redis::redis::cmd("DEL")
-                            .arg(&keys)
-                            .query_async(&mut *conn)
-                            .await?;
-                    }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .join();
     }
 }

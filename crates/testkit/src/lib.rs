@@ -15,9 +15,11 @@ mod app;
 mod db;
 mod private_redis;
 mod proxy;
+mod test_redis;
 pub mod wait;
 
 pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, Component, TestApp, TestAppBuilder, TestUser};
 pub use db::TestDb;
 pub use private_redis::PrivateRedis;
 pub use proxy::TcpProxy;
+pub use test_redis::{SHARED_REDIS, TestRedis};

@@ -1,0 +1,381 @@
+//! Sends outbox rows: events to Redis streams, commands to the service's handler.
+
+use std::{sync::Arc, time::Duration};
+
+use diesel::{
+    prelude::*,
+    sql_types::{BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::{StreamExt, future::BoxFuture};
+use rand::Rng;
+use shop_db::{DbError, Pool};
+use shop_redis::{RedisPool, RedisUnavailable, redis};
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+/// Executes the service's commands (e.g. `stock.release` → the catalog). Must be idempotent:
+/// a command may run again if its success could not be recorded.
+pub trait CommandHandler: Send + Sync + 'static {
+    /// Runs the command; an error is retried later with backoff.
+    fn run<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Tuning of a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `LISTEN` channel the producer notifies (an identifier, e.g. `orders_outbox`).
+    pub channel: String,
+    /// Database the listener connects to.
+    pub database_url: String,
+    /// The stream whose events are also appended to per-user streams.
+    pub notifications_topic: String,
+    /// Polling fallback when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// Rows per transaction.
+    pub batch_size: i64,
+    /// Sent rows are deleted after this long.
+    pub retention: Duration,
+    /// Approximate cap of the notifications stream.
+    pub notifications_max_len: u64,
+    /// Approximate cap of each user's stream.
+    pub user_stream_max_len: u64,
+    /// A user's stream expires this long after its last event.
+    pub user_stream_ttl: Duration,
+    /// Longest wait between attempts of a failing row.
+    pub max_backoff: Duration,
+}
+
+/// Appends ARGV[1] to KEYS[1] and, if KEYS[2] is not empty, to KEYS[2] with the same id.
+const PUBLISH: &str = r"
+local id
+if tonumber(ARGV[2]) > 0 then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+end
+if KEYS[2] ~= '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'event', ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return id
+";
+
+/// The first unsent, due row of each (aggregate, kind) lane. A lane whose head is locked by
+/// another relay, or waiting for a retry, sends nothing, so its rows never overtake each other.
+const HEADS: &str = "
+SELECT id, kind, topic, aggregate_id, user_id, payload, attempts FROM outbox o
+WHERE sent_at IS NULL AND available_at <= now()
+  AND NOT EXISTS (
+    SELECT 1 FROM outbox e
+    WHERE e.aggregate_id = o.aggregate_id AND e.kind = o.kind AND e.sent_at IS NULL AND e.id < o.id)
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED";
+
+#[derive(Debug, QueryableByName)]
+struct Row {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = SqlUuid)]
+    aggregate_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    user_id: Option<Uuid>,
+    #[diesel(sql_type = Jsonb)]
+    payload: serde_json::Value,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+/// Relays one service's outbox.
+pub struct Relay {
+    pool: Pool,
+    redis: RedisPool,
+    handler: Arc<dyn CommandHandler>,
+    config: RelayConfig,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Sent {
+    Done,
+    Failed(String),
+    RedisAway(String),
+}
+
+impl Relay {
+    pub fn new(
+        pool: Pool,
+        redis: RedisPool,
+        handler: Arc<dyn CommandHandler>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            pool,
+            redis,
+            handler,
+            config,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the relay at once (call after committing rows).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Starts the relay loop, the `LISTEN` task and the purge task.
+    pub fn spawn(self, tasks: &TaskTracker, cancel: &CancellationToken) -> RelayHandle {
+        let wake = self.wake.clone();
+        let (listening_tx, listening) = tokio::sync::watch::channel(false);
+        let relay = Arc::new(self);
+        tasks.spawn(listen(
+            relay.config.database_url.clone(),
+            relay.config.channel.clone(),
+            wake.clone(),
+            listening_tx,
+            cancel.clone(),
+        ));
+        tasks.spawn(relay.clone().purge_loop(cancel.clone()));
+        tasks.spawn(relay.run(cancel.clone()));
+        RelayHandle { wake, listening }
+    }
+
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let busy = match self.process_batch().await {
+                Ok(processed) => processed > 0,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay: batch failed");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    /// Sends one batch; returns how many rows it handled (sent or rescheduled).
+    pub async fn process_batch(&self) -> Result<usize, DbError> {
+        let mut conn = shop_db::conn(&self.pool).await?;
+        let handled = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                let rows: Vec<Row> = diesel::sql_query(HEADS)
+                    .bind::<BigInt, _>(self.config.batch_size)
+                    .load(conn)
+                    .await?;
+                let mut handled = 0;
+                for row in &rows {
+                    match self.send(row).await {
+                        Sent::Done => mark_sent(conn, row.id).await?,
+                        Sent::Failed(error) => self.reschedule(conn, row, &error).await?,
+                        Sent::RedisAway(error) => {
+                            // Every event of the batch would fail the same way: leave them.
+                            self.reschedule(conn, row, &error).await?;
+                            handled += 1;
+                            break;
+                        }
+                    }
+                    handled += 1;
+                }
+                Ok(handled)
+            })
+            .await?;
+        Ok(handled)
+    }
+
+    async fn send(&self, row: &Row) -> Sent {
+        if row.kind == "command" {
+            return match self.handler.run(&row.topic, &row.payload).await {
+                Ok(()) => Sent::Done,
+                Err(error) => Sent::Failed(error),
+            };
+        }
+        match self.publish(row).await {
+            Ok(()) => Sent::Done,
+            Err(error) => Sent::RedisAway(error.to_string()),
+        }
+    }
+
+    async fn publish(&self, row: &Row) -> Result<(), RedisUnavailable> {
+        let notifications = row.topic == self.config.notifications_topic;
+        let user_stream = match (notifications, row.user_id) {
+            (true, Some(user)) => self.redis.key(&format!("{}:user:{user}", row.topic)),
+            _ => String::new(),
+        };
+        let max_len = if notifications {
+            self.config.notifications_max_len
+        } else {
+            0
+        };
+        let mut conn = self.redis.get().await?;
+        let _id: String = redis::Script::new(PUBLISH)
+            .key(self.redis.key(&row.topic))
+            .key(user_stream)
+            .arg(row.payload.to_string())
+            .arg(max_len)
+            .arg(self.config.user_stream_max_len)
+            .arg(self.config.user_stream_ttl.as_secs().max(1))
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn reschedule(
+        &self,
+        conn: &mut AsyncPgConnection,
+        row: &Row,
+        error: &str,
+    ) -> Result<(), DbError> {
+        let attempt = u32::try_from(row.attempts).unwrap_or(0).min(16);
+        let base = Duration::from_millis(500)
+            .saturating_mul(1 << attempt)
+            .min(self.config.max_backoff);
+        let delay = base.mul_f64(rand::rng().random_range(0.75..1.25));
+        tracing::warn!(outbox.id = row.id, outbox.topic = %row.topic, aggregate.id = %row.aggregate_id, attempt = row.attempts + 1, ?delay, %error, "outbox row not sent; will retry");
+        diesel::sql_query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+             available_at = now() + make_interval(secs => $3) WHERE id = $1",
+        )
+        .bind::<BigInt, _>(row.id)
+        .bind::<Text, _>(error)
+        .bind::<Double, _>(delay.as_secs_f64())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+            if let Err(error) = self.purge().await {
+                tracing::warn!(%error, "outbox purge failed");
+            }
+        }
+    }
+
+    /// Deletes rows sent longer than the retention ago; returns how many.
+    pub async fn purge(&self) -> Result<usize, DbError> {
+        let mut conn = shop_db::conn(&self.pool).await?;
+        Ok(diesel::sql_query(
+            "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+        )
+        .bind::<Double, _>(self.config.retention.as_secs_f64())
+        .execute(&mut conn)
+        .await?)
+    }
+}
+
+/// A started relay: wake it after commits; see whether its listener is subscribed.
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    wake: Arc<Notify>,
+    listening: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RelayHandle {
+    /// Wakes the relay at once.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves once `LISTEN` is active (at once if it already is).
+    pub async fn listening(&self) {
+        let mut listening = self.listening.clone();
+        let _ = listening.wait_for(|on| *on).await;
+    }
+}
+
+async fn mark_sent(conn: &mut AsyncPgConnection, id: i64) -> Result<(), DbError> {
+    diesel::sql_query("UPDATE outbox SET sent_at = now() WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Wakes the relay on every `NOTIFY <channel>`, reconnecting when the connection drops.
+async fn listen(
+    url: String,
+    channel: String,
+    wake: Arc<Notify>,
+    listening: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
+    loop {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                if tx.send(()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {channel}"))
+                    .await
+                    .is_ok()
+                {
+                    // Rows committed before this point are found by the polling fallback.
+                    listening.send_replace(true);
+                    loop {
+                        tokio::select! {
+                            () = cancel.cancelled() => {
+                                driver.abort();
+                                return;
+                            }
+                            message = rx.recv() => match message {
+                                Some(()) => wake.notify_one(),
+                                None => break,
+                            },
+                        }
+                    }
+                }
+                listening.send_replace(false);
+                driver.abort();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "outbox listener cannot connect; polling meanwhile")
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
