@@ -16,7 +16,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -61,7 +61,8 @@ pub struct Cache {
     products: SingleFlight<Uuid, Option<Product>, ApiError>,
     lists: SingleFlight<String, ListPage, ApiError>,
     unsent_products: Mutex<HashMap<Uuid, Product>>,
-    unsent_generation_bump: AtomicBool,
+    /// Invalidations Redis has not received yet; list reads bypass the cache while non-zero.
+    unsent_generation_bumps: AtomicU64,
     fallbacks: AtomicU64,
 }
 
@@ -104,7 +105,7 @@ impl Cache {
             products: SingleFlight::default(),
             lists: SingleFlight::default(),
             unsent_products: Mutex::default(),
-            unsent_generation_bump: AtomicBool::new(false),
+            unsent_generation_bumps: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
         }
     }
@@ -207,7 +208,7 @@ impl Cache {
                     .map_err(|e| ApiError::from(shop_db::DbError::from(e)))?;
                 drop(conn);
                 if let Some(product) = &product {
-                    cache.store_product(product).await;
+                    cache.store_loaded(product).await;
                 }
                 Ok(product)
             })
@@ -231,12 +232,19 @@ impl Cache {
         Ok(())
     }
 
-    /// Stores a committed representation (a deleted product is stored as gone).
-    pub async fn store_product(&self, product: &Product) {
-        if self.paused() {
-            self.remember_unsent(product);
-            return;
+    /// Fills the cache with a row a read loaded; set-if-newer keeps it from replacing a newer
+    /// entry, and a failure costs nothing but the next read's miss.
+    async fn store_loaded(&self, product: &Product) {
+        if let Err(error) = self.set_if_newer(product).await {
+            self.failed(&error, "filling the cache");
         }
+    }
+
+    /// Stores a committed representation (a deleted product is stored as gone). Writes always
+    /// try Redis, even while reads skip it: another instance may be reading from it.
+    pub async fn store_product(&self, product: &Product) {
+        // Reads from now on must not join a load that began before this write.
+        self.products.forget(&product.id);
         if let Err(error) = self.set_if_newer(product).await {
             self.failed(&error, "storing a product");
             self.remember_unsent(product);
@@ -267,45 +275,58 @@ impl Cache {
 
     /// Invalidates every cached list page.
     pub async fn listings_changed(&self) {
-        if self.paused() {
-            self.unsent_generation_bump.store(true, Ordering::SeqCst);
-            return;
-        }
+        self.lists.forget_all();
         if let Err(error) = self.bump_generation().await {
             self.failed(&error, "invalidating listings");
-            self.unsent_generation_bump.store(true, Ordering::SeqCst);
+            self.unsent_generation_bumps.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     /// Sends what could not be sent while Redis was away; returns whether anything is left.
+    /// Each entry stays marked (and bypassed by reads) until Redis has accepted it.
     pub async fn flush_unsent(&self) -> bool {
         if self.paused() {
             return true;
         }
-        if self.unsent_generation_bump.swap(false, Ordering::SeqCst)
-            && let Err(error) = self.bump_generation().await
-        {
-            self.unsent_generation_bump.store(true, Ordering::SeqCst);
-            self.failed(&error, "retrying an invalidation");
-            return true;
+        let bumps = self.unsent_generation_bumps.load(Ordering::SeqCst);
+        if bumps > 0 {
+            if let Err(error) = self.bump_generation().await {
+                self.failed(&error, "retrying an invalidation");
+                return true;
+            }
+            self.unsent_generation_bumps
+                .fetch_sub(bumps, Ordering::SeqCst);
         }
-        let pending: Vec<Product> = {
+        let pending: Vec<Product> = self
+            .unsent_products
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for product in &pending {
+            if let Err(error) = self.set_if_newer(product).await {
+                self.failed(&error, "retrying a product store");
+                return true;
+            }
             let mut unsent = self
                 .unsent_products
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            unsent.drain().map(|(_, p)| p).collect()
-        };
-        for (i, product) in pending.iter().enumerate() {
-            if let Err(error) = self.set_if_newer(product).await {
-                self.failed(&error, "retrying a product store");
-                for product in &pending[i..] {
-                    self.remember_unsent(product);
-                }
-                return true;
+            // A newer write may have been queued meanwhile: it stays.
+            if unsent
+                .get(&product.id)
+                .is_some_and(|held| held.revision == product.revision)
+            {
+                unsent.remove(&product.id);
             }
         }
-        false
+        self.unsent_generation_bumps.load(Ordering::SeqCst) > 0
+            || !self
+                .unsent_products
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_empty()
     }
 
     /// A page of live products.
@@ -327,7 +348,8 @@ impl Cache {
             .await;
         let part = list_key_part(&filter);
         // An invalidation this instance could not send yet: no cached page can be trusted.
-        let generation = generation.filter(|_| !self.unsent_generation_bump.load(Ordering::SeqCst));
+        let generation =
+            generation.filter(|_| self.unsent_generation_bumps.load(Ordering::SeqCst) == 0);
         let key = generation.map(|g| self.redis.key(&format!("catalog:list:{g}:{part}")));
         if let Some(key) = &key {
             let read_key = key.clone();

@@ -165,7 +165,7 @@ impl Preconditions {
     }
 }
 
-/// Replaces the editable fields; `stock` only under a matching `If-Match`.
+/// Replaces the editable fields; `stock` only under a matching, concrete `If-Match`.
 pub async fn update(
     state: &AppState,
     admin: &Identity,
@@ -174,17 +174,20 @@ pub async fn update(
     preconditions: &Preconditions,
 ) -> Result<Versioned, CatalogError> {
     let valid = validate(input, false)?;
-    if preconditions.if_match.is_none() {
-        if valid.stock.is_some() {
-            return Err(CatalogError::PreconditionRequired(
-                "setting stock needs If-Match with the current ETag (or use stock-adjustments)",
-            ));
-        }
-        if preconditions.version.is_none() {
-            return Err(CatalogError::PreconditionRequired(
-                "send If-Match with the ETag you read, or the body's version",
-            ));
-        }
+    // Stock is set only against the exact representation read: `*` will not do.
+    let concrete_if_match = preconditions
+        .if_match
+        .as_ref()
+        .is_some_and(|tags| tags.iter().any(|tag| tag != "*"));
+    if valid.stock.is_some() && !concrete_if_match {
+        return Err(CatalogError::PreconditionRequired(
+            "setting stock needs If-Match with the current ETag (or use stock-adjustments)",
+        ));
+    }
+    if preconditions.if_match.is_none() && preconditions.version.is_none() {
+        return Err(CatalogError::PreconditionRequired(
+            "send If-Match with the ETag you read, or the body's version",
+        ));
     }
     let mut conn = shop_db::conn(&state.pool).await?;
     let product = conn
@@ -192,11 +195,12 @@ pub async fn update(
             let current = repo::lock_live(conn, id)
                 .await?
                 .ok_or(CatalogError::NotFound)?;
-            if let Some(tags) = &preconditions.if_match {
-                if !Preconditions::if_match_holds(tags, &current) {
-                    return Err(CatalogError::PreconditionFailed);
-                }
-            } else if let Some(given) = preconditions.version
+            if let Some(tags) = &preconditions.if_match
+                && !Preconditions::if_match_holds(tags, &current)
+            {
+                return Err(CatalogError::PreconditionFailed);
+            }
+            if let Some(given) = preconditions.version
                 && given != current.version
             {
                 return Err(CatalogError::VersionConflict {
@@ -210,6 +214,9 @@ pub async fn update(
             let stock = valid.stock.filter(|stock| *stock != current.stock);
             if !fields_change && stock.is_none() {
                 return Ok(current);
+            }
+            if let Some(stock) = stock {
+                check_capacity(conn, id, i64::from(stock), "stock").await?;
             }
             let updated = repo::update(
                 conn,
@@ -234,6 +241,24 @@ pub async fn update(
         })
         .await?;
     Ok(committed(state, &product, true).await)
+}
+
+/// Stock and the quantity held for orders together must fit the column, so a release can
+/// always give stock back.
+async fn check_capacity(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: Uuid,
+    stock: i64,
+    field: &str,
+) -> Result<(), CatalogError> {
+    let held = repo::held_quantity(conn, id).await?;
+    if stock + held > i64::from(i32::MAX) {
+        return Err(CatalogError::Validation(vec![FieldError::new(
+            field,
+            "stock plus the quantity held for orders must stay below 2147483648",
+        )]));
+    }
+    Ok(())
 }
 
 /// Soft-deletes a product: readers get 404, new reservations 409.
@@ -298,15 +323,20 @@ pub async fn adjust_stock(
     let mut conn = shop_db::conn(&state.pool).await?;
     let product = conn
         .transaction::<_, CatalogError, _>(async |conn| {
-            let Some(product) = repo::add_stock(conn, id, delta).await? else {
-                return Err(match repo::find(conn, id).await? {
-                    Some(p) if p.deleted_at.is_none() => CatalogError::InsufficientStock {
-                        product_id: id,
-                        available: p.stock,
-                    },
-                    _ => CatalogError::NotFound,
+            let current = repo::lock_live(conn, id)
+                .await?
+                .ok_or(CatalogError::NotFound)?;
+            // In 64 bits: a huge delta is a client error, not an integer overflow.
+            let stock = i64::from(current.stock) + i64::from(delta);
+            if stock < 0 {
+                return Err(CatalogError::InsufficientStock {
+                    product_id: id,
+                    available: current.stock,
                 });
-            };
+            }
+            check_capacity(conn, id, stock, "delta").await?;
+            let stock = i32::try_from(stock).map_err(|e| CatalogError::Unexpected(e.into()))?;
+            let product = repo::set_stock(conn, id, stock).await?;
             let mut movement = NewMovement::new(id, MovementKind::Adjust, delta);
             movement.reason = Some(reason.to_owned());
             movement.actor_id = Some(admin.user_id);

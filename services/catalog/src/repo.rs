@@ -215,27 +215,28 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
     .optional()
 }
 
-/// Adds `delta` to a live product's stock unless that would take it below zero.
-pub async fn add_stock(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    delta: i32,
-) -> QueryResult<Option<Product>> {
-    diesel::update(
-        products::table
-            .find(id)
-            .filter(products::deleted_at.is_null())
-            .filter((products::stock + delta).ge(0)),
-    )
-    .set((
-        products::stock.eq(products::stock + delta),
-        products::revision.eq(products::revision + 1),
-        products::updated_at.eq(now),
-    ))
-    .returning(Product::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+/// Sets a locked product's stock.
+pub async fn set_stock(conn: &mut AsyncPgConnection, id: Uuid, stock: i32) -> QueryResult<Product> {
+    diesel::update(products::table.find(id))
+        .set((
+            products::stock.eq(stock),
+            products::revision.eq(products::revision + 1),
+            products::updated_at.eq(now),
+        ))
+        .returning(Product::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The quantity of a product held by reservations.
+pub async fn held_quantity(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i64> {
+    let held: Option<i64> = reservations::table
+        .filter(reservations::product_id.eq(id))
+        .filter(reservations::state.eq("held"))
+        .select(diesel::dsl::sum(reservations::quantity))
+        .first(conn)
+        .await?;
+    Ok(held.unwrap_or(0))
 }
 
 pub async fn insert_movements(

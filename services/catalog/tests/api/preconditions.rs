@@ -138,6 +138,26 @@ async fn if_match_is_strict_and_version_ignores_sales() {
         .status(),
         200
     );
+    // `*` never sets stock, and never excuses a stale version.
+    let star_stock = put(
+        &app,
+        &admin,
+        id,
+        Some("*"),
+        json!({"name": "Pot", "priceCents": 3300, "stock": 1}),
+    )
+    .await;
+    expect_problem(star_stock, 428, "precondition-required").await;
+    let star_stale = put(
+        &app,
+        &admin,
+        id,
+        Some("*"),
+        json!({"name": "Pot", "priceCents": 1, "version": 1}),
+    )
+    .await;
+    expect_problem(star_stale, 409, "version-conflict").await;
+    assert_eq!(stock_of(&app, id).await, 9);
     assert_ledger_invariant(&app).await;
 }
 
@@ -234,4 +254,58 @@ async fn two_admins_never_overwrite_each_other_silently() {
             "round {round}: both won: {statuses:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn stock_can_never_overflow_even_with_reservations_held() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = id_of(&create_product(&app, &admin, "Bead", 1, 10).await);
+    let adjust = |delta: i64| {
+        app.post(
+            &format!("/products/{id}/stock-adjustments"),
+            &json!({"delta": delta, "reason": "bulk"}),
+        )
+        .header("authorization", admin.bearer())
+        .send()
+    };
+    expect_problem(
+        adjust(i64::from(i32::MAX)).await.unwrap(),
+        422,
+        "validation-failed",
+    )
+    .await;
+    expect_problem(
+        adjust(i64::from(i32::MAX) + 1).await.unwrap(),
+        422,
+        "validation-failed",
+    )
+    .await;
+
+    // With 10 held, stock may rise only to 2147483637, so the release can always land.
+    assert_eq!(
+        reserve(&app, Uuid::now_v7(), &[(id, 10)]).await.status(),
+        200
+    );
+    let (_, etag, _) = read_product(&app, id).await;
+    let too_high = put(
+        &app,
+        &admin,
+        id,
+        etag.as_deref(),
+        json!({"name": "Bead", "priceCents": 1, "stock": i32::MAX}),
+    )
+    .await;
+    let problem = expect_problem(too_high, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "stock");
+    let highest = put(
+        &app,
+        &admin,
+        id,
+        etag.as_deref(),
+        json!({"name": "Bead", "priceCents": 1, "stock": i32::MAX - 10}),
+    )
+    .await;
+    assert_eq!(highest.status(), 200);
+    assert_ledger_invariant(&app).await;
 }

@@ -215,6 +215,18 @@ async fn only_the_order_service_moves_stock() {
         .await
         .unwrap();
     expect_problem(no_token, 401, "unauthorized").await;
+    // With the credential, but not from the order service.
+    for caller in [Some("gateway"), Some("payment"), None] {
+        let mut request = app
+            .http
+            .post(&catalog)
+            .header("x-internal-token", app.settings.internal_token());
+        if let Some(caller) = caller {
+            request = request.header("x-caller", caller);
+        }
+        let response = request.json(&body).send().await.unwrap();
+        expect_problem(response, 403, "forbidden").await;
+    }
     // And never through the gateway.
     let public = app
         .post(&path, &body)
