@@ -1,5 +1,7 @@
 //! Types that cross service boundaries. Serde only: no database, no web framework.
 
+pub mod events;
+
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};

@@ -257,6 +257,31 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    /// `Retry-After`, if any (seconds).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The problem+json body, e.g. to store it and answer it again later.
+    pub fn body(&self) -> serde_json::Value {
+        let status = self.code.status();
+        serde_json::to_value(ProblemBody {
+            kind: format!("/problems/{}", self.code),
+            title: self.code.title(),
+            status: status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+            extra: self.extra.as_ref().filter(|v| v.is_object()),
+        })
+        .unwrap_or_default()
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -271,22 +296,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.code.status();
-        let body = ProblemBody {
-            kind: format!("/problems/{}", self.code),
-            title: self.code.title(),
-            status: status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-            errors: &self.errors,
-            extra: self.extra.as_ref().filter(|v| v.is_object()),
-        };
-        let mut response = HttpResponse::build(status);
+        let mut response = HttpResponse::build(self.code.status());
         response.content_type("application/problem+json");
         if let Some(secs) = self.retry_after {
             response.insert_header(("Retry-After", secs.to_string()));
         }
-        response.body(serde_json::to_string(&body).unwrap_or_default())
+        response.body(self.body().to_string())
     }
 }
 

@@ -53,6 +53,11 @@ pub fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     deserialize_with_unit(deserializer, Duration::from_secs(1))
 }
 
+/// Serde adapter: an optional duration, a bare number meaning seconds.
+pub fn secs_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    secs(deserializer).map(Some)
+}
+
 /// Serde adapter: a bare number means milliseconds.
 pub fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     deserialize_with_unit(deserializer, Duration::from_millis(1))

@@ -172,6 +172,26 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 
     pub currency: String,
+    #[serde(deserialize_with = "duration::secs")]
+    pub reserve_timeout: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub order_payment_timeout: Duration,
+    #[serde(deserialize_with = "duration::secs_opt")]
+    pub payment_request_resend: Option<Duration>,
+    #[serde(deserialize_with = "duration::secs")]
+    pub idempotency_ttl: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub idempotency_resume_after: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub worker_interval: Duration,
+    #[serde(deserialize_with = "duration::millis")]
+    pub outbox_poll_interval: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub outbox_retention: Duration,
+    pub notifications_max_len: u64,
+    pub user_stream_max_len: u64,
+    #[serde(deserialize_with = "duration::secs")]
+    pub user_stream_ttl: Duration,
     pub backoff_retries: u32,
     #[serde(deserialize_with = "duration::millis")]
     pub backoff_delay: Duration,
@@ -244,6 +264,17 @@ impl Default for Settings {
             circuit_breaker_cooldown: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             currency: "USD".into(),
+            reserve_timeout: Duration::from_secs(30),
+            order_payment_timeout: Duration::from_secs(30 * 60),
+            payment_request_resend: None,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_resume_after: Duration::from_secs(10),
+            worker_interval: Duration::from_secs(5),
+            outbox_poll_interval: Duration::from_secs(1),
+            outbox_retention: Duration::from_secs(3600),
+            notifications_max_len: 100_000,
+            user_stream_max_len: 1000,
+            user_stream_ttl: Duration::from_secs(7 * 86_400),
             backoff_retries: 5,
             backoff_delay: Duration::from_millis(1000),
             payment_failed_probability: 20,
@@ -388,6 +419,21 @@ impl Settings {
                 return Err(invalid(name, "must be at least 1"));
             }
         }
+        if self.idempotency_resume_after >= self.reserve_timeout {
+            return Err(invalid(
+                "idempotency_resume_after",
+                "must be shorter than RESERVE_TIMEOUT, so a crashed request is resumed before it is abandoned",
+            ));
+        }
+        if self.order_payment_timeout <= self.longest_payment() {
+            return Err(invalid(
+                "order_payment_timeout",
+                format!(
+                    "must exceed the longest possible payment ({} s from BACKOFF_* and PAYMENT_DURATION)",
+                    self.longest_payment().as_secs()
+                ),
+            ));
+        }
         if self.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be at least 1"));
         }
@@ -483,6 +529,28 @@ impl Settings {
     /// Origins allowed for browsers and WebSockets.
     pub fn cors_origins(&self) -> Vec<String> {
         split_list(&self.cors_origins).map(str::to_owned).collect()
+    }
+
+    /// The longest a payment can take: every attempt plus every backoff at its maximum jitter.
+    pub fn longest_payment(&self) -> Duration {
+        let attempts = self.backoff_retries.saturating_add(1);
+        let mut total = self.payment_duration.saturating_mul(attempts);
+        for retry in 0..self.backoff_retries {
+            let delay = self.backoff_delay.saturating_mul(1_u32 << retry.min(20));
+            total = total.saturating_add(delay.mul_f64(1.5));
+        }
+        total
+    }
+
+    /// When a pending order's payment request is sent again if the payment service has not
+    /// reported: `PAYMENT_REQUEST_RESEND`, else twice the longest possible payment (at least a
+    /// minute).
+    pub fn payment_request_resend(&self) -> Duration {
+        self.payment_request_resend.unwrap_or_else(|| {
+            self.longest_payment()
+                .saturating_mul(2)
+                .max(Duration::from_secs(60))
+        })
     }
 
     /// Worker threads per HTTP server (`HTTP_WORKERS`, 0 = one per core).

@@ -125,6 +125,7 @@ impl TestAppBuilder {
             redis_proxy,
             addrs,
             running: HashMap::new(),
+            order_hooks: std::sync::Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -148,6 +149,7 @@ pub struct TestApp {
     redis_proxy: Option<TcpProxy>,
     addrs: HashMap<Component, SocketAddr>,
     running: HashMap<Component, Running>,
+    order_hooks: std::sync::Arc<order_service::hooks::Hooks>,
     /// A plain HTTP client (no redirects followed).
     pub http: reqwest::Client,
 }
@@ -184,7 +186,9 @@ impl TestApp {
         let running = match component {
             Component::User => user_service::start(settings, listener).await,
             Component::Catalog => catalog_service::start(settings, listener).await,
-            Component::Order => order_service::start(settings, listener).await,
+            Component::Order => {
+                order_service::start_with_hooks(settings, listener, self.order_hooks.clone()).await
+            }
             Component::Payment => payment_service::start(settings, listener).await,
             Component::Gateway => gateway::start(settings, listener).await,
         }
@@ -208,6 +212,11 @@ impl TestApp {
         let addr = self.addrs[&component];
         let listener = std::net::TcpListener::bind(addr).unwrap();
         self.start_on(component, listener).await;
+    }
+
+    /// The order service's fault-injection switches.
+    pub fn order_hooks(&self) -> &order_service::hooks::Hooks {
+        &self.order_hooks
     }
 
     /// A component's address.

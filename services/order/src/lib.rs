@@ -1,32 +1,146 @@
-//! The order service. For now it answers health checks only; its API arrives with its own issue.
+//! The order service: carts, orders and their saga (reserve through the catalog, pay through
+//! the payment service, release on failure), idempotent placement, and the transactional
+//! outbox that publishes every change.
 
-use std::net::TcpListener;
+mod cart;
+mod error;
+mod events;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
+mod models;
+mod orders;
+mod payments;
+mod placing;
+mod repo;
+mod routes;
+mod schema;
+mod workers;
 
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::web;
+use anyhow::Context;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shop_client::{ClientConfig, ServiceClient};
+use shop_db::Pool;
 use shop_http::{Readiness, Running};
+use shop_outbox::{Relay, RelayConfig, RelayHandle};
+use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::workers::{ReleaseStock, Sweeps};
 
 /// This service's identity in settings, logs and `X-Caller`.
 pub const SERVICE: Service = Service::Order;
 
-/// Applies this service's migrations (none yet).
-pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
+/// The service's migrations (schema `orders`).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// What every handler and worker shares; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pool: Pool,
+    catalog: ServiceClient,
+    relay: RelayHandle,
+    currency: String,
+    idempotency_resume_after: Duration,
+    sweeps: Sweeps,
+    #[cfg(feature = "test-hooks")]
+    hooks: Arc<hooks::Hooks>,
+}
+
+/// Applies this service's migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
+        .await
+        .context("order service migrations")?;
     Ok(())
 }
 
 /// Starts the service on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    start_inner(
+        settings,
+        listener,
+        #[cfg(feature = "test-hooks")]
+        Arc::default(),
+    )
+    .await
+}
+
+/// Starts the service with fault-injection hooks (tests only).
+#[cfg(feature = "test-hooks")]
+pub async fn start_with_hooks(
+    settings: Settings,
+    listener: TcpListener,
+    hooks: Arc<hooks::Hooks>,
+) -> anyhow::Result<Running> {
+    start_inner(settings, listener, hooks).await
+}
+
+async fn start_inner(
+    settings: Settings,
+    listener: TcpListener,
+    #[cfg(feature = "test-hooks")] hooks: Arc<hooks::Hooks>,
+) -> anyhow::Result<Running> {
     if settings.run_migrations_on_start {
         migrate(&settings).await?;
     }
     let pool = shop_db::pool(&settings, SERVICE);
+    let redis = RedisPool::new(&settings).context("redis configuration")?;
+    let catalog = ServiceClient::new(
+        "catalog",
+        &settings.catalog_service_url,
+        ClientConfig::from_settings(&settings, SERVICE.name()),
+    );
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let relay = Relay::new(
+        pool.clone(),
+        redis,
+        Arc::new(ReleaseStock {
+            catalog: catalog.clone(),
+        }),
+        RelayConfig {
+            channel: events::CHANNEL.into(),
+            database_url: settings.database_url(SERVICE).to_owned(),
+            notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
+            poll_interval: settings.outbox_poll_interval,
+            batch_size: 100,
+            retention: settings.outbox_retention,
+            notifications_max_len: settings.notifications_max_len,
+            user_stream_max_len: settings.user_stream_max_len,
+            user_stream_ttl: settings.user_stream_ttl,
+            max_backoff: Duration::from_secs(60),
+        },
+    )
+    .spawn(&tasks, &cancel);
+    let state = AppState {
+        pool,
+        catalog,
+        relay,
+        currency: settings.currency.clone(),
+        idempotency_resume_after: settings.idempotency_resume_after,
+        sweeps: Sweeps {
+            interval: settings.worker_interval,
+            reserve_timeout: settings.reserve_timeout,
+            payment_timeout: settings.order_payment_timeout,
+            resend_after: settings.payment_request_resend(),
+            claims_ttl: settings.idempotency_ttl,
+        },
+        #[cfg(feature = "test-hooks")]
+        hooks,
+    };
+    tasks.spawn(workers::run(state.clone(), cancel.clone()));
+
     let addr = listener.local_addr()?;
-    let server = shop_http::service_server(&settings, listener, Readiness::postgres(pool), |_| {})?;
-    Ok(Running::spawn(
-        SERVICE.name(),
-        addr,
-        server,
-        CancellationToken::new(),
-        TaskTracker::new(),
-    ))
+    let readiness = Readiness::postgres(state.pool.clone());
+    let server = shop_http::service_server(
+        &settings,
+        listener,
+        readiness,
+        routes::configure(web::Data::new(state)),
+    )?;
+    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
 }

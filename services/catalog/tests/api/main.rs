@@ -104,38 +104,7 @@ pub async fn stock_of(app: &TestApp, id: Uuid) -> i32 {
         .get(0)
 }
 
-/// DESIGN.md's invariant, per product: Σ initial + Σ adjust = stock + Σ held, and the
-/// ledger's signed sum equals the stock.
+/// DESIGN.md's invariant, per product (see the harness).
 pub async fn assert_ledger_invariant(app: &TestApp) {
-    let client = app.db().client().await;
-    let broken = client
-        .query(
-            "SELECT p.id, p.stock, coalesce(m.added, 0), coalesce(m.total, 0), coalesce(r.held, 0)
-             FROM catalog.products p
-             LEFT JOIN (SELECT product_id,
-                               sum(delta) FILTER (WHERE kind IN ('initial', 'adjust')) AS added,
-                               sum(delta) AS total
-                        FROM catalog.stock_movements GROUP BY product_id) m ON m.product_id = p.id
-             LEFT JOIN (SELECT product_id, sum(quantity) AS held
-                        FROM catalog.reservations WHERE state = 'held' GROUP BY product_id) r
-                    ON r.product_id = p.id
-             WHERE coalesce(m.added, 0) <> p.stock + coalesce(r.held, 0)
-                OR coalesce(m.total, 0) <> p.stock",
-            &[],
-        )
-        .await
-        .unwrap();
-    let rows: Vec<String> = broken
-        .iter()
-        .map(|row| {
-            let (id, stock, added, total, held): (Uuid, i32, i64, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-            format!("{id}: stock {stock}, initial+adjust {added}, ledger sum {total}, held {held}")
-        })
-        .collect();
-    assert!(
-        rows.is_empty(),
-        "ledger invariant broken:\n{}",
-        rows.join("\n")
-    );
+    shop_testkit::assert_ledger_invariant(app.db()).await;
 }

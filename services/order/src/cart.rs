@@ -1,0 +1,87 @@
+//! The cart: lines kept until checkout turns them into an order.
+
+use serde::{Deserialize, Serialize};
+use shop_http::Identity;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    error::OrderError,
+    placing::{MAX_LINES, MAX_QUANTITY},
+    repo,
+};
+
+/// A cart line as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartLine {
+    pub product_id: Uuid,
+    pub quantity: i32,
+}
+
+/// The cart as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CartResponse {
+    pub items: Vec<CartLine>,
+}
+
+/// The caller's cart.
+pub async fn get(state: &AppState, identity: &Identity) -> Result<CartResponse, OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let items = repo::cart(&mut conn, identity.user_id).await?;
+    Ok(CartResponse {
+        items: items
+            .into_iter()
+            .map(|i| CartLine {
+                product_id: i.product_id,
+                quantity: i.quantity,
+            })
+            .collect(),
+    })
+}
+
+/// Sets one line's quantity (adding it if new).
+pub async fn put_item(
+    state: &AppState,
+    identity: &Identity,
+    product_id: Uuid,
+    quantity: i64,
+) -> Result<CartResponse, OrderError> {
+    let quantity = i32::try_from(quantity)
+        .ok()
+        .filter(|q| (1..=MAX_QUANTITY).contains(&i64::from(*q)))
+        .ok_or_else(|| OrderError::field("quantity", format!("must be 1 to {MAX_QUANTITY}")))?;
+    let current = get(state, identity).await?;
+    if current.items.len() >= MAX_LINES && !current.items.iter().any(|i| i.product_id == product_id)
+    {
+        return Err(OrderError::field(
+            "productId",
+            format!("a cart holds at most {MAX_LINES} lines"),
+        ));
+    }
+    let mut conn = shop_db::conn(&state.pool).await?;
+    repo::put_cart_item(&mut conn, identity.user_id, product_id, quantity).await?;
+    drop(conn);
+    get(state, identity).await
+}
+
+/// Removes one line; 404 if it was not there.
+pub async fn delete_item(
+    state: &AppState,
+    identity: &Identity,
+    product_id: Uuid,
+) -> Result<(), OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    if repo::delete_cart_item(&mut conn, identity.user_id, product_id).await? {
+        Ok(())
+    } else {
+        Err(OrderError::NotFound)
+    }
+}
+
+/// Empties the cart.
+pub async fn clear(state: &AppState, identity: &Identity) -> Result<(), OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    repo::clear_cart(&mut conn, identity.user_id).await?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The order service's errors and their problem+json form.
+
+use serde_json::json;
+use shop_http::{ApiError, ErrorCode, FieldError};
+
+use crate::models::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("no such order")]
+    NotFound,
+    #[error("an order {status:?} cannot change that way")]
+    IllegalTransition { status: Status },
+    #[error("the order is {status:?}, no longer pending")]
+    NotPending { status: Status },
+    #[error("the Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
+    #[error("the request with this Idempotency-Key is still running")]
+    IdempotencyInProgress,
+    #[error("only the payment service reports payments")]
+    WrongCaller,
+    /// An answer already decided elsewhere (e.g. the catalog's refusal).
+    #[error("{0}")]
+    Api(ApiError),
+    #[error(transparent)]
+    Db(#[from] shop_db::DbError),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<diesel::result::Error> for OrderError {
+    fn from(error: diesel::result::Error) -> Self {
+        OrderError::Db(error.into())
+    }
+}
+
+impl OrderError {
+    /// One invalid field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        OrderError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::Validation(errors) => ApiError::validation(errors),
+            OrderError::NotFound => ApiError::not_found(),
+            OrderError::IllegalTransition { status } => ApiError::new(
+                ErrorCode::IllegalTransition,
+                format!(
+                    "an order that is {} cannot change that way",
+                    status.as_str()
+                ),
+            )
+            .with_extra(json!({"status": status})),
+            OrderError::NotPending { status } => ApiError::new(
+                ErrorCode::OrderNotPending,
+                format!("the order is {}, no longer pending", status.as_str()),
+            )
+            .with_extra(json!({"status": status})),
+            OrderError::IdempotencyKeyReused => ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with another request body",
+            ),
+            OrderError::IdempotencyInProgress => ApiError::new(
+                ErrorCode::IdempotencyInProgress,
+                "the first request with this Idempotency-Key is still running",
+            )
+            .with_retry_after(1),
+            OrderError::WrongCaller => ApiError::forbidden(),
+            OrderError::Api(error) => error,
+            OrderError::Db(error) => error.into(),
+            OrderError::Unexpected(error) => ApiError::internal(error),
+        }
+    }
+}

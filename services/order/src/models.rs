@@ -1,0 +1,204 @@
+//! Rows of the `orders` schema and their API forms.
+
+use chrono::{DateTime, Utc};
+use diesel::{pg::Pg, prelude::*};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::schema::{cart_items, order_lines, order_status_history, orders};
+
+/// Order statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Reserving,
+    Pending,
+    Paid,
+    Failed,
+    Cancelled,
+    Shipped,
+    Delivered,
+}
+
+impl Status {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Reserving => "reserving",
+            Status::Pending => "pending",
+            Status::Paid => "paid",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Shipped => "shipped",
+            Status::Delivered => "delivered",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "reserving" => Status::Reserving,
+            "pending" => Status::Pending,
+            "paid" => Status::Paid,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            "shipped" => Status::Shipped,
+            "delivered" => Status::Delivered,
+            _ => return None,
+        })
+    }
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders, check_for_backend(Pg))]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: String,
+    pub total_cents: Option<i64>,
+    pub currency: String,
+    pub payment_status: Option<String>,
+    pub payment_attempts: i32,
+    pub payment_last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// The order's status (the table's CHECK admits only known ones).
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).unwrap_or(Status::Failed)
+    }
+}
+
+/// A line as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_lines, check_for_backend(Pg))]
+pub struct Line {
+    pub order_id: Uuid,
+    pub position: i16,
+    pub product_id: Uuid,
+    pub quantity: i32,
+    pub name: Option<String>,
+    pub unit_price_cents: Option<i64>,
+}
+
+/// A line to write.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = order_lines)]
+pub struct NewLine {
+    pub order_id: Uuid,
+    pub position: i16,
+    pub product_id: Uuid,
+    pub quantity: i32,
+}
+
+/// A status change as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_status_history, check_for_backend(Pg))]
+pub struct HistoryEntry {
+    pub status: String,
+    pub actor: String,
+    pub cause: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A cart line as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = cart_items, check_for_backend(Pg))]
+pub struct CartItem {
+    pub product_id: Uuid,
+    pub quantity: i32,
+}
+
+/// An order line as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub product_id: Uuid,
+    /// As reserved (absent while the order is still reserving).
+    pub name: Option<String>,
+    pub unit_price_cents: Option<i64>,
+    pub quantity: i32,
+}
+
+/// The payment summary of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSummary {
+    /// `processing`, `succeeded`, `failed`, `cancelled` or `refunded`; absent before the
+    /// payment service has reported.
+    pub status: Option<String>,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderResponse {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: Status,
+    pub total_cents: Option<i64>,
+    pub currency: String,
+    pub items: Vec<OrderItem>,
+    pub payment: PaymentSummary,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl OrderResponse {
+    /// Joins an order with its lines (in their original order).
+    pub fn new(order: &Order, mut lines: Vec<Line>) -> Self {
+        lines.sort_by_key(|l| l.position);
+        Self {
+            id: order.id,
+            user_id: order.user_id,
+            status: order.status(),
+            total_cents: order.total_cents,
+            currency: order.currency.clone(),
+            items: lines
+                .into_iter()
+                .map(|l| OrderItem {
+                    product_id: l.product_id,
+                    name: l.name,
+                    unit_price_cents: l.unit_price_cents,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            payment: PaymentSummary {
+                status: order.payment_status.clone(),
+                attempts: order.payment_attempts,
+                last_error: order.payment_last_error.clone(),
+            },
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        }
+    }
+}
+
+/// A timeline entry as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEntry {
+    pub status: String,
+    pub at: DateTime<Utc>,
+    /// `user:<id>`, `admin:<id>`, `payment` or `system`.
+    pub actor: String,
+    /// Why: `placed`, `reserved`, `insufficient_stock`, `payment_timeout`, ...
+    pub cause: Option<String>,
+}
+
+impl From<HistoryEntry> for TimelineEntry {
+    fn from(h: HistoryEntry) -> Self {
+        Self {
+            status: h.status,
+            at: h.at,
+            actor: h.actor,
+            cause: h.cause,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The saga under faults: a dead catalog, a lost Redis, a crash mid-placement.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use serde_json::Value;
+use shop_testkit::{Component, TestApp, wait};
+
+use crate::{
+    assert_consistent, await_stock, expect_problem, id_of, notifications_of, place, place_ok,
+    product, status_of, stock_of,
+};
+
+#[tokio::test]
+async fn catalog_down_while_placing_is_503_and_holds_nothing() {
+    let mut app = TestApp::spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.stop(Component::Catalog).await;
+    let response = place(&app, &user, &[(mug, 2)], Some("while-down")).await;
+    assert!(response.headers().contains_key("retry-after"));
+    expect_problem(response, 503, "dependency-unavailable").await;
+    let failed: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM orders.orders WHERE status = 'failed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 1);
+
+    app.start(Component::Catalog).await;
+    // The release command reaches the catalog: a tombstone, so no stock is ever held for it.
+    assert_consistent(&app).await;
+    assert_eq!(stock_of(&app, mug).await, 10);
+    // The claim was dropped: the same key simply tries again.
+    assert_eq!(
+        place(&app, &user, &[(mug, 2)], Some("while-down"))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(stock_of(&app, mug).await, 8);
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn cancel_while_the_catalog_is_down_answers_and_stock_returns_later() {
+    let mut app = TestApp::spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 3)]).await);
+    app.stop(Component::Catalog).await;
+    let cancel = app
+        .http
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    assert_eq!(
+        stock_of(&app, mug).await,
+        7,
+        "nothing back while the catalog is away"
+    );
+    app.start(Component::Catalog).await;
+    await_stock(&app, mug, 10).await;
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn with_redis_cut_orders_are_accepted_and_events_follow_later() {
+    let app = TestApp::builder().redis_through_proxy().spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.redis_proxy().cut();
+    let order = place(&app, &user, &[(mug, 1)], None).await;
+    assert_eq!(order.status(), 201);
+    let id = id_of(&order.json::<Value>().await.unwrap());
+    assert!(
+        notifications_of(&app, id).await.is_empty(),
+        "nothing published while Redis is away"
+    );
+
+    app.redis_proxy().restore();
+    wait::until(
+        "order.created to be published",
+        Duration::from_secs(30),
+        || async {
+            let events = notifications_of(&app, id).await;
+            (events.len() == 1).then_some(events)
+        },
+    )
+    .await;
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_reservation_and_commit_is_recovered() {
+    let mut app = TestApp::builder()
+        .configure(|s| {
+            s.reserve_timeout = Duration::from_secs(2);
+            s.idempotency_resume_after = Duration::from_secs(1);
+            s.worker_interval = Duration::from_millis(200);
+        })
+        .spawn()
+        .await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.order_hooks()
+        .crash_after_reserve
+        .store(true, Ordering::SeqCst);
+    let crashed = place(&app, &user, &[(mug, 4)], None).await;
+    assert_eq!(crashed.status(), 500);
+    app.stop(Component::Order).await;
+    assert_eq!(
+        stock_of(&app, mug).await,
+        6,
+        "the reservation is held by an order stuck in reserving"
+    );
+    let id: uuid::Uuid = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT id FROM orders.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status_of(&app, id).await, "reserving");
+
+    app.order_hooks()
+        .crash_after_reserve
+        .store(false, Ordering::SeqCst);
+    app.start(Component::Order).await;
+    await_stock(&app, mug, 10).await;
+    assert_eq!(status_of(&app, id).await, "failed");
+    let timeline: Vec<Value> = app
+        .get(&format!("/orders/{id}/timeline"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(timeline.last().unwrap()["cause"], "reservation_abandoned");
+    assert_consistent(&app).await;
+}

@@ -1,0 +1,208 @@
+//! Payment reports and the administrator's fulfilment transitions.
+
+use serde_json::{Value, json};
+use shop_testkit::TestApp;
+
+use crate::{
+    assert_consistent, await_stock, expect_problem, id_of, notifications_of, place_ok, product,
+    report, status_of,
+};
+
+fn event(attempt: i32, outcome: &str, is_final: bool) -> Value {
+    json!({"attemptNo": attempt, "outcome": outcome, "error": if outcome == "failed" { Some("card declined") } else { None }, "nextRetryAt": null, "final": is_final})
+}
+
+#[tokio::test]
+async fn paid_orders_ship_and_deliver_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let admin = app.admin().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let set = |status: &str, bearer: String| {
+        app.http
+            .put(app.url(&format!("/orders/{id}/status")))
+            .header("authorization", bearer)
+            .json(&json!({"status": status}))
+            .send()
+    };
+    expect_problem(
+        set("shipped", admin.bearer()).await.unwrap(),
+        409,
+        "illegal-transition",
+    )
+    .await;
+
+    assert_eq!(
+        report(&app, id, event(1, "failed", false)).await.status(),
+        200
+    );
+    let order: Value = app
+        .get(&format!("/orders/{id}"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            order["payment"]["status"].as_str(),
+            order["payment"]["attempts"].as_i64()
+        ),
+        (Some("processing"), Some(1))
+    );
+    assert_eq!(order["payment"]["lastError"], "card declined");
+    assert_eq!(
+        report(&app, id, event(2, "succeeded", true)).await.status(),
+        200
+    );
+    assert_eq!(status_of(&app, id).await, "paid");
+    // Repeats get the first answer.
+    assert_eq!(
+        report(&app, id, event(2, "succeeded", true)).await.status(),
+        200
+    );
+
+    expect_problem(
+        set("shipped", user.bearer()).await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    expect_problem(
+        set("delivered", admin.bearer()).await.unwrap(),
+        409,
+        "illegal-transition",
+    )
+    .await;
+    assert_eq!(set("shipped", admin.bearer()).await.unwrap().status(), 200);
+    assert_eq!(
+        set("delivered", admin.bearer()).await.unwrap().status(),
+        200
+    );
+    expect_problem(
+        set("shipped", admin.bearer()).await.unwrap(),
+        409,
+        "illegal-transition",
+    )
+    .await;
+    expect_problem(
+        set("cancelled", admin.bearer()).await.unwrap(),
+        409,
+        "illegal-transition",
+    )
+    .await;
+    expect_problem(
+        set("lost", admin.bearer()).await.unwrap(),
+        422,
+        "validation-failed",
+    )
+    .await;
+    let cancel = app
+        .http
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(cancel, 409, "illegal-transition").await;
+
+    let events: Vec<String> = notifications_of(&app, id)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "order.created",
+            "order.paid",
+            "order.shipped",
+            "order.delivered"
+        ]
+    );
+    let seqs: Vec<i64> = notifications_of(&app, id)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq grows per order: {seqs:?}"
+    );
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_final_failure_fails_the_order_and_releases_the_stock() {
+    let app = TestApp::spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 4)]).await);
+    assert_eq!(
+        report(&app, id, event(3, "failed", true)).await.status(),
+        200
+    );
+    assert_eq!(status_of(&app, id).await, "failed");
+    await_stock(&app, mug, 10).await;
+    // A late success for the failed order is refused (the payment service refunds it).
+    let late = report(&app, id, event(4, "succeeded", true)).await;
+    let problem = expect_problem(late, 409, "order-not-pending").await;
+    assert_eq!(problem["status"], "failed");
+    assert_eq!(
+        report(&app, id, event(4, "refunded", true)).await.status(),
+        200
+    );
+    let timeline: Vec<Value> = app
+        .get(&format!("/orders/{id}/timeline"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(timeline.last().unwrap()["cause"], "payment_refunded");
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn only_the_payment_service_reports() {
+    let app = TestApp::spawn().await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let url = format!(
+        "http://{}/internal/orders/{id}/payment-events",
+        app.addr(shop_testkit::Component::Order)
+    );
+    let as_order = app
+        .http
+        .post(&url)
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "order")
+        .json(&event(1, "succeeded", true))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(as_order, 403, "forbidden").await;
+    let public = app
+        .post(
+            &format!("/internal/orders/{id}/payment-events"),
+            &event(1, "succeeded", true),
+        )
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(public, 404, "not-found").await;
+    expect_problem(
+        report(&app, uuid::Uuid::now_v7(), event(1, "succeeded", true)).await,
+        404,
+        "not-found",
+    )
+    .await;
+    assert_eq!(status_of(&app, id).await, "pending");
+}

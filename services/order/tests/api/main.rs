@@ -1,0 +1,179 @@
+//! Order service tests: public routes through the gateway, payment reports on the internal
+//! API as the payment service sends them.
+
+#![allow(clippy::unwrap_used)]
+
+mod cart;
+mod faults;
+mod heavy;
+mod idempotency;
+mod lifecycle;
+mod placing;
+
+use std::time::Duration;
+
+use reqwest::Response;
+use serde_json::{Value, json};
+use shop_testkit::{Component, TestApp, TestUser, wait};
+use uuid::Uuid;
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+/// Creates a product as the administrator; returns its id.
+pub async fn product(app: &TestApp, name: &str, price_cents: i64, stock: i64) -> Uuid {
+    let admin = app.admin().await;
+    let response = app
+        .post(
+            "/products",
+            &json!({"name": name, "priceCents": price_cents, "stock": stock}),
+        )
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "creating {name}");
+    let body: Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// `POST /orders` as `user`, with an optional Idempotency-Key.
+pub async fn place(
+    app: &TestApp,
+    user: &TestUser,
+    lines: &[(Uuid, i64)],
+    key: Option<&str>,
+) -> Response {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(p, q)| json!({"productId": p, "quantity": q}))
+        .collect();
+    let mut request = app
+        .post("/orders", &json!({"items": items}))
+        .header("authorization", user.bearer());
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await.unwrap()
+}
+
+/// Places an order that must succeed; returns its body.
+pub async fn place_ok(app: &TestApp, user: &TestUser, lines: &[(Uuid, i64)]) -> Value {
+    let response = place(app, user, lines, None).await;
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+pub fn id_of(order: &Value) -> Uuid {
+    order["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A product's stock, read from the catalog's tables.
+pub async fn stock_of(app: &TestApp, product: Uuid) -> i32 {
+    app.db()
+        .client()
+        .await
+        .query_one(
+            "SELECT stock FROM catalog.products WHERE id = $1",
+            &[&product],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until a product's stock is `expected` (releases travel through the outbox).
+pub async fn await_stock(app: &TestApp, product: Uuid, expected: i32) {
+    wait::until(
+        &format!("stock {expected}"),
+        Duration::from_secs(20),
+        || async { (stock_of(app, product).await == expected).then_some(()) },
+    )
+    .await;
+}
+
+/// An order's status, read from the order service's table.
+pub async fn status_of(app: &TestApp, order: Uuid) -> String {
+    app.db()
+        .client()
+        .await
+        .query_one("SELECT status FROM orders.orders WHERE id = $1", &[&order])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Reports a payment event as the payment service does.
+pub async fn report(app: &TestApp, order: Uuid, event: Value) -> Response {
+    app.http
+        .post(format!(
+            "http://{}/internal/orders/{order}/payment-events",
+            app.addr(Component::Order)
+        ))
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "payment")
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The invariant of DESIGN.md, both halves, once the outbox has drained.
+pub async fn assert_consistent(app: &TestApp) {
+    wait::until("the outbox to drain", Duration::from_secs(20), || async {
+        let unsent: i64 = app
+            .db()
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM orders.outbox WHERE sent_at IS NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (unsent == 0).then_some(())
+    })
+    .await;
+    shop_testkit::assert_ledger_invariant(app.db()).await;
+    shop_testkit::assert_holds_match_orders(app.db()).await;
+}
+
+/// The events published on `notifications` for an order, in stream order.
+pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
+    let redis = shop_redis::RedisPool::with_url(
+        "redis://127.0.0.1:6379",
+        app.redis_prefix(),
+        1,
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let mut conn = redis.get().await.unwrap();
+    let entries: shop_redis::redis::streams::StreamRangeReply = shop_redis::redis::cmd("XRANGE")
+        .arg(redis.key("notifications"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .into_iter()
+        .map(|e| serde_json::from_str::<Value>(&e.get::<String>("event").unwrap()).unwrap())
+        .filter(|e| e["orderId"] == order.to_string())
+        .collect()
+}
+
+#[test]
+fn the_outbox_table_is_the_shared_one() {
+    let migration = include_str!("../../migrations/2026-11-21-000001_create_orders/up.sql");
+    assert!(
+        migration.contains(shop_outbox::TABLE_DDL),
+        "the orders migration must hold crates/outbox/outbox.sql verbatim"
+    );
+}
