@@ -1,5 +1,6 @@
 //! The cart: lines kept until checkout turns them into an order.
 
+use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use shop_http::Identity;
 use uuid::Uuid;
@@ -84,4 +85,42 @@ pub async fn clear(state: &AppState, identity: &Identity) -> Result<(), OrderErr
     let mut conn = shop_db::conn(&state.pool).await?;
     repo::clear_cart(&mut conn, identity.user_id).await?;
     Ok(())
+}
+
+/// One line; 404 if the product is not in the cart.
+pub async fn get_item(
+    state: &AppState,
+    identity: &Identity,
+    product_id: Uuid,
+) -> Result<CartLine, OrderError> {
+    get(state, identity)
+        .await?
+        .items
+        .into_iter()
+        .find(|line| line.product_id == product_id)
+        .ok_or(OrderError::NotFound)
+}
+
+/// Replaces the whole cart (duplicate products add up, as in an order).
+pub async fn replace(
+    state: &AppState,
+    identity: &Identity,
+    items: &[(Uuid, i64)],
+) -> Result<CartResponse, OrderError> {
+    let lines = if items.is_empty() {
+        Vec::new()
+    } else {
+        crate::placing::merge_lines(items)?
+    };
+    let mut conn = shop_db::conn(&state.pool).await?;
+    conn.transaction::<_, OrderError, _>(async |conn| {
+        repo::clear_cart(conn, identity.user_id).await?;
+        for line in &lines {
+            repo::put_cart_item(conn, identity.user_id, line.product_id, line.quantity).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    drop(conn);
+    get(state, identity).await
 }

@@ -28,7 +28,9 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
             .route("/orders/{id}/cancel", web::post().to(cancel_order))
             .route("/orders/{id}/status", web::put().to(set_order_status))
             .route("/cart", web::get().to(get_cart))
+            .route("/cart", web::put().to(replace_cart))
             .route("/cart", web::delete().to(clear_cart))
+            .route("/cart/items/{product_id}", web::get().to(get_cart_item))
             .route("/cart/items/{product_id}", web::put().to(put_cart_item))
             .route(
                 "/cart/items/{product_id}",
@@ -211,6 +213,33 @@ async fn set_order_status(
 
 async fn get_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(cart::get(&state, &identity).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceCartRequest {
+    items: Vec<OrderLineRequest>,
+}
+
+async fn replace_cart(
+    identity: Identity,
+    state: State,
+    body: web::Json<ReplaceCartRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let items: Vec<(Uuid, i64)> = body
+        .items
+        .iter()
+        .map(|l| (l.product_id, l.quantity))
+        .collect();
+    Ok(HttpResponse::Ok().json(cart::replace(&state, &identity, &items).await?))
+}
+
+async fn get_cart_item(
+    identity: Identity,
+    state: State,
+    product_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(cart::get_item(&state, &identity, *product_id).await?))
 }
 
 async fn clear_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {

@@ -87,3 +87,58 @@ async fn checkout_turns_the_cart_into_an_order_and_empties_it() {
     expect_problem(missing, 404, "not-found").await;
     assert_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn the_whole_cart_can_be_replaced_and_lines_read() {
+    let app = TestApp::spawn().await;
+    let (mug, plate) = (
+        product(&app, "Mug", 1250, 10).await,
+        product(&app, "Plate", 900, 10).await,
+    );
+    let user = app.new_user().await;
+    let replace = |body: Value| {
+        app.http
+            .put(app.url("/cart"))
+            .header("authorization", user.bearer())
+            .json(&body)
+            .send()
+    };
+    let cart: Value = replace(json!({"items": [{"productId": mug, "quantity": 1}, {"productId": plate, "quantity": 2}, {"productId": mug, "quantity": 1}]}))
+        .await.unwrap().json().await.unwrap();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 2);
+    let line: Value = app
+        .get(&format!("/cart/items/{mug}"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(line, json!({"productId": mug, "quantity": 2}));
+    expect_problem(
+        replace(json!({"items": [{"productId": mug, "quantity": 0}]}))
+            .await
+            .unwrap(),
+        422,
+        "validation-failed",
+    )
+    .await;
+    let emptied: Value = replace(json!({"items": []}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emptied["items"], json!([]));
+    expect_problem(
+        app.get(&format!("/cart/items/{mug}"))
+            .header("authorization", user.bearer())
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not-found",
+    )
+    .await;
+}

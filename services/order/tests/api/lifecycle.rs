@@ -1,11 +1,13 @@
 //! Payment reports and the administrator's fulfilment transitions.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
-use shop_testkit::TestApp;
+use shop_testkit::{TestApp, wait};
 
 use crate::{
     assert_consistent, await_stock, expect_problem, id_of, notifications_of, place_ok, product,
-    report, status_of,
+    report, status_of, stream_of,
 };
 
 fn event(attempt: i32, outcome: &str, is_final: bool) -> Value {
@@ -204,5 +206,74 @@ async fn only_the_payment_service_reports() {
         "not-found",
     )
     .await;
+    assert_eq!(status_of(&app, id).await, "pending");
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn unpaid_orders_time_out_and_release() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.backoff_retries = 0;
+            s.payment_duration = Duration::from_millis(100);
+            s.order_payment_timeout = Duration::from_secs(1);
+            s.worker_interval = Duration::from_millis(200);
+        })
+        .spawn()
+        .await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 2)]).await);
+    await_stock(&app, mug, 10).await;
+    assert_eq!(status_of(&app, id).await, "failed");
+    assert_consistent(&app).await;
+    assert_eq!(
+        types(&notifications_of(&app, id).await),
+        ["order.created", "order.failed"]
+    );
+    assert_eq!(
+        notifications_of(&app, id).await[1]["data"]["cause"],
+        "payment_timeout"
+    );
+    assert_eq!(
+        types(&stream_of(&app, "payments.requests", id).await),
+        ["payment.requested", "payment.cancel"]
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_payment_request_is_sent_again_until_payment_reports() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.payment_request_resend = Some(Duration::from_secs(1));
+            s.worker_interval = Duration::from_millis(200);
+        })
+        .spawn()
+        .await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let requests = wait::until(
+        "the request to be sent again",
+        Duration::from_secs(15),
+        || async {
+            let requests = stream_of(&app, "payments.requests", id).await;
+            (requests.len() >= 2).then_some(requests)
+        },
+    )
+    .await;
+    assert!(types(&requests).iter().all(|t| t == "payment.requested"));
+    assert_eq!(requests[0]["data"], requests[1]["data"], "the same request");
+    assert_ne!(requests[0]["id"], requests[1]["id"], "a new event");
+    assert_eq!(
+        report(&app, id, event(1, "failed", false)).await.status(),
+        200
+    );
     assert_eq!(status_of(&app, id).await, "pending");
 }

@@ -146,6 +146,11 @@ pub async fn assert_consistent(app: &TestApp) {
 
 /// The events published on `notifications` for an order, in stream order.
 pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
+    stream_of(app, "notifications", order).await
+}
+
+/// The events published on `stream` for an order, in stream order.
+pub async fn stream_of(app: &TestApp, stream: &str, order: Uuid) -> Vec<Value> {
     let redis = shop_redis::RedisPool::with_url(
         "redis://127.0.0.1:6379",
         app.redis_prefix(),
@@ -155,7 +160,7 @@ pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
     .unwrap();
     let mut conn = redis.get().await.unwrap();
     let entries: shop_redis::redis::streams::StreamRangeReply = shop_redis::redis::cmd("XRANGE")
-        .arg(redis.key("notifications"))
+        .arg(redis.key(stream))
         .arg("-")
         .arg("+")
         .query_async(&mut *conn)
