@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cart;
+mod events;
 mod faults;
 mod heavy;
 mod idempotency;
@@ -149,8 +150,8 @@ pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
     stream_of(app, "notifications", order).await
 }
 
-/// The events published on `stream` for an order, in stream order.
-pub async fn stream_of(app: &TestApp, stream: &str, order: Uuid) -> Vec<Value> {
+/// Every entry of a stream: its id and its event.
+pub async fn stream_entries(app: &TestApp, stream: &str) -> Vec<(String, Value)> {
     let redis = shop_redis::RedisPool::with_url(
         "redis://127.0.0.1:6379",
         app.redis_prefix(),
@@ -169,7 +170,28 @@ pub async fn stream_of(app: &TestApp, stream: &str, order: Uuid) -> Vec<Value> {
     entries
         .ids
         .into_iter()
-        .map(|e| serde_json::from_str::<Value>(&e.get::<String>("event").unwrap()).unwrap())
+        .map(|e| {
+            let event = serde_json::from_str(&e.get::<String>("event").unwrap()).unwrap();
+            (e.id, event)
+        })
+        .collect()
+}
+
+/// The ids of a stream's entries.
+pub async fn stream_ids(app: &TestApp, stream: &str) -> Vec<String> {
+    stream_entries(app, stream)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The events published on `stream` for an order, in stream order.
+pub async fn stream_of(app: &TestApp, stream: &str, order: Uuid) -> Vec<Value> {
+    stream_entries(app, stream)
+        .await
+        .into_iter()
+        .map(|(_, event)| event)
         .filter(|e| e["orderId"] == order.to_string())
         .collect()
 }
