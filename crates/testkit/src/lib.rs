@@ -13,6 +13,7 @@
 
 mod app;
 mod db;
+mod documents;
 mod invariant;
 mod private_redis;
 mod proxy;
@@ -21,6 +22,7 @@ pub mod wait;
 
 pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, Component, TestApp, TestAppBuilder, TestUser};
 pub use db::TestDb;
+pub use documents::{assert_document, operations};
 pub use invariant::{assert_holds_match_orders, assert_ledger_invariant};
 pub use private_redis::PrivateRedis;
 pub use proxy::TcpProxy;

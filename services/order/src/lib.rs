@@ -8,6 +8,7 @@ mod events;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod models;
+pub mod openapi;
 mod orders;
 mod payments;
 mod placing;

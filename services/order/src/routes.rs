@@ -3,13 +3,16 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde::Deserialize;
 use shop_contracts::events::PaymentEvent;
-use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, RequestContext, headers};
+use shop_http::{
+    Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext, headers,
+};
 use uuid::Uuid;
 
 use crate::{
     AppState, cart,
+    cart::{CartLine, CartResponse},
     error::OrderError,
-    models::Status,
+    models::{OrderResponse, Status, TimelineEntry},
     orders, payments,
     placing::{self, Answer, Route, Source},
     repo::OrderFilter,
@@ -76,20 +79,30 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct OrderLineRequest {
+pub struct OrderLineRequest {
     product_id: Uuid,
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateOrderRequest {
+pub struct CreateOrderRequest {
     items: Vec<OrderLineRequest>,
 }
 
-async fn create_order(
+/// Place an order: stock is reserved at once; payment follows asynchronously.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
+    responses((status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), 
+        (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem)))]
+pub async fn create_order(
     identity: Identity,
     state: State,
     context: RequestContext,
@@ -115,7 +128,17 @@ async fn create_order(
     Ok(respond(answer))
 }
 
-async fn checkout(
+/// Turn the cart into an order (the cart empties only when the order is pending).
+#[utoipa::path(post, path = "/cart/checkout", tag = "cart", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
+    responses((status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), 
+        (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem)))]
+pub async fn checkout(
     identity: Identity,
     state: State,
     context: RequestContext,
@@ -134,16 +157,26 @@ async fn checkout(
     Ok(respond(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListOrdersQuery {
+pub struct ListOrdersQuery {
+    /// 1-based page (default 1).
     page: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
     limit: Option<i64>,
+    /// Only orders in this status (`reserving` and `failed` are listed only this way).
     status: Option<String>,
+    /// Administrators: only this user's orders.
     user_id: Option<Uuid>,
 }
 
-async fn list_orders(
+/// List orders, newest first: your own, or everyone's for an administrator. Orders still
+/// reserving or failed are listed only when asked for by `status`.
+#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), params(ListOrdersQuery),
+    responses((status = 200, description = "A page of orders", body = shop_contracts::Page<OrderResponse>),
+        (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn list_orders(
     identity: Identity,
     state: State,
     query: web::Query<ListOrdersQuery>,
@@ -169,7 +202,11 @@ async fn list_orders(
     Ok(HttpResponse::Ok().json(orders::list(&state, &identity, filter).await?))
 }
 
-async fn get_order(
+/// Read an order (yours, or any for an administrator).
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "The order", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_order(
     identity: Identity,
     state: State,
     id: web::Path<Uuid>,
@@ -177,7 +214,11 @@ async fn get_order(
     Ok(HttpResponse::Ok().json(orders::get(&state, &identity, *id).await?))
 }
 
-async fn get_timeline(
+/// Every status change of an order: when, who and why.
+#[utoipa::path(get, path = "/orders/{id}/timeline", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "Oldest first", body = Vec<TimelineEntry>), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_timeline(
     identity: Identity,
     state: State,
     id: web::Path<Uuid>,
@@ -185,7 +226,13 @@ async fn get_timeline(
     Ok(HttpResponse::Ok().json(orders::timeline(&state, &identity, *id).await?))
 }
 
-async fn cancel_order(
+/// Cancel your pending order: its stock comes back (even if the catalog is down right now,
+/// once it returns) and its payment stops.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "Cancelled", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Not pending (`illegal-transition`, with `status`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn cancel_order(
     identity: Identity,
     state: State,
     context: RequestContext,
@@ -194,13 +241,19 @@ async fn cancel_order(
     Ok(HttpResponse::Ok().json(orders::cancel(&state, &identity, *id, &context).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetStatusRequest {
+pub struct SetStatusRequest {
     status: Status,
 }
 
-async fn set_order_status(
+/// Move a paid order on (administrators): `paid → shipped → delivered` only.
+#[utoipa::path(put, path = "/orders/{id}/status", tag = "orders", request_body = SetStatusRequest, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses((status = 200, description = "Moved", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Not allowed from the current status (`illegal-transition`)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn set_order_status(
     Admin(admin): Admin,
     state: State,
     context: RequestContext,
@@ -211,17 +264,23 @@ async fn set_order_status(
         .json(orders::set_status(&state, &admin, *id, body.status, &context).await?))
 }
 
-async fn get_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
+/// Your cart.
+#[utoipa::path(get, path = "/cart", tag = "cart", security(("bearer" = [])),
+    responses((status = 200, description = "The cart", body = CartResponse), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(cart::get(&state, &identity).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplaceCartRequest {
+pub struct ReplaceCartRequest {
     items: Vec<OrderLineRequest>,
 }
 
-async fn replace_cart(
+/// Replace your whole cart.
+#[utoipa::path(put, path = "/cart", tag = "cart", request_body = ReplaceCartRequest, security(("bearer" = [])),
+    responses((status = 200, description = "The new cart", body = CartResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn replace_cart(
     identity: Identity,
     state: State,
     body: web::Json<ReplaceCartRequest>,
@@ -234,7 +293,11 @@ async fn replace_cart(
     Ok(HttpResponse::Ok().json(cart::replace(&state, &identity, &items).await?))
 }
 
-async fn get_cart_item(
+/// One line of your cart.
+#[utoipa::path(get, path = "/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
+    params(("product_id" = Uuid, Path, description = "Product id")),
+    responses((status = 200, description = "The line", body = CartLine), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_cart_item(
     identity: Identity,
     state: State,
     product_id: web::Path<Uuid>,
@@ -242,18 +305,25 @@ async fn get_cart_item(
     Ok(HttpResponse::Ok().json(cart::get_item(&state, &identity, *product_id).await?))
 }
 
-async fn clear_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
+/// Empty your cart.
+#[utoipa::path(delete, path = "/cart", tag = "cart", security(("bearer" = [])),
+    responses((status = 204, description = "Emptied"), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn clear_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
     cart::clear(&state, &identity).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CartItemRequest {
+pub struct CartItemRequest {
     quantity: i64,
 }
 
-async fn put_cart_item(
+/// Set a product's quantity in your cart (1-1000; at most 50 lines).
+#[utoipa::path(put, path = "/cart/items/{product_id}", tag = "cart", request_body = CartItemRequest, security(("bearer" = [])),
+    params(("product_id" = Uuid, Path, description = "Product id")),
+    responses((status = 200, description = "The cart", body = CartResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn put_cart_item(
     identity: Identity,
     state: State,
     product_id: web::Path<Uuid>,
@@ -263,7 +333,11 @@ async fn put_cart_item(
         .json(cart::put_item(&state, &identity, *product_id, body.quantity).await?))
 }
 
-async fn delete_cart_item(
+/// Remove a product from your cart.
+#[utoipa::path(delete, path = "/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
+    params(("product_id" = Uuid, Path, description = "Product id")),
+    responses((status = 204, description = "Removed"), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn delete_cart_item(
     identity: Identity,
     state: State,
     product_id: web::Path<Uuid>,
@@ -272,7 +346,20 @@ async fn delete_cart_item(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn report_payment(
+/// Report a payment attempt or outcome (payment service only; X-Caller: payment).
+/// Idempotent per (order, attempt, outcome): a repeat gets the first answer.
+#[utoipa::path(post, path = "/internal/orders/{id}/payment-events", tag = "payments",
+    request_body = shop_contracts::events::PaymentEvent,
+    params(("id" = Uuid, Path, description = "Order id"),
+           ("X-Internal-Token" = String, Header, description = "The internal credential"),
+           ("X-Caller" = String, Header, description = "Must be `payment`")),
+    responses((status = 200, description = "Recorded; the order's status after it", body = PaymentEventAnswer),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Caller is not the payment service", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The order is no longer pending (`order-not-pending`, with `status`): a success must be refunded", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn report_payment(
     state: State,
     req: HttpRequest,
     context: RequestContext,
@@ -293,4 +380,12 @@ async fn report_payment(
         }
         payments::Reply::NotPending(status) => Err(OrderError::NotPending { status }.into()),
     }
+}
+
+/// What a recorded payment report answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentEventAnswer {
+    order_id: Uuid,
+    status: Status,
 }

@@ -9,6 +9,7 @@ mod faults;
 mod heavy;
 mod idempotency;
 mod lifecycle;
+mod openapi;
 mod placing;
 
 use std::time::Duration;

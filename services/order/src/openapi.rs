@@ -1,0 +1,71 @@
+//! The order service's API documents, generated from the handlers: the public one (merged at
+//! the gateway) and the internal one (never published). Checked in under `proto-docs/`.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::routes;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shop orders", description = "Carts and orders, as clients see them through the gateway."),
+    paths(
+        routes::create_order,
+        routes::list_orders,
+        routes::get_order,
+        routes::get_timeline,
+        routes::cancel_order,
+        routes::set_order_status,
+        routes::get_cart,
+        routes::replace_cart,
+        routes::clear_cart,
+        routes::get_cart_item,
+        routes::put_cart_item,
+        routes::delete_cart_item,
+        routes::checkout,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "orders", description = "Orders and their lifecycle"), (name = "cart", description = "The cart and checkout"))
+)]
+struct PublicApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shop orders (internal)", description = "Payment reports, for the payment service only. Every call carries X-Internal-Token."),
+    paths(routes::report_payment),
+    tags((name = "payments", description = "What the payment service reports"))
+)]
+struct InternalApi;
+
+/// The public document, as pretty JSON.
+pub fn public_json() -> String {
+    let mut doc = PublicApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+/// The internal document, as pretty JSON.
+pub fn internal_json() -> String {
+    let mut doc = InternalApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default()
+}
