@@ -172,7 +172,8 @@ pub struct ApiError {
     detail: String,
     errors: Vec<FieldError>,
     retry_after: Option<u64>,
-    extra: Option<serde_json::Value>,
+    /// Boxed: errors travel in `Result`s everywhere and should stay small.
+    extra: Option<Box<serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -249,7 +250,7 @@ impl ApiError {
     /// Adds members to the problem body (e.g. an order's current `status`).
     #[must_use]
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 
@@ -278,7 +279,7 @@ impl ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
-            extra: self.extra.as_ref().filter(|v| v.is_object()),
+            extra: self.extra.as_deref().filter(|v| v.is_object()),
         })
         .unwrap_or_default()
     }
