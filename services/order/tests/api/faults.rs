@@ -150,3 +150,62 @@ async fn a_crash_between_reservation_and_commit_is_recovered() {
     assert_eq!(timeline.last().unwrap()["cause"], "reservation_abandoned");
     assert_consistent(&app).await;
 }
+
+#[tokio::test]
+async fn a_repeat_resumes_a_claim_left_by_a_crash() {
+    let app = TestApp::builder()
+        .configure(|s| s.idempotency_resume_after = Duration::from_secs(1))
+        .spawn()
+        .await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.order_hooks()
+        .crash_after_reserve
+        .store(true, Ordering::SeqCst);
+    assert_eq!(
+        place(&app, &user, &[(mug, 3)], Some("crashy"))
+            .await
+            .status(),
+        500
+    );
+    app.order_hooks()
+        .crash_after_reserve
+        .store(false, Ordering::SeqCst);
+
+    // Right after, the claim looks like a request still running.
+    let early = place(&app, &user, &[(mug, 3)], Some("crashy")).await;
+    expect_problem(early, 409, "idempotency-in-progress").await;
+    // Later it is resumed with the order it made: the reservation is not repeated.
+    let resumed = wait::until(
+        "the claim to be resumable",
+        Duration::from_secs(10),
+        || async {
+            let response = place(&app, &user, &[(mug, 3)], Some("crashy")).await;
+            (response.status() == 201).then_some(response)
+        },
+    )
+    .await;
+    let order: Value = resumed.json().await.unwrap();
+    assert_eq!(order["status"], "pending");
+    assert_eq!(stock_of(&app, mug).await, 7, "reserved once");
+    let orders: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM orders.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orders, 1);
+    assert_eq!(
+        id_of(
+            &place(&app, &user, &[(mug, 3)], Some("crashy"))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        ),
+        id_of(&order)
+    );
+    assert_consistent(&app).await;
+}
