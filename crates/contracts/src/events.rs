@@ -45,6 +45,28 @@ pub mod types {
     pub const ORDER_CANCELLED: &str = "order.cancelled";
     pub const ORDER_SHIPPED: &str = "order.shipped";
     pub const ORDER_DELIVERED: &str = "order.delivered";
+    pub const PAYMENT_ATTEMPT_FAILED: &str = "payment.attempt_failed";
+    pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
+    pub const PAYMENT_FAILED: &str = "payment.failed";
+    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+}
+
+/// `payment.attempt_failed` data; `nextRetryAt` is null after the last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptFailed {
+    pub attempt_no: i32,
+    pub error: String,
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+/// `payment.succeeded`, `payment.failed` and `payment.refunded` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSettled {
+    pub attempt_no: i32,
+    pub amount_cents: i64,
+    pub currency: String,
 }
 
 /// `payment.requested` data.

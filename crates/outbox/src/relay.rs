@@ -10,10 +10,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{StreamExt, future::BoxFuture};
 use rand::Rng;
 use shop_db::{DbError, Pool};
-use shop_redis::{RedisPool, RedisUnavailable, redis};
+use shop_redis::{RedisPool, redis};
 use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
+
+use crate::Kind;
 
 /// Executes the service's commands (e.g. `stock.release` → the catalog). Must be idempotent:
 /// a command may run again if its success could not be recorded.
@@ -60,17 +62,19 @@ else
   id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
 end
 if KEYS[2] ~= '' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'event', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  -- The copy must never make the (already appended) original fail and be sent again.
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'event', ARGV[1])
+  redis.pcall('EXPIRE', KEYS[2], ARGV[4])
 end
 return id
 ";
 
-/// The first unsent, due row of each (aggregate, kind) lane. A lane whose head is locked by
-/// another relay, or waiting for a retry, sends nothing, so its rows never overtake each other.
+/// The first unsent, due row of each (aggregate, kind) lane, for one kind. A lane whose head
+/// is locked by another relay, or waiting for a retry, sends nothing, so its rows never
+/// overtake each other.
 const HEADS: &str = "
 SELECT id, kind, topic, aggregate_id, user_id, payload, attempts FROM outbox o
-WHERE sent_at IS NULL AND available_at <= now()
+WHERE sent_at IS NULL AND available_at <= now() AND kind = $2
   AND NOT EXISTS (
     SELECT 1 FROM outbox e
     WHERE e.aggregate_id = o.aggregate_id AND e.kind = o.kind AND e.sent_at IS NULL AND e.id < o.id)
@@ -102,7 +106,10 @@ pub struct Relay {
     redis: RedisPool,
     handler: Arc<dyn CommandHandler>,
     config: RelayConfig,
-    wake: Arc<Notify>,
+    /// One per kind: events and commands are sent by separate loops, so a slow command
+    /// target never holds up events and a backlog of events never starves commands.
+    wake_events: Arc<Notify>,
+    wake_commands: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -115,8 +122,10 @@ impl std::fmt::Debug for Relay {
 
 enum Sent {
     Done,
+    /// This row failed; retry it later.
     Failed(String),
-    RedisAway(String),
+    /// The destination is away: retry this row later and stop the batch.
+    Away(String),
 }
 
 impl Relay {
@@ -131,36 +140,37 @@ impl Relay {
             redis,
             handler,
             config,
-            wake: Arc::new(Notify::new()),
+            wake_events: Arc::new(Notify::new()),
+            wake_commands: Arc::new(Notify::new()),
         }
     }
 
-    /// Wakes the relay at once (call after committing rows).
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
-    }
-
-    /// Starts the relay loop, the `LISTEN` task and the purge task.
+    /// Starts the two relay loops, the `LISTEN` task and the purge task.
     pub fn spawn(self, tasks: &TaskTracker, cancel: &CancellationToken) -> RelayHandle {
-        let wake = self.wake.clone();
+        let wakers = vec![self.wake_events.clone(), self.wake_commands.clone()];
         let (listening_tx, listening) = tokio::sync::watch::channel(false);
         let relay = Arc::new(self);
         tasks.spawn(listen(
             relay.config.database_url.clone(),
             relay.config.channel.clone(),
-            wake.clone(),
+            wakers.clone(),
             listening_tx,
             cancel.clone(),
         ));
         tasks.spawn(relay.clone().purge_loop(cancel.clone()));
-        tasks.spawn(relay.run(cancel.clone()));
-        RelayHandle { wake, listening }
+        tasks.spawn(relay.clone().run(Kind::Event, cancel.clone()));
+        tasks.spawn(relay.run(Kind::Command, cancel.clone()));
+        RelayHandle { wakers, listening }
     }
 
-    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    async fn run(self: Arc<Self>, kind: Kind, cancel: CancellationToken) {
+        let wake = match kind {
+            Kind::Event => self.wake_events.clone(),
+            Kind::Command => self.wake_commands.clone(),
+        };
         loop {
-            let busy = match self.process_batch().await {
-                Ok(processed) => processed > 0,
+            let busy = match self.process_kind(kind).await {
+                Ok((handled, stopped)) => handled > 0 && !stopped,
                 Err(error) => {
                     tracing::warn!(%error, "outbox relay: batch failed");
                     false
@@ -171,55 +181,85 @@ impl Relay {
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = self.wake.notified() => {}
+                () = wake.notified() => {}
                 () = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
     }
 
-    /// Sends one batch; returns how many rows it handled (sent or rescheduled).
+    /// Sends one batch of each kind; returns how many rows were handled (sent or
+    /// rescheduled).
     pub async fn process_batch(&self) -> Result<usize, DbError> {
+        let (events, _) = self.process_kind(Kind::Event).await?;
+        let (commands, _) = self.process_kind(Kind::Command).await?;
+        Ok(events + commands)
+    }
+
+    /// One batch of one kind, in its own transaction. Returns the rows handled and whether
+    /// the batch stopped early because the destination is away.
+    async fn process_kind(&self, kind: Kind) -> Result<(usize, bool), DbError> {
+        let batch_size = match kind {
+            Kind::Event => self.config.batch_size,
+            // Commands call other services: keep their transactions short.
+            Kind::Command => self.config.batch_size.min(10),
+        };
         let mut conn = shop_db::conn(&self.pool).await?;
-        let handled = conn
-            .transaction::<_, DbError, _>(async |conn| {
-                let rows: Vec<Row> = diesel::sql_query(HEADS)
-                    .bind::<BigInt, _>(self.config.batch_size)
-                    .load(conn)
-                    .await?;
-                let mut handled = 0;
-                for row in &rows {
-                    match self.send(row).await {
-                        Sent::Done => mark_sent(conn, row.id).await?,
-                        Sent::Failed(error) => self.reschedule(conn, row, &error).await?,
-                        Sent::RedisAway(error) => {
-                            // Every event of the batch would fail the same way: leave them.
-                            self.reschedule(conn, row, &error).await?;
-                            handled += 1;
-                            break;
-                        }
+        conn.transaction::<_, DbError, _>(async |conn| {
+            let rows: Vec<Row> = diesel::sql_query(HEADS)
+                .bind::<BigInt, _>(batch_size)
+                .bind::<Text, _>(kind.as_str())
+                .load(conn)
+                .await?;
+            let mut handled = 0;
+            for row in &rows {
+                handled += 1;
+                match self.send(row).await {
+                    Sent::Done => mark_sent(conn, row.id).await?,
+                    Sent::Failed(error) => self.reschedule(conn, row, &error).await?,
+                    Sent::Away(error) => {
+                        // The rest of the batch would fail the same way: leave it for later.
+                        self.reschedule(conn, row, &error).await?;
+                        return Ok((handled, true));
                     }
-                    handled += 1;
                 }
-                Ok(handled)
-            })
-            .await?;
-        Ok(handled)
+            }
+            Ok((handled, false))
+        })
+        .await
     }
 
     async fn send(&self, row: &Row) -> Sent {
         if row.kind == "command" {
+            // A failing command usually means its target is down: stop the batch.
             return match self.handler.run(&row.topic, &row.payload).await {
                 Ok(()) => Sent::Done,
-                Err(error) => Sent::Failed(error),
+                Err(error) => Sent::Away(error),
             };
         }
-        match self.publish(row).await {
+        let mut conn = match self.redis.get().await {
+            Ok(conn) => conn,
+            Err(error) => return Sent::Away(error.to_string()),
+        };
+        match self.publish(&mut conn, row).await {
             Ok(()) => Sent::Done,
-            Err(error) => Sent::RedisAway(error.to_string()),
+            Err(error)
+                if error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal() =>
+            {
+                Sent::Away(error.to_string())
+            }
+            // Redis answered, but refused this row (e.g. a key of the wrong type).
+            Err(error) => Sent::Failed(error.to_string()),
         }
     }
 
-    async fn publish(&self, row: &Row) -> Result<(), RedisUnavailable> {
+    async fn publish(
+        &self,
+        conn: &mut shop_redis::RedisConn<'_>,
+        row: &Row,
+    ) -> redis::RedisResult<()> {
         let notifications = row.topic == self.config.notifications_topic;
         let user_stream = match (notifications, row.user_id) {
             (true, Some(user)) => self.redis.key(&format!("{}:user:{user}", row.topic)),
@@ -230,7 +270,6 @@ impl Relay {
         } else {
             0
         };
-        let mut conn = self.redis.get().await?;
         let _id: String = redis::Script::new(PUBLISH)
             .key(self.redis.key(&row.topic))
             .key(user_stream)
@@ -238,7 +277,7 @@ impl Relay {
             .arg(max_len)
             .arg(self.config.user_stream_max_len)
             .arg(self.config.user_stream_ttl.as_secs().max(1))
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut **conn)
             .await?;
         Ok(())
     }
@@ -294,14 +333,16 @@ impl Relay {
 /// A started relay: wake it after commits; see whether its listener is subscribed.
 #[derive(Debug, Clone)]
 pub struct RelayHandle {
-    wake: Arc<Notify>,
+    wakers: Vec<Arc<Notify>>,
     listening: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RelayHandle {
-    /// Wakes the relay at once.
+    /// Wakes the relay loops at once.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        for waker in &self.wakers {
+            waker.notify_one();
+        }
     }
 
     /// Resolves once `LISTEN` is active (at once if it already is).
@@ -323,7 +364,7 @@ async fn mark_sent(conn: &mut AsyncPgConnection, id: i64) -> Result<(), DbError>
 async fn listen(
     url: String,
     channel: String,
-    wake: Arc<Notify>,
+    wakers: Vec<Arc<Notify>>,
     listening: tokio::sync::watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
@@ -360,7 +401,7 @@ async fn listen(
                                 return;
                             }
                             message = rx.recv() => match message {
-                                Some(()) => wake.notify_one(),
+                                Some(()) => wakers.iter().for_each(|w| w.notify_one()),
                                 None => break,
                             },
                         }

@@ -315,10 +315,16 @@ async fn a_notify_wakes_a_sleeping_relay_and_old_rows_are_purged() {
     let relay = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(3600));
     let cancel = tokio_util::sync::CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
-    let handle = relay.spawn(&tasks, &cancel);
-    // Once subscribed, write without any in-process wake-up: only NOTIFY can wake it.
-    handle.listening().await;
+    // A row from before the start goes out with the first batch, which proves that batch ran.
     write(&f, vec![event("notifications", Uuid::now_v7(), None, 1)]).await;
+    let handle = relay.spawn(&tasks, &cancel);
+    handle.listening().await;
+    wait::until("the first batch", Duration::from_secs(10), || async {
+        (unsent(&f).await == 0).then_some(())
+    })
+    .await;
+    // Now the relay sleeps (polling every hour): only NOTIFY can wake it.
+    write(&f, vec![event("notifications", Uuid::now_v7(), None, 2)]).await;
     wait::until(
         "NOTIFY to wake the relay",
         Duration::from_secs(10),
@@ -336,5 +342,5 @@ async fn a_notify_wakes_a_sleeping_relay_and_old_rows_are_purged() {
         .batch_execute("UPDATE orders.outbox SET sent_at = now() - interval '2 hours'")
         .await
         .unwrap();
-    assert_eq!(purger.purge().await.unwrap(), 1);
+    assert_eq!(purger.purge().await.unwrap(), 2);
 }

@@ -198,6 +198,11 @@ pub struct Settings {
     pub payment_failed_probability: u8,
     #[serde(deserialize_with = "duration::millis")]
     pub payment_duration: Duration,
+    pub payment_concurrency: usize,
+    pub payment_max_deliveries: u32,
+    #[serde(deserialize_with = "duration::secs")]
+    pub payment_reclaim_idle: Duration,
+    pub payment_consumer: Option<String>,
 }
 
 impl Default for Settings {
@@ -279,6 +284,10 @@ impl Default for Settings {
             backoff_delay: Duration::from_millis(1000),
             payment_failed_probability: 20,
             payment_duration: Duration::from_millis(1000),
+            payment_concurrency: 8,
+            payment_max_deliveries: 5,
+            payment_reclaim_idle: Duration::from_secs(30),
+            payment_consumer: None,
         }
     }
 }
@@ -414,6 +423,7 @@ impl Settings {
             ("login_throttle_limit", self.login_throttle_limit),
             ("throttler_limit", self.throttler_limit),
             ("circuit_breaker_threshold", self.circuit_breaker_threshold),
+            ("payment_max_deliveries", self.payment_max_deliveries),
         ] {
             if value == 0 {
                 return Err(invalid(name, "must be at least 1"));
@@ -433,6 +443,9 @@ impl Settings {
                     self.longest_payment().as_secs()
                 ),
             ));
+        }
+        if self.payment_concurrency == 0 {
+            return Err(invalid("payment_concurrency", "must be at least 1"));
         }
         if self.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be at least 1"));

@@ -563,6 +563,34 @@ pub const VARIABLES: &[Variable] = &[
         "payment, order",
         "duration of a simulated attempt",
     ),
+    var(
+        "PAYMENT_CONCURRENCY",
+        "8",
+        "attempts",
+        "payment",
+        "simulated payment attempts running at once per instance",
+    ),
+    var(
+        "PAYMENT_MAX_DELIVERIES",
+        "5",
+        "deliveries",
+        "payment",
+        "a stream entry delivered this often without being handled goes to payments.dead",
+    ),
+    var(
+        "PAYMENT_RECLAIM_IDLE",
+        "30s",
+        "duration (bare number: s)",
+        "payment",
+        "entries pending this long on another consumer are reclaimed (XAUTOCLAIM)",
+    ),
+    var(
+        "PAYMENT_CONSUMER",
+        "(hostname + random suffix)",
+        "string",
+        "payment",
+        "consumer name in the payments.requests group",
+    ),
 ];
 
 /// The Markdown table README shows (a test checks README contains exactly this).

@@ -42,6 +42,7 @@ type Configure = Box<dyn FnOnce(&mut Settings) + Send>;
 pub struct TestAppBuilder {
     configure: Vec<Configure>,
     redis_through_proxy: bool,
+    redis_url: Option<String>,
 }
 
 impl std::fmt::Debug for TestAppBuilder {
@@ -64,6 +65,13 @@ impl TestAppBuilder {
     #[must_use]
     pub fn redis_through_proxy(mut self) -> Self {
         self.redis_through_proxy = true;
+        self
+    }
+
+    /// Uses this Redis (e.g. a [`crate::PrivateRedis`]) instead of the shared one.
+    #[must_use]
+    pub fn redis_url(mut self, url: String) -> Self {
+        self.redis_url = Some(url);
         self
     }
 
@@ -118,11 +126,16 @@ impl TestAppBuilder {
             configure(&mut settings);
         }
         settings.validate().expect("test settings are valid");
+        let redis_direct = self
+            .redis_url
+            .clone()
+            .unwrap_or_else(|| format!("redis://{SHARED_REDIS}"));
         let mut app = TestApp {
             settings,
             db,
             redis,
             redis_proxy,
+            redis_direct,
             addrs,
             running: HashMap::new(),
             order_hooks: std::sync::Arc::default(),
@@ -147,6 +160,8 @@ pub struct TestApp {
     db: TestDb,
     redis: TestRedis,
     redis_proxy: Option<TcpProxy>,
+    /// The Redis server itself (never through the proxy), for assertions.
+    redis_direct: String,
     addrs: HashMap<Component, SocketAddr>,
     running: HashMap<Component, Running>,
     order_hooks: std::sync::Arc<order_service::hooks::Hooks>,
@@ -237,6 +252,11 @@ impl TestApp {
     /// The prefix of every Redis key this system writes.
     pub fn redis_prefix(&self) -> &str {
         self.redis.prefix()
+    }
+
+    /// The URL of the Redis server itself (not through the proxy).
+    pub fn redis_direct_url(&self) -> &str {
+        &self.redis_direct
     }
 
     /// The proxy in front of Redis (with [`TestAppBuilder::redis_through_proxy`]).

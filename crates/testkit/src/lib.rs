@@ -17,6 +17,7 @@ mod documents;
 mod invariant;
 mod private_redis;
 mod proxy;
+mod shop;
 mod test_redis;
 pub mod wait;
 

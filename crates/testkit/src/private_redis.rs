@@ -36,41 +36,64 @@ async fn answers(port: u16) -> bool {
     )
 }
 
+fn spawn(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start redis-server (run `make services`): {e}"))
+}
+
+async fn await_answer(port: u16) -> bool {
+    for _ in 0..100 {
+        if answers(port).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 impl PrivateRedis {
     /// Starts `redis-server` (from PATH) on a free loopback port, without persistence.
     pub async fn start() -> Self {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start redis-server (run `make services`): {e}"));
             let mut redis = Self {
                 port,
-                child: Some(child),
+                child: Some(spawn(port)),
             };
-            for _ in 0..100 {
-                if answers(port).await {
-                    return redis;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if await_answer(port).await {
+                return redis;
             }
             last_error = format!("redis-server on port {port} did not answer");
             redis.kill();
         }
         panic!("{last_error}");
+    }
+
+    /// Kills the server and starts an empty one on the same port: Redis lost its data.
+    pub async fn restart_empty(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            self.child = Some(spawn(self.port));
+            if await_answer(self.port).await {
+                return;
+            }
+            self.kill();
+        }
+        panic!("redis-server did not come back on port {}", self.port);
     }
 
     /// The server's address.

@@ -7,7 +7,6 @@
 //!    and `order.created` (and an emptied cart for checkout); or `failed` for a refusal; or
 //!    `failed` with a release command when the catalog could not be reached (503).
 
-use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -222,35 +221,53 @@ async fn claim(
     key: &str,
     source: &Source,
 ) -> Result<Claimed, OrderError> {
+    // A claim can vanish between our insert and our read (a 503 drops it so the client may
+    // retry): then try again.
+    for _ in 0..3 {
+        if let Some(claimed) = try_claim(state, identity, route, key, source).await? {
+            return Ok(claimed);
+        }
+    }
+    Err(OrderError::IdempotencyInProgress)
+}
+
+async fn try_claim(
+    state: &AppState,
+    identity: &Identity,
+    route: Route,
+    key: &str,
+    source: &Source,
+) -> Result<Option<Claimed>, OrderError> {
     let hash = request_hash(route, source);
     let new_id = Uuid::now_v7();
-    let resume_after =
-        chrono::Duration::from_std(state.idempotency_resume_after).unwrap_or_default();
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, OrderError, _>(async |conn| {
         if repo::insert_claim(conn, identity.user_id, route.as_str(), key, &hash, new_id).await? {
             let lines = create(conn, state, identity, new_id, source).await?;
-            return Ok(Claimed::Proceed(new_id, lines));
+            return Ok(Some(Claimed::Proceed(new_id, lines)));
         }
-        let claim = repo::find_claim(conn, identity.user_id, route.as_str(), key)
-            .await?
-            .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("claim vanished")))?;
+        let Some(claim) = repo::find_claim(conn, identity.user_id, route.as_str(), key).await?
+        else {
+            return Ok(None);
+        };
         if claim.request_hash != hash {
             return Err(OrderError::IdempotencyKeyReused);
         }
         if let (Some(status), Some(body)) = (claim.response_status, claim.response_body) {
-            return Ok(Claimed::Answered(Answer::stored(status, body)));
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
         }
-        // Unanswered: still running, or left by a request that crashed.
-        if claim.updated_at > Utc::now() - resume_after
-            || !repo::take_over_claim(
-                conn,
-                identity.user_id,
-                route.as_str(),
-                key,
-                claim.updated_at,
-            )
-            .await?
+        // Unanswered: still running, or left by a request that crashed. Only an old claim is
+        // taken over; should its first request still be alive, both work on the same order
+        // (the catalog reserves it once) and both answer with its outcome.
+        if !repo::take_over_claim(
+            conn,
+            identity.user_id,
+            route.as_str(),
+            key,
+            claim.updated_at,
+            state.idempotency_resume_after,
+        )
+        .await?
         {
             return Err(OrderError::IdempotencyInProgress);
         }
@@ -259,7 +276,7 @@ async fn claim(
             .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("claimed order missing")))?;
         if order.status() != Status::Reserving {
             let answer = answer_for(conn, &order).await?;
-            repo::store_claim_answer(
+            let (status, body) = repo::store_claim_answer(
                 conn,
                 identity.user_id,
                 route.as_str(),
@@ -268,7 +285,7 @@ async fn claim(
                 &answer.body,
             )
             .await?;
-            return Ok(Claimed::Answered(answer));
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
         }
         tracing::info!(order.id = %order.id, "resuming an order left by an interrupted request");
         let lines: Vec<ReserveLine> = repo::lines(conn, order.id)
@@ -279,7 +296,7 @@ async fn claim(
                 quantity: l.quantity,
             })
             .collect();
-        Ok(Claimed::Proceed(order.id, lines))
+        Ok(Some(Claimed::Proceed(order.id, lines)))
     })
     .await
 }
@@ -370,23 +387,43 @@ struct Settle<'a> {
 }
 
 impl Settle<'_> {
-    async fn store(&self, conn: &mut AsyncPgConnection, answer: &Answer) -> Result<(), OrderError> {
-        if let Some(key) = self.key {
-            let status = i16::try_from(answer.status).unwrap_or(500);
-            repo::store_claim_answer(
-                conn,
-                self.identity.user_id,
-                self.route.as_str(),
-                key,
-                status,
-                &answer.body,
-            )
-            .await?;
+    /// Stores the answer in the claim unless one stands already; returns the one that stands.
+    async fn store(
+        &self,
+        conn: &mut AsyncPgConnection,
+        answer: Answer,
+    ) -> Result<Answer, OrderError> {
+        let Some(key) = self.key else {
+            return Ok(answer);
+        };
+        let status = i16::try_from(answer.status).unwrap_or(500);
+        let (status, body) = repo::store_claim_answer(
+            conn,
+            self.identity.user_id,
+            self.route.as_str(),
+            key,
+            status,
+            &answer.body,
+        )
+        .await?;
+        if status == i16::try_from(answer.status).unwrap_or(500) && body == answer.body {
+            return Ok(answer);
         }
-        Ok(())
+        Ok(Answer::stored(status, body))
     }
 
-    /// Reserved: pending with prices and total, payment requested, cart emptied (checkout).
+    /// Someone else settled the order meanwhile (the recovery worker, or a resumed repeat):
+    /// answer with what became of it.
+    async fn settled_elsewhere(&self, conn: &mut AsyncPgConnection) -> Result<Answer, OrderError> {
+        let order = repo::find_order(conn, self.order_id)
+            .await?
+            .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("order vanished")))?;
+        let answer = answer_for(conn, &order).await?;
+        self.store(conn, answer).await
+    }
+
+    /// Reserved: pending with prices and total, payment requested, the ordered lines taken
+    /// out of the cart (checkout).
     async fn reserved(&self, reservation: &Reservation) -> Result<Answer, OrderError> {
         let mut total: i64 = 0;
         for line in &reservation.items {
@@ -408,13 +445,7 @@ impl Settle<'_> {
                     repo::transition(conn, self.order_id, &[Status::Reserving], Status::Pending)
                         .await?
                 else {
-                    // The recovery worker gave up on it meanwhile (and wrote its release).
-                    let status = repo::find_order(conn, self.order_id)
-                        .await?
-                        .map_or(Status::Failed, |o| o.status());
-                    let answer = Answer::problem(&OrderError::NotPending { status }.into());
-                    self.store(conn, &answer).await?;
-                    return Ok(answer);
+                    return self.settled_elsewhere(conn).await;
                 };
                 repo::set_reserved(conn, order.id, total, &priced).await?;
                 let order = Order {
@@ -430,13 +461,14 @@ impl Settle<'_> {
                 ];
                 shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
                 repo::mark_payment_requested(conn, order.id).await?;
-                if self.route == Route::Checkout {
-                    repo::clear_cart(conn, self.identity.user_id).await?;
-                }
                 let lines = repo::lines(conn, order.id).await?;
-                let answer = Answer::created(&OrderResponse::new(&order, lines));
-                self.store(conn, &answer).await?;
-                Ok(answer)
+                if self.route == Route::Checkout {
+                    // Only what was ordered: lines added meanwhile stay in the cart.
+                    let ordered: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+                    repo::remove_from_cart(conn, self.identity.user_id, &ordered).await?;
+                }
+                self.store(conn, Answer::created(&OrderResponse::new(&order, lines)))
+                    .await
             })
             .await?;
         self.state.relay.wake();
@@ -459,7 +491,7 @@ impl Settle<'_> {
             Some("validation-failed") => "unknown_product",
             _ => "reservation_refused",
         };
-        // The catalog numbers lines as sent (merged): name them by the product instead.
+        // The catalog numbers lines as sent (merged): name the product too.
         if let Some(errors) = body["errors"].as_array_mut() {
             for error in errors {
                 let index = error["field"]
@@ -479,31 +511,37 @@ impl Settle<'_> {
             retry_after: None,
         };
         let mut conn = shop_db::conn(&self.state.pool).await?;
-        conn.transaction::<_, OrderError, _>(async |conn| {
-            if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
-                .await?
-                .is_some()
-            {
+        let answer = conn
+            .transaction::<_, OrderError, _>(async |conn| {
+                if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
+                    .await?
+                    .is_none()
+                {
+                    return self.settled_elsewhere(conn).await;
+                }
                 repo::add_history(conn, self.order_id, Status::Failed, "system", Some(cause))
                     .await?;
-            }
-            self.store(conn, &answer).await
-        })
-        .await?;
+                self.store(conn, answer).await
+            })
+            .await?;
         tracing::info!(order.id = %self.order_id, cause, "order refused");
         Ok(answer)
     }
 
     /// The catalog could not be asked: failed, with a release in case it did reserve; 503.
-    /// The claim is dropped so the client can simply try again.
+    /// The claim is dropped so the client can simply try again. If the order was settled
+    /// meanwhile (a resumed repeat made it pending), that outcome is the answer instead.
     async fn unavailable(&self, reason: &str) -> Result<Answer, OrderError> {
         tracing::warn!(order.id = %self.order_id, reason, "catalog unavailable while placing");
         let mut conn = shop_db::conn(&self.state.pool).await?;
-        conn.transaction::<_, OrderError, _>(async |conn| {
-            if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
-                .await?
-                .is_some()
-            {
+        let settled = conn
+            .transaction::<_, OrderError, _>(async |conn| {
+                if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
+                    .await?
+                    .is_none()
+                {
+                    return Ok(Some(self.settled_elsewhere(conn).await?));
+                }
                 repo::add_history(
                     conn,
                     self.order_id,
@@ -514,18 +552,20 @@ impl Settle<'_> {
                 .await?;
                 shop_outbox::enqueue(conn, events::CHANNEL, &[events::release(self.order_id)])
                     .await?;
-            }
-            if let Some(key) = self.key {
-                repo::delete_claim(conn, self.identity.user_id, self.route.as_str(), key).await?;
-            }
-            Ok(())
-        })
-        .await?;
+                if let Some(key) = self.key {
+                    repo::delete_claim(conn, self.identity.user_id, self.route.as_str(), key)
+                        .await?;
+                }
+                Ok(None)
+            })
+            .await?;
         self.state.relay.wake();
-        Ok(Answer::problem(&ApiError::unavailable(
-            "the catalog is unavailable; the order was not placed, try again shortly",
-            2,
-        )))
+        Ok(settled.unwrap_or_else(|| {
+            Answer::problem(&ApiError::unavailable(
+                "the catalog is unavailable; the order was not placed, try again shortly",
+                2,
+            ))
+        }))
     }
 }
 

@@ -282,19 +282,28 @@ pub async fn find_claim(
         .optional()
 }
 
-/// Takes over an unfinished claim last touched at `seen`; false if someone else did first.
+/// Takes over an unfinished claim untouched for `resume_after` (judged by the database's
+/// clock) and last touched at `seen`; false if it is too fresh or someone else took it first.
 pub async fn take_over_claim(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     route: &str,
     key: &str,
     seen: DateTime<Utc>,
+    resume_after: std::time::Duration,
 ) -> QueryResult<bool> {
     let updated = diesel::update(
         idempotency_claims::table
             .find((user_id, route, key))
             .filter(idempotency_claims::updated_at.eq(seen))
-            .filter(idempotency_claims::response_status.is_null()),
+            .filter(idempotency_claims::response_status.is_null())
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "updated_at < now() - make_interval(secs => ",
+                )
+                .bind::<diesel::sql_types::Double, _>(resume_after.as_secs_f64())
+                .sql(")"),
+            ),
     )
     .set(idempotency_claims::updated_at.eq(now))
     .execute(conn)
@@ -302,6 +311,7 @@ pub async fn take_over_claim(
     Ok(updated == 1)
 }
 
+/// Stores a claim's answer unless one is stored already; returns the answer that stands.
 pub async fn store_claim_answer(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
@@ -309,16 +319,31 @@ pub async fn store_claim_answer(
     key: &str,
     status: i16,
     body: &serde_json::Value,
-) -> QueryResult<()> {
-    diesel::update(idempotency_claims::table.find((user_id, route, key)))
-        .set((
-            idempotency_claims::response_status.eq(status),
-            idempotency_claims::response_body.eq(body),
-            idempotency_claims::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+) -> QueryResult<(i16, serde_json::Value)> {
+    let stored = diesel::update(
+        idempotency_claims::table
+            .find((user_id, route, key))
+            .filter(idempotency_claims::response_status.is_null()),
+    )
+    .set((
+        idempotency_claims::response_status.eq(status),
+        idempotency_claims::response_body.eq(body),
+        idempotency_claims::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    if stored == 1 {
+        return Ok((status, body.clone()));
+    }
+    let existing = find_claim(conn, user_id, route, key).await?;
+    Ok(match existing {
+        Some(Claim {
+            response_status: Some(status),
+            response_body: Some(body),
+            ..
+        }) => (status, body),
+        _ => (status, body.clone()),
+    })
 }
 
 pub async fn delete_claim(
@@ -424,6 +449,22 @@ pub async fn delete_cart_item(
         .execute(conn)
         .await?;
     Ok(deleted == 1)
+}
+
+/// Removes the given products from a user's cart (what an order took from it).
+pub async fn remove_from_cart(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    products: &[Uuid],
+) -> QueryResult<()> {
+    diesel::delete(
+        cart_items::table
+            .filter(cart_items::user_id.eq(user_id))
+            .filter(cart_items::product_id.eq_any(products)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn clear_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {

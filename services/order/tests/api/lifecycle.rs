@@ -16,7 +16,9 @@ fn event(attempt: i32, outcome: &str, is_final: bool) -> Value {
 
 #[tokio::test]
 async fn paid_orders_ship_and_deliver_and_nothing_else() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
+    // These tests report payments themselves.
+    app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
     let admin = app.admin().await;
@@ -139,7 +141,9 @@ async fn paid_orders_ship_and_deliver_and_nothing_else() {
 
 #[tokio::test]
 async fn a_final_failure_fails_the_order_and_releases_the_stock() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
+    // These tests report payments themselves.
+    app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
     let id = id_of(&place_ok(&app, &user, &[(mug, 4)]).await);
@@ -172,7 +176,9 @@ async fn a_final_failure_fails_the_order_and_releases_the_stock() {
 
 #[tokio::test]
 async fn only_the_payment_service_reports() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
+    // These tests report payments themselves.
+    app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
     let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
@@ -218,7 +224,7 @@ fn types(events: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn unpaid_orders_time_out_and_release() {
-    let app = TestApp::builder()
+    let mut app = TestApp::builder()
         .configure(|s| {
             s.backoff_retries = 0;
             s.payment_duration = Duration::from_millis(100);
@@ -227,6 +233,8 @@ async fn unpaid_orders_time_out_and_release() {
         })
         .spawn()
         .await;
+    // Nobody answers payment requests here.
+    app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
     let id = id_of(&place_ok(&app, &user, &[(mug, 2)]).await);
@@ -249,13 +257,15 @@ async fn unpaid_orders_time_out_and_release() {
 
 #[tokio::test]
 async fn an_unanswered_payment_request_is_sent_again_until_payment_reports() {
-    let app = TestApp::builder()
+    let mut app = TestApp::builder()
         .configure(|s| {
             s.payment_request_resend = Some(Duration::from_secs(1));
             s.worker_interval = Duration::from_millis(200);
         })
         .spawn()
         .await;
+    // Nobody answers payment requests here.
+    app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
     let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);

@@ -15,7 +15,7 @@ mod placing;
 use std::time::Duration;
 
 use reqwest::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shop_testkit::{Component, TestApp, TestUser, wait};
 use uuid::Uuid;
 
@@ -29,19 +29,7 @@ pub async fn expect_problem(response: Response, status: u16, code: &str) -> Valu
 
 /// Creates a product as the administrator; returns its id.
 pub async fn product(app: &TestApp, name: &str, price_cents: i64, stock: i64) -> Uuid {
-    let admin = app.admin().await;
-    let response = app
-        .post(
-            "/products",
-            &json!({"name": name, "priceCents": price_cents, "stock": stock}),
-        )
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "creating {name}");
-    let body: Value = response.json().await.unwrap();
-    body["id"].as_str().unwrap().parse().unwrap()
+    app.create_product(name, price_cents, stock).await
 }
 
 /// `POST /orders` as `user`, with an optional Idempotency-Key.
@@ -51,17 +39,7 @@ pub async fn place(
     lines: &[(Uuid, i64)],
     key: Option<&str>,
 ) -> Response {
-    let items: Vec<Value> = lines
-        .iter()
-        .map(|(p, q)| json!({"productId": p, "quantity": q}))
-        .collect();
-    let mut request = app
-        .post("/orders", &json!({"items": items}))
-        .header("authorization", user.bearer());
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    request.send().await.unwrap()
+    app.place_order(user, lines, key).await
 }
 
 /// Places an order that must succeed; returns its body.
@@ -77,16 +55,7 @@ pub fn id_of(order: &Value) -> Uuid {
 
 /// A product's stock, read from the catalog's tables.
 pub async fn stock_of(app: &TestApp, product: Uuid) -> i32 {
-    app.db()
-        .client()
-        .await
-        .query_one(
-            "SELECT stock FROM catalog.products WHERE id = $1",
-            &[&product],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    app.stock_of(product).await
 }
 
 /// Waits until a product's stock is `expected` (releases travel through the outbox).
@@ -101,13 +70,7 @@ pub async fn await_stock(app: &TestApp, product: Uuid, expected: i32) {
 
 /// An order's status, read from the order service's table.
 pub async fn status_of(app: &TestApp, order: Uuid) -> String {
-    app.db()
-        .client()
-        .await
-        .query_one("SELECT status FROM orders.orders WHERE id = $1", &[&order])
-        .await
-        .unwrap()
-        .get(0)
+    app.order_status(order).await
 }
 
 /// Reports a payment event as the payment service does.
@@ -151,36 +114,9 @@ pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
     stream_of(app, "notifications", order).await
 }
 
-/// Every entry of a stream: its id and its event.
-pub async fn stream_entries(app: &TestApp, stream: &str) -> Vec<(String, Value)> {
-    let redis = shop_redis::RedisPool::with_url(
-        "redis://127.0.0.1:6379",
-        app.redis_prefix(),
-        1,
-        Duration::from_secs(1),
-    )
-    .unwrap();
-    let mut conn = redis.get().await.unwrap();
-    let entries: shop_redis::redis::streams::StreamRangeReply = shop_redis::redis::cmd("XRANGE")
-        .arg(redis.key(stream))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut *conn)
-        .await
-        .unwrap();
-    entries
-        .ids
-        .into_iter()
-        .map(|e| {
-            let event = serde_json::from_str(&e.get::<String>("event").unwrap()).unwrap();
-            (e.id, event)
-        })
-        .collect()
-}
-
 /// The ids of a stream's entries.
 pub async fn stream_ids(app: &TestApp, stream: &str) -> Vec<String> {
-    stream_entries(app, stream)
+    app.stream_entries(stream)
         .await
         .into_iter()
         .map(|(id, _)| id)
@@ -189,12 +125,7 @@ pub async fn stream_ids(app: &TestApp, stream: &str) -> Vec<String> {
 
 /// The events published on `stream` for an order, in stream order.
 pub async fn stream_of(app: &TestApp, stream: &str, order: Uuid) -> Vec<Value> {
-    stream_entries(app, stream)
-        .await
-        .into_iter()
-        .map(|(_, event)| event)
-        .filter(|e| e["orderId"] == order.to_string())
-        .collect()
+    app.events_of(stream, order).await
 }
 
 #[test]
