@@ -101,12 +101,11 @@ impl TestAppBuilder {
             database_acquire_timeout: Duration::from_secs(5),
             run_migrations_on_start: false,
             redis_url: Some(
-                format!(
-                    "redis://{}",
-                    redis_proxy
-                        .as_ref()
-                        .map_or(SHARED_REDIS.to_owned(), |p| p.addr().to_string())
-                )
+                match (&self.redis_url, &redis_proxy) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(proxy)) => format!("redis://{}", proxy.addr()),
+                    (None, None) => format!("redis://{SHARED_REDIS}"),
+                }
                 .into(),
             ),
             redis_key_prefix: redis.prefix().to_owned(),

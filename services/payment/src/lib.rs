@@ -1,17 +1,66 @@
-//! The payment service. For now it answers health checks only; its API arrives with its own issue.
+//! The payment service: reads payment requests from Redis Streams, runs simulated attempts
+//! from Postgres with retries and exponential backoff, reports each attempt and the outcome to
+//! the order service (refunding a success the order no longer wants), and publishes its
+//! `payment.*` notifications through the shared outbox.
 
-use std::net::TcpListener;
+mod attempts;
+mod consumer;
+mod events;
+mod models;
+pub mod openapi;
+mod repo;
+mod reports;
+mod routes;
+mod schema;
 
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::web;
+use anyhow::Context;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shop_client::{ClientConfig, ServiceClient};
+use shop_db::Pool;
 use shop_http::{Readiness, Running};
+use shop_outbox::{Relay, RelayConfig, RelayHandle};
+use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{attempts::Simulation, consumer::Consumer, reports::Reporter};
 
 /// This service's identity in settings, logs and `X-Caller`.
 pub const SERVICE: Service = Service::Payment;
 
-/// Applies this service's migrations (none yet).
-pub async fn migrate(_settings: &Settings) -> anyhow::Result<()> {
+/// The service's migrations (schema `payments`).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// What every handler and worker shares; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pool: Pool,
+    relay: RelayHandle,
+    simulation: Simulation,
+}
+
+/// Applies this service's migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
+        .await
+        .context("payment service migrations")?;
     Ok(())
+}
+
+/// `PAYMENT_CONSUMER`, else the host name with a random suffix.
+fn consumer_name(settings: &Settings) -> String {
+    settings.payment_consumer.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "payment".into());
+        format!("{host}-{:08x}", rand::random::<u32>())
+    })
 }
 
 /// Starts the service on `listener`.
@@ -20,13 +69,68 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         migrate(&settings).await?;
     }
     let pool = shop_db::pool(&settings, SERVICE);
+    let redis = RedisPool::new(&settings).context("redis configuration")?;
+    let order = ServiceClient::new(
+        "order",
+        &settings.order_service_url,
+        ClientConfig::from_settings(&settings, SERVICE.name()),
+    );
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let relay = Relay::new(
+        pool.clone(),
+        redis.clone(),
+        Arc::new(Reporter {
+            order,
+            pool: pool.clone(),
+        }),
+        RelayConfig {
+            channel: events::CHANNEL.into(),
+            database_url: settings.database_url(SERVICE).to_owned(),
+            notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
+            poll_interval: settings.outbox_poll_interval,
+            batch_size: 100,
+            retention: settings.outbox_retention,
+            notifications_max_len: settings.notifications_max_len,
+            user_stream_max_len: settings.user_stream_max_len,
+            user_stream_ttl: settings.user_stream_ttl,
+            max_backoff: Duration::from_secs(30),
+        },
+    )
+    .spawn(&tasks, &cancel);
+    let name = consumer_name(&settings);
+    let state = AppState {
+        pool,
+        relay,
+        simulation: Simulation {
+            duration: settings.payment_duration,
+            failure_percent: settings.payment_failed_probability,
+            retries: settings.backoff_retries,
+            backoff: settings.backoff_delay,
+            concurrency: settings.payment_concurrency,
+            worker: name.clone(),
+        },
+    };
+    let consumer = Arc::new(Consumer {
+        state: state.clone(),
+        redis_url: settings.redis_url(),
+        stream: redis.key(shop_contracts::events::PAYMENT_REQUESTS),
+        dead: redis.key(shop_contracts::events::PAYMENTS_DEAD),
+        name,
+        max_deliveries: usize::try_from(settings.payment_max_deliveries).unwrap_or(5),
+        reclaim_idle: settings.payment_reclaim_idle,
+        dead_letters: Default::default(),
+    });
+    tasks.spawn(consumer.run(cancel.clone()));
+    tasks.spawn(attempts::run(state.clone(), cancel.clone()));
+
     let addr = listener.local_addr()?;
-    let server = shop_http::service_server(&settings, listener, Readiness::postgres(pool), |_| {})?;
-    Ok(Running::spawn(
-        SERVICE.name(),
-        addr,
-        server,
-        CancellationToken::new(),
-        TaskTracker::new(),
-    ))
+    let readiness = Readiness::postgres(state.pool.clone());
+    let server = shop_http::service_server(
+        &settings,
+        listener,
+        readiness,
+        routes::configure(web::Data::new(state)),
+    )?;
+    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
 }

@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE payment_attempts;
+DROP TABLE payments;

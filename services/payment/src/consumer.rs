@@ -1,0 +1,382 @@
+//! Reads `payments.requests` with a consumer group: a request creates the payment (once per
+//! order), a cancel stops it; the entry is acknowledged once Postgres has it. Entries left
+//! pending on a dead consumer are reclaimed (`XAUTOCLAIM`); unparseable entries, and entries
+//! delivered too often, go to `payments.dead` with the reason. The stream is trimmed, but never
+//! past its oldest pending entry.
+//!
+//! Blocking reads use a connection of their own without a response timeout (pooled
+//! connections time out after 500 ms and would stall everything queued behind the read).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use shop_contracts::events::{Envelope, PaymentEvent, PaymentOutcome, PaymentRequested, types};
+use shop_redis::redis::{
+    self, AsyncConnectionConfig,
+    aio::MultiplexedConnection,
+    streams::{
+        StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
+        StreamReadReply,
+    },
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    AppState, events,
+    models::{NewPayment, status},
+    repo,
+};
+
+const GROUP: &str = "payments";
+const READ_COUNT: usize = 50;
+const BLOCK_MS: usize = 1000;
+
+/// One consumer of the group.
+#[derive(Debug)]
+pub struct Consumer {
+    pub state: AppState,
+    pub redis_url: String,
+    /// Prefixed stream names.
+    pub stream: String,
+    pub dead: String,
+    /// This consumer's name in the group.
+    pub name: String,
+    pub max_deliveries: usize,
+    pub reclaim_idle: Duration,
+    /// Entries sent to `payments.dead` by this instance.
+    pub dead_letters: AtomicU64,
+}
+
+enum Failure {
+    /// The entry can never be handled: dead-letter it.
+    Poison(String),
+    /// Postgres trouble: leave it pending, it will be delivered again.
+    Retry(String),
+}
+
+impl Consumer {
+    /// Consumes until cancelled, reconnecting after failures.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            match self.session(&cancel).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, consumer = %self.name, "payments.requests consumer lost redis; reconnecting")
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn session(&self, cancel: &CancellationToken) -> redis::RedisResult<()> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        self.ensure_group(&mut conn).await?;
+        let maintenance_every = (self.reclaim_idle / 2).max(Duration::from_millis(500));
+        let mut last_maintenance: Option<Instant> = None;
+        loop {
+            if last_maintenance.is_none_or(|at| at.elapsed() >= maintenance_every) {
+                self.reclaim(&mut conn).await?;
+                self.trim(&mut conn).await?;
+                last_maintenance = Some(Instant::now());
+            }
+            let mut command = redis::cmd("XREADGROUP");
+            command
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.name)
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(BLOCK_MS)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(">");
+            let read = command.query_async::<Option<StreamReadReply>>(&mut conn);
+            let reply = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                reply = read => reply,
+            };
+            match reply {
+                Ok(Some(reply)) => {
+                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                        self.process(&mut conn, entry).await?;
+                    }
+                }
+                Ok(None) => {}
+                // Redis lost its data (or the group was deleted): make it again.
+                Err(error) if error.code() == Some("NOGROUP") => {
+                    tracing::warn!("consumer group missing; re-creating it");
+                    self.ensure_group(&mut conn).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Creates the group (and the stream) unless it exists; reads from the beginning.
+    async fn ensure_group(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Err(error) if error.code() != Some("BUSYGROUP") => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    async fn process(
+        &self,
+        conn: &mut MultiplexedConnection,
+        entry: StreamId,
+    ) -> redis::RedisResult<()> {
+        let raw: Option<String> = entry.get("event");
+        match self.handle(raw.as_deref()).await {
+            Ok(()) => self.ack(conn, &entry.id).await,
+            Err(Failure::Poison(reason)) => {
+                self.dead_letter(conn, &entry.id, raw.as_deref().unwrap_or(""), &reason)
+                    .await?;
+                self.ack(conn, &entry.id).await
+            }
+            Err(Failure::Retry(error)) => {
+                tracing::warn!(%error, entry = %entry.id, "payment request not stored yet; it will be delivered again");
+                Ok(())
+            }
+        }
+    }
+
+    async fn ack(&self, conn: &mut MultiplexedConnection, id: &str) -> redis::RedisResult<()> {
+        redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(id)
+            .query_async::<()>(conn)
+            .await
+    }
+
+    async fn dead_letter(
+        &self,
+        conn: &mut MultiplexedConnection,
+        id: &str,
+        raw: &str,
+        reason: &str,
+    ) -> redis::RedisResult<()> {
+        redis::cmd("XADD")
+            .arg(&self.dead)
+            .arg("*")
+            .arg("reason")
+            .arg(reason)
+            .arg("source_id")
+            .arg(id)
+            .arg("event")
+            .arg(raw)
+            .query_async::<String>(conn)
+            .await?;
+        let total = self.dead_letters.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            entry = id,
+            reason,
+            dead_letters = total,
+            "entry moved to payments.dead"
+        );
+        Ok(())
+    }
+
+    /// Dead-letters entries delivered too often, then claims what other (dead) consumers left.
+    async fn reclaim(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let idle_ms = u64::try_from(self.reclaim_idle.as_millis()).unwrap_or(u64::MAX);
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(100)
+            .query_async(conn)
+            .await?;
+        for stuck in pending
+            .ids
+            .iter()
+            .filter(|p| p.times_delivered >= self.max_deliveries)
+        {
+            let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&self.stream)
+                .arg(&stuck.id)
+                .arg(&stuck.id)
+                .query_async(conn)
+                .await?;
+            let raw: Option<String> = entries.ids.first().and_then(|e| e.get("event"));
+            let reason = format!(
+                "delivered {} times without being handled",
+                stuck.times_delivered
+            );
+            self.dead_letter(conn, &stuck.id, raw.as_deref().unwrap_or(""), &reason)
+                .await?;
+            self.ack(conn, &stuck.id).await?;
+        }
+        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .query_async(conn)
+            .await?;
+        for entry in claimed.claimed {
+            tracing::info!(entry = %entry.id, "reclaimed an entry another consumer left pending");
+            self.process(conn, entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops entries every consumer is done with: below the oldest pending entry, or below
+    /// what the group has read when nothing is pending.
+    async fn trim(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let summary: (u64, Option<String>, Option<String>, redis::Value) = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .query_async(conn)
+            .await?;
+        let floor = match summary {
+            (count, Some(oldest), _, _) if count > 0 => Some(oldest),
+            _ => {
+                let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&self.stream)
+                    .query_async(conn)
+                    .await?;
+                groups
+                    .groups
+                    .into_iter()
+                    .find(|g| g.name == GROUP)
+                    .map(|g| g.last_delivered_id)
+            }
+        };
+        if let Some(floor) = floor.filter(|id| id != "0-0") {
+            redis::cmd("XTRIM")
+                .arg(&self.stream)
+                .arg("MINID")
+                .arg("~")
+                .arg(floor)
+                .query_async::<u64>(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, raw: Option<&str>) -> Result<(), Failure> {
+        let raw = raw.ok_or_else(|| Failure::Poison("entry has no event field".into()))?;
+        let envelope: Envelope = serde_json::from_str(raw)
+            .map_err(|e| Failure::Poison(format!("unparseable envelope: {e}")))?;
+        match envelope.kind.as_str() {
+            types::PAYMENT_REQUESTED => {
+                let data: PaymentRequested = serde_json::from_value(envelope.data.clone())
+                    .map_err(|e| Failure::Poison(format!("unparseable payment.requested: {e}")))?;
+                self.requested(&envelope, &data)
+                    .await
+                    .map_err(|e| Failure::Retry(e.to_string()))
+            }
+            types::PAYMENT_CANCEL => self
+                .cancelled(&envelope)
+                .await
+                .map_err(|e| Failure::Retry(e.to_string())),
+            other => Err(Failure::Poison(format!("unknown event type {other}"))),
+        }
+    }
+
+    /// Creates the payment once; a repeated request for a finished payment re-reports its
+    /// outcome (the order may not have heard it) and is otherwise a no-op.
+    async fn requested(
+        &self,
+        envelope: &Envelope,
+        data: &PaymentRequested,
+    ) -> Result<(), shop_db::DbError> {
+        let new = NewPayment {
+            id: Uuid::now_v7(),
+            order_id: envelope.order_id,
+            user_id: envelope.user_id,
+            amount_cents: data.amount_cents,
+            currency: data.currency.clone(),
+            status: status::PROCESSING,
+            next_attempt_at: Some(Utc::now()),
+        };
+        let mut conn = shop_db::conn(&self.state.pool).await?;
+        conn.transaction::<_, shop_db::DbError, _>(async |conn| {
+            if repo::insert_if_missing(conn, &new).await? {
+                tracing::info!(order.id = %new.order_id, amount_cents = new.amount_cents, "payment requested");
+                return Ok(());
+            }
+            let Some(payment) = repo::find_by_order(conn, envelope.order_id).await? else {
+                return Ok(());
+            };
+            let last_final = repo::attempts(conn, payment.id).await?.into_iter().rev().find(|a| a.is_final);
+            if let Some(attempt) = last_final {
+                let outcome = match attempt.outcome.as_str() {
+                    "succeeded" => PaymentOutcome::Succeeded,
+                    "refunded" => PaymentOutcome::Refunded,
+                    _ => PaymentOutcome::Failed,
+                };
+                let event = PaymentEvent {
+                    attempt_no: attempt.attempt_no,
+                    outcome,
+                    error: attempt.error.clone(),
+                    next_retry_at: None,
+                    is_final: true,
+                };
+                shop_outbox::enqueue(conn, events::CHANNEL, &[events::report(&payment, &event)]).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.state.relay.wake();
+        Ok(())
+    }
+
+    /// Stops a payment; a cancel that arrives first leaves a cancelled payment so a late
+    /// request starts nothing.
+    async fn cancelled(&self, envelope: &Envelope) -> Result<(), shop_db::DbError> {
+        let mut conn = shop_db::conn(&self.state.pool).await?;
+        conn.transaction::<_, shop_db::DbError, _>(async |conn| {
+            if repo::cancel(conn, envelope.order_id).await?.is_some() {
+                tracing::info!(order.id = %envelope.order_id, "payment cancelled");
+                return Ok(());
+            }
+            let tombstone = NewPayment {
+                id: Uuid::now_v7(),
+                order_id: envelope.order_id,
+                user_id: envelope.user_id,
+                amount_cents: 0,
+                currency: String::new(),
+                status: status::CANCELLED,
+                next_attempt_at: None,
+            };
+            repo::insert_if_missing(conn, &tombstone).await?;
+            Ok(())
+        })
+        .await
+    }
+}

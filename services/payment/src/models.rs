@@ -1,0 +1,132 @@
+//! Rows of the `payments` schema and their API forms.
+
+use chrono::{DateTime, Utc};
+use diesel::{pg::Pg, prelude::*};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::schema::{payment_attempts, payments};
+
+/// Payment statuses.
+pub mod status {
+    pub const PROCESSING: &str = "processing";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+    pub const REFUNDED: &str = "refunded";
+}
+
+/// A payment as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = payments, check_for_backend(Pg))]
+pub struct Payment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    pub attempt_no: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new payment.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = payments)]
+pub struct NewPayment {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// An attempt (or refund) as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = payment_attempts, check_for_backend(Pg))]
+pub struct Attempt {
+    pub attempt_no: i32,
+    pub outcome: String,
+    pub idempotency_key: String,
+    pub error: Option<String>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub is_final: bool,
+    pub at: DateTime<Utc>,
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// A new attempt row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = payment_attempts)]
+pub struct NewAttempt {
+    pub payment_id: Uuid,
+    pub attempt_no: i32,
+    pub outcome: &'static str,
+    pub idempotency_key: String,
+    pub error: Option<String>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub is_final: bool,
+}
+
+/// An attempt as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptResponse {
+    pub attempt_no: i32,
+    /// `failed`, `succeeded` or `refunded`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+    /// `{paymentId}:{attemptNo}`.
+    pub idempotency_key: String,
+    /// When the order service accepted the report of this attempt.
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// A payment as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentResponse {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    /// `processing`, `succeeded`, `failed`, `cancelled` or `refunded`.
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub attempts: Vec<AttemptResponse>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PaymentResponse {
+    pub fn new(payment: &Payment, attempts: Vec<Attempt>) -> Self {
+        Self {
+            id: payment.id,
+            order_id: payment.order_id,
+            status: payment.status.clone(),
+            amount_cents: payment.amount_cents,
+            currency: payment.currency.clone(),
+            next_attempt_at: payment.next_attempt_at,
+            attempts: attempts
+                .into_iter()
+                .map(|a| AttemptResponse {
+                    attempt_no: a.attempt_no,
+                    outcome: a.outcome,
+                    error: a.error,
+                    next_retry_at: a.next_retry_at,
+                    at: a.at,
+                    idempotency_key: a.idempotency_key,
+                    reported_at: a.reported_at,
+                })
+                .collect(),
+            created_at: payment.created_at,
+            updated_at: payment.updated_at,
+        }
+    }
+}

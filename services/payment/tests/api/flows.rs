@@ -1,0 +1,147 @@
+//! Payments as an order's owner experiences them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shop_testkit::{TestApp, wait};
+
+use crate::{assert_consistent, await_attempts, notification_types, order, payment_of, payments};
+
+#[tokio::test]
+async fn an_order_is_paid_and_shows_its_payment() {
+    let app = TestApp::builder().configure(payments(0, 2)).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = order(&app, &user, mug, 2).await;
+    app.await_order_status(id, "paid", Duration::from_secs(20))
+        .await;
+
+    let payment: Value = payment_of(&app, &user, id).await.json().await.unwrap();
+    assert_eq!(payment["status"], "succeeded");
+    assert_eq!(payment["amountCents"], 2500);
+    let attempts = payment["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["outcome"], "succeeded");
+    assert_eq!(
+        attempts[0]["idempotencyKey"],
+        format!("{}:1", payment["id"].as_str().unwrap())
+    );
+    wait::until(
+        "the report to be accepted",
+        Duration::from_secs(10),
+        || async {
+            let payment: Value = payment_of(&app, &user, id).await.json().await.unwrap();
+            (!payment["attempts"][0]["reportedAt"].is_null()).then_some(())
+        },
+    )
+    .await;
+
+    let stranger = app.new_user().await;
+    assert_eq!(payment_of(&app, &stranger, id).await.status(), 404);
+    let admin = app.admin().await;
+    assert_eq!(payment_of(&app, &admin, id).await.status(), 200);
+    let order: Value = app
+        .get(&format!("/orders/{id}"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["payment"]["status"], "succeeded");
+
+    assert_consistent(&app).await;
+    let types = notification_types(&app, id).await;
+    assert!(types.contains(&"payment.succeeded".to_owned()), "{types:?}");
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| t.starts_with("order."))
+            .collect::<Vec<_>>(),
+        ["order.created", "order.paid"]
+    );
+}
+
+#[tokio::test]
+async fn failing_payments_retry_then_fail_and_stock_comes_back() {
+    let app = TestApp::builder().configure(payments(100, 2)).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = order(&app, &user, mug, 3).await;
+    app.await_order_status(id, "failed", Duration::from_secs(20))
+        .await;
+    let payment = await_attempts(&app, &user, id, 3).await;
+    assert_eq!(payment["status"], "failed");
+    assert_eq!(
+        payment["attempts"].as_array().unwrap().len(),
+        3,
+        "one attempt and two retries"
+    );
+    assert_consistent(&app).await;
+    assert_eq!(app.stock_of(mug).await, 10);
+
+    let events = app.events_of("notifications", id).await;
+    let failed_attempts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "payment.attempt_failed")
+        .collect();
+    assert_eq!(failed_attempts.len(), 3);
+    assert!(!failed_attempts[0]["data"]["nextRetryAt"].is_null());
+    assert!(
+        failed_attempts[2]["data"]["nextRetryAt"].is_null(),
+        "the last has no next attempt"
+    );
+    let types = notification_types(&app, id).await;
+    let after_last_attempt: Vec<&String> = types
+        .iter()
+        .skip_while(|t| *t != "payment.failed")
+        .collect();
+    assert!(
+        after_last_attempt.contains(&&"order.failed".to_owned()),
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_stops_the_retries() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            payments(100, 10)(s);
+            s.backoff_delay = Duration::from_millis(100);
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = order(&app, &user, mug, 1).await;
+    await_attempts(&app, &user, id, 1).await;
+    let cancel = app
+        .http
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let cancelled = wait::until(
+        "the payment to be cancelled",
+        Duration::from_secs(20),
+        || async {
+            let payment: Value = payment_of(&app, &user, id).await.json().await.unwrap();
+            (payment["status"] == "cancelled").then_some(payment)
+        },
+    )
+    .await;
+    let attempts = cancelled["attempts"].as_array().unwrap().len();
+    // A sentinel payment placed afterwards makes three attempts: enough retry periods pass.
+    let sentinel = order(&app, &user, mug, 1).await;
+    await_attempts(&app, &user, sentinel, 3).await;
+    let later: Value = payment_of(&app, &user, id).await.json().await.unwrap();
+    assert_eq!(
+        later["attempts"].as_array().unwrap().len(),
+        attempts,
+        "no attempt after the cancel"
+    );
+    assert_eq!(later["status"], "cancelled");
+}

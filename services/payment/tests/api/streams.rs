@@ -1,0 +1,165 @@
+//! The payments.requests stream under duplicates, poison, dead consumers and data loss.
+
+use std::time::Duration;
+
+use shop_redis::{RedisPool, redis};
+use shop_testkit::{Component, PrivateRedis, TestApp, wait};
+
+use crate::{assert_consistent, order, payments, payments_for};
+
+fn redis_of(app: &TestApp) -> RedisPool {
+    RedisPool::with_url(
+        app.redis_direct_url(),
+        app.redis_prefix(),
+        1,
+        Duration::from_secs(2),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_delivered_twice_makes_one_payment() {
+    let app = TestApp::builder().configure(payments(0, 0)).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = order(&app, &user, mug, 1).await;
+    app.await_order_status(id, "paid", Duration::from_secs(20))
+        .await;
+
+    let (_, request) = app
+        .stream_entries("payments.requests")
+        .await
+        .into_iter()
+        .find(|(_, e)| e["orderId"] == id.to_string())
+        .unwrap();
+    let redis = redis_of(&app);
+    let mut conn = redis.get().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(redis.key("payments.requests"))
+        .arg("*")
+        .arg("event")
+        .arg(request.to_string())
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    // A sentinel order placed after the copy is paid only once the copy was consumed.
+    let sentinel = order(&app, &user, mug, 1).await;
+    app.await_order_status(sentinel, "paid", Duration::from_secs(20))
+        .await;
+    assert_eq!(payments_for(&app, id).await, 1);
+    assert_eq!(app.order_status(id).await, "paid");
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_poison_entry_goes_to_the_dead_letters_and_the_rest_flows() {
+    let app = TestApp::builder().configure(payments(0, 0)).spawn().await;
+    let redis = redis_of(&app);
+    let mut conn = redis.get().await.unwrap();
+    for junk in [
+        "not json",
+        r#"{"v":1,"type":"payment.requested","data":{}}"#,
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(redis.key("payments.requests"))
+            .arg("*")
+            .arg("event")
+            .arg(junk)
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let id = order(&app, &user, mug, 1).await;
+    app.await_order_status(id, "paid", Duration::from_secs(20))
+        .await;
+    let dead = app.stream_entries("payments.dead").await;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(redis.key("payments.dead"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    for entry in reasons.ids {
+        let reason: String = entry.get("reason").unwrap();
+        assert!(reason.contains("unparseable"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn entries_a_dead_consumer_held_are_reclaimed() {
+    let mut app = TestApp::builder()
+        .configure(|s| {
+            payments(0, 0)(s);
+            s.payment_reclaim_idle = Duration::from_millis(500);
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    // The group exists (the payment service made it); now that service is gone.
+    app.stop(Component::Payment).await;
+    let id = order(&app, &user, mug, 1).await;
+    let redis = redis_of(&app);
+    let mut conn = redis.get().await.unwrap();
+    let stream = redis.key("payments.requests");
+    wait::until(
+        "the request on the stream",
+        Duration::from_secs(20),
+        || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // Another consumer reads it and dies without acknowledging.
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("payments")
+        .arg("doomed-consumer")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(read.keys.iter().map(|k| k.ids.len()).sum::<usize>(), 1);
+
+    app.start(Component::Payment).await;
+    app.await_order_status(id, "paid", Duration::from_secs(20))
+        .await;
+    assert_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn when_redis_loses_everything_the_group_returns_and_orders_finish() {
+    let mut redis_server = PrivateRedis::start().await;
+    let mut app = TestApp::builder()
+        .redis_url(redis_server.url())
+        .configure(|s| {
+            payments(0, 0)(s);
+            s.payment_request_resend = Some(Duration::from_secs(1));
+            s.worker_interval = Duration::from_millis(200);
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.stop(Component::Payment).await;
+    let id = order(&app, &user, mug, 1).await;
+    wait::until(
+        "the request on the stream",
+        Duration::from_secs(20),
+        || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // Redis restarts empty: the request, the stream and the group are gone.
+    redis_server.restart_empty().await;
+    app.start(Component::Payment).await;
+    // The order service's sweeper sends the request again; the group is re-created.
+    app.await_order_status(id, "paid", Duration::from_secs(30))
+        .await;
+    assert_consistent(&app).await;
+}
