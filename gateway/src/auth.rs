@@ -104,7 +104,7 @@ impl Authenticator {
             .map(|k| k.revoked)
     }
 
-    async fn is_revoked(
+    pub(crate) async fn is_revoked(
         &self,
         claims: &AccessClaims,
         context: &RequestContext,

@@ -6,8 +6,9 @@ mod auth;
 mod forwarded;
 mod proxy;
 pub mod routes;
+mod ws;
 
-use std::net::TcpListener;
+use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, middleware::from_fn, web};
 use anyhow::Context;
@@ -25,6 +26,7 @@ use crate::{auth::Authenticator, routes::Upstream};
 #[derive(Debug)]
 pub struct GatewayState {
     auth: Authenticator,
+    hub: Arc<ws::Hub>,
     user: ServiceClient,
     catalog: ServiceClient,
     order: ServiceClient,
@@ -38,13 +40,20 @@ impl GatewayState {
         let config = ClientConfig::from_settings(settings, "gateway");
         let client = |name, url: &str| ServiceClient::new(name, url, config.clone());
         let user = client("user", &settings.user_service_url);
+        let redis = RedisPool::new(settings).context("redis configuration")?;
         Ok(Self {
             auth: Authenticator::new(
                 JwtKeys::from_settings(settings),
-                RedisPool::new(settings).context("redis configuration")?,
+                redis.clone(),
                 user.clone(),
                 settings.denylist_grace,
             ),
+            hub: Arc::new(ws::Hub::new(
+                redis,
+                settings.redis_url(),
+                settings.cors_origins(),
+                settings.ws_check_interval,
+            )),
             user,
             catalog: client("catalog", &settings.catalog_service_url),
             order: client("order", &settings.order_service_url),
@@ -67,11 +76,16 @@ impl GatewayState {
 /// Starts the gateway on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
     let state = web::Data::new(GatewayState::new(&settings)?);
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(state.hub.clone().tail(cancel.clone()));
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(shop_http::health_routes(Readiness::always()))
+            .route("/ws", web::get().to(ws::connect))
+            .route("/ws/ticket", web::post().to(ws::create_ticket))
             .default_service(web::to(proxy::forward))
             .wrap(from_fn(shop_http::trace_requests))
     })
@@ -80,11 +94,5 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     .disable_signals()
     .run();
-    Ok(Running::spawn(
-        "gateway",
-        addr,
-        server,
-        CancellationToken::new(),
-        TaskTracker::new(),
-    ))
+    Ok(Running::spawn("gateway", addr, server, cancel, tasks))
 }

@@ -140,6 +140,8 @@ pub struct Settings {
     pub login_throttle_window: Duration,
     #[serde(deserialize_with = "duration::secs")]
     pub denylist_grace: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub ws_check_interval: Duration,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
 
@@ -245,6 +247,7 @@ impl Default for Settings {
             login_throttle_limit: 5,
             login_throttle_window: Duration::from_secs(15 * 60),
             denylist_grace: Duration::from_secs(60),
+            ws_check_interval: Duration::from_secs(15),
             admin_email: None,
             admin_password: None,
             throttler_ttl: Duration::from_secs(60),

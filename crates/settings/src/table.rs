@@ -291,6 +291,13 @@ pub const VARIABLES: &[Variable] = &[
         "how long revocation answers are served from memory while Redis is away",
     ),
     var(
+        "WS_CHECK_INTERVAL",
+        "15s",
+        "duration (bare number: s)",
+        "gateway",
+        "how often open sockets check their session (closed with 4401 once revoked)",
+    ),
+    var(
         "ADMIN_EMAIL",
         "(none; admin@shop.local in development)",
         "email",

@@ -8,6 +8,7 @@ mod edge;
 mod resilience;
 mod sessions;
 mod tokens;
+mod ws;
 
 use reqwest::Response;
 use serde_json::Value;

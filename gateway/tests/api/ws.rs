@@ -1,0 +1,236 @@
+//! Live notifications over WebSocket, spoken to as a client would.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use shop_testkit::{Component, TestApp, TestUser};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{self, Message, client::IntoClientRequest},
+};
+
+use crate::expect_problem;
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(app: &TestApp, query: &str, bearer: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    let url = format!("ws://{}/ws{query}", app.addr(Component::Gateway));
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = bearer {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    connect_async(request).await.map(|(ws, _)| ws)
+}
+
+/// The next JSON message, skipping control frames.
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Events until one of `kind` arrives; returns all of them, that one last.
+async fn until_event(ws: &mut Ws, kind: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = next(ws).await;
+        let done = message["event"]["type"] == kind;
+        seen.push(message);
+        if done {
+            return seen;
+        }
+    }
+}
+
+async fn ready(app: &TestApp, query: &str, user: &TestUser) -> Ws {
+    let mut ws = open(app, query, Some(&user.tokens.access_token))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await, json!({"type": "ready"}));
+    ws
+}
+
+fn fast_payments(s: &mut shop_settings::Settings) {
+    s.payment_failed_probability = 0;
+    s.payment_duration = Duration::from_millis(10);
+    s.ws_check_interval = Duration::from_millis(500);
+}
+
+#[tokio::test]
+async fn sockets_need_credentials_and_an_allowed_origin() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    expect_problem(app.get("/ws").send().await.unwrap(), 401, "unauthorized").await;
+    let evil = app
+        .get("/ws")
+        .bearer_auth(&user.tokens.access_token)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(evil, 403, "forbidden").await;
+    let err = open(&app, "", None).await.unwrap_err();
+    assert!(
+        matches!(err, tungstenite::Error::Http(ref r) if r.status() == 401),
+        "{err:?}"
+    );
+    let scope = open(&app, "?scope=all", Some(&user.tokens.access_token))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(scope, tungstenite::Error::Http(ref r) if r.status() == 403),
+        "{scope:?}"
+    );
+}
+
+#[tokio::test]
+async fn tickets_are_single_use() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let ticket: Value = app
+        .http
+        .post(app.url("/ws/ticket"))
+        .bearer_auth(&user.tokens.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().unwrap().to_owned();
+    let mut ws = open(&app, &format!("?ticket={ticket}"), None)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await, json!({"type": "ready"}));
+    let again = open(&app, &format!("?ticket={ticket}"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, tungstenite::Error::Http(ref r) if r.status() == 401),
+        "{again:?}"
+    );
+    expect_problem(
+        app.http.post(app.url("/ws/ticket")).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn owners_see_their_orders_others_only_theirs_and_admins_everything() {
+    let app = TestApp::builder().configure(fast_payments).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let (owner, other) = (app.new_user().await, app.new_user().await);
+    let admin = app.admin().await;
+    let mut owner_ws = ready(&app, "", &owner).await;
+    let mut other_ws = ready(&app, "", &other).await;
+    let mut admin_ws = ready(&app, "?scope=all", &admin).await;
+
+    let response = app.place_order(&owner, &[(mug, 1)], None).await;
+    let order: Value = response.json().await.unwrap();
+    let seen = until_event(&mut owner_ws, "order.paid").await;
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|m| m["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"order.created"), "{kinds:?}");
+    assert!(kinds.contains(&"payment.succeeded"), "{kinds:?}");
+    assert!(
+        seen.iter()
+            .all(|m| m["event"]["orderId"] == order["id"] && m["id"].is_string())
+    );
+
+    // The other user's socket gets only its own sentinel.
+    let sentinel: Value = app
+        .place_order(&other, &[(mug, 1)], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let theirs = until_event(&mut other_ws, "order.created").await;
+    assert!(
+        theirs
+            .iter()
+            .all(|m| m["event"]["orderId"] == sentinel["id"]),
+        "{theirs:?}"
+    );
+    let everything = until_event(&mut admin_ws, "order.paid").await;
+    assert!(
+        everything
+            .iter()
+            .any(|m| m["event"]["orderId"] == order["id"])
+    );
+    let _ = admin_ws.send(Message::Close(None)).await;
+}
+
+#[tokio::test]
+async fn since_replays_what_was_missed_and_too_old_resyncs() {
+    let mut app = TestApp::builder().configure(fast_payments).spawn().await;
+    app.stop(Component::Payment).await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let mut ws = ready(&app, "", &user).await;
+    let order: Value = app
+        .place_order(&user, &[(mug, 1)], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let created = until_event(&mut ws, "order.created").await.pop().unwrap();
+    let created_id = created["id"].as_str().unwrap().to_owned();
+    drop(ws);
+
+    let cancel = app
+        .http
+        .post(app.url(&format!("/orders/{}/cancel", order["id"].as_str().unwrap())))
+        .bearer_auth(&user.tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let mut again = ready(&app, &format!("?since={created_id}"), &user).await;
+    let missed = next(&mut again).await;
+    assert_eq!(missed["event"]["type"], "order.cancelled", "{missed}");
+
+    let mut stale = ready(&app, "?since=1-0", &user).await;
+    assert_eq!(next(&mut stale).await, json!({"type": "resync"}));
+}
+
+#[tokio::test]
+async fn a_revoked_session_closes_its_socket_with_4401() {
+    let app = TestApp::builder().configure(fast_payments).spawn().await;
+    let user = app.new_user().await;
+    let mut ws = ready(&app, "", &user).await;
+    let logout = app
+        .http
+        .post(app.url("/logout"))
+        .bearer_auth(&user.tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let closed = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("closed within 20 s");
+        match frame {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(closed.map(|f| u16::from(f.code)), Some(4401));
+}
