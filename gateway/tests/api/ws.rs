@@ -25,7 +25,20 @@ async fn open(app: &TestApp, query: &str, bearer: Option<&str>) -> Result<Ws, tu
     connect_async(request).await.map(|(ws, _)| ws)
 }
 
-/// The next JSON message, skipping control frames.
+fn message_schema() -> jsonschema::Validator {
+    let path = format!(
+        "{}/../proto-docs/ws/message.v1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+}
+
+/// The next JSON message, skipping control frames; every message must match the documented
+/// schema (proto-docs/ws/message.v1.json).
 async fn next(ws: &mut Ws) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
@@ -34,7 +47,18 @@ async fn next(ws: &mut Ws) -> Value {
             .expect("the socket is open")
             .expect("a frame");
         match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                let errors: Vec<String> = message_schema()
+                    .iter_errors(&message)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{message} does not match the documented schema: {errors:?}"
+                );
+                return message;
+            }
             Message::Close(frame) => panic!("closed: {frame:?}"),
             _ => {}
         }
@@ -233,4 +257,59 @@ async fn a_revoked_session_closes_its_socket_with_4401() {
         }
     };
     assert_eq!(closed.map(|f| u16::from(f.code)), Some(4401));
+}
+
+#[tokio::test]
+async fn a_failing_payment_is_followed_live_to_the_end() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            fast_payments(s);
+            s.payment_failed_probability = 100;
+            s.backoff_retries = 2;
+            s.backoff_delay = Duration::from_millis(20);
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let mut ws = ready(&app, "", &user).await;
+    assert_eq!(
+        app.place_order(&user, &[(mug, 1)], None).await.status(),
+        201
+    );
+    let seen = until_event(&mut ws, "order.failed").await;
+    let kinds: Vec<&str> = seen
+        .iter()
+        .map(|m| m["event"]["type"].as_str().unwrap())
+        .collect();
+    let attempts: Vec<&Value> = seen
+        .iter()
+        .filter(|m| m["event"]["type"] == "payment.attempt_failed")
+        .map(|m| &m["event"]["data"])
+        .collect();
+    assert_eq!(attempts.len(), 3, "{kinds:?}");
+    assert!(!attempts[1]["nextRetryAt"].is_null());
+    assert!(
+        attempts[2]["nextRetryAt"].is_null(),
+        "the last attempt has no next one"
+    );
+    let last_attempt = kinds
+        .iter()
+        .rposition(|k| *k == "payment.attempt_failed")
+        .unwrap();
+    assert!(
+        kinds[last_attempt..].contains(&"payment.failed"),
+        "{kinds:?}"
+    );
+    let ids: Vec<&str> = seen.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|id| {
+        let (ms, seq) = id.split_once('-').unwrap();
+        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+    });
+    assert_eq!(ids, sorted, "messages arrive in stream order");
+    shop_testkit::wait::until("stock back", Duration::from_secs(20), || async {
+        (app.stock_of(mug).await == 10).then_some(())
+    })
+    .await;
 }

@@ -145,3 +145,74 @@ async fn a_cancel_stops_the_retries() {
     );
     assert_eq!(later["status"], "cancelled");
 }
+
+#[tokio::test]
+async fn a_success_racing_a_cancel_is_refunded_never_paid() {
+    let mut app = TestApp::builder().configure(payments(0, 0)).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    app.stop(shop_testkit::Component::Payment).await;
+    let id = order(&app, &user, mug, 2).await;
+    wait::until(
+        "the request on the stream",
+        Duration::from_secs(20),
+        || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // The order service goes away; the payment succeeds but cannot report it yet.
+    app.stop(shop_testkit::Component::Order).await;
+    app.start(shop_testkit::Component::Payment).await;
+    let client = app.db().client().await;
+    wait::until("the success to be recorded, unreported", Duration::from_secs(20), || async {
+        let row = client
+            .query_opt(
+                "SELECT o.attempts FROM payments.payments p JOIN payments.outbox o ON o.aggregate_id = p.order_id \
+                 WHERE p.order_id = $1 AND p.status = 'succeeded' AND o.kind = 'command' AND o.sent_at IS NULL AND o.attempts >= 2",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        row.map(|_| ())
+    })
+    .await;
+    // Back, the owner cancels before the report's next retry lands.
+    app.start(shop_testkit::Component::Order).await;
+    let cancel = app
+        .http
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let refunded = wait::until("the refund", Duration::from_secs(30), || async {
+        let payment: Value = payment_of(&app, &user, id).await.json().await.unwrap();
+        (payment["status"] == "refunded").then_some(payment)
+    })
+    .await;
+    let outcomes: Vec<&str> = refunded["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "refunded"]);
+    assert_consistent(&app).await;
+    assert_eq!(app.order_status(id).await, "cancelled", "never paid");
+    assert_eq!(app.stock_of(mug).await, 10);
+    let types = notification_types(&app, id).await;
+    assert!(
+        types.contains(&"payment.refunded".to_owned()) && !types.contains(&"order.paid".to_owned()),
+        "{types:?}"
+    );
+    let timeline: Vec<Value> = app
+        .get(&format!("/orders/{id}/timeline"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(timeline.last().unwrap()["cause"], "payment_refunded");
+}
