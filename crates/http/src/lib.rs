@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod identity;
 mod middleware;
+pub mod openapi;
 mod problem;
 mod server;
 
