@@ -17,7 +17,7 @@ pub use health::{Readiness, health_routes};
 pub use identity::{Admin, Identity};
 pub use middleware::{require_internal_token, trace_requests};
 pub use problem::{ApiError, ErrorCode, FieldError, Problem};
-pub use server::{Command, Running, command, serve_until_signal, service_server, shutdown_signal};
+pub use server::{Command, Running, command, serve_until_signal, shutdown_signal, start_service};
 
 /// Pagination query parameters shared by every listing: `page` ≥ 1 (default 1), `limit`
 /// 1–100 (default 20); anything else is a 422.

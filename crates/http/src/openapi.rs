@@ -23,3 +23,9 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// A document as the checked-in pretty JSON, stamped with the workspace version.
+pub fn to_json(mut doc: utoipa::openapi::OpenApi) -> String {
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.to_pretty_json().unwrap_or_default()
+}

@@ -139,22 +139,27 @@ pub fn command() -> Result<Command, String> {
     }
 }
 
-/// Builds a service's HTTP server: extractor limits, health routes, the service's own routes,
-/// a problem+json 404 fallback, the internal-credential guard and request tracing.
-pub fn service_server<F>(
+/// Starts a service's HTTP server on `listener` (extractor limits, health routes, the
+/// service's own routes, a problem+json 404 fallback, the internal-credential guard and
+/// request tracing) together with the background tasks that stop with it.
+pub fn start_service<F>(
+    name: &'static str,
     settings: &shop_settings::Settings,
     listener: std::net::TcpListener,
     readiness: crate::Readiness,
     routes: F,
-) -> io::Result<Server>
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) -> io::Result<Running>
 where
     F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
 {
     use actix_web::{App, HttpServer, middleware::from_fn, web};
 
+    let addr = listener.local_addr()?;
     let tokens = web::Data::new(shop_auth::InternalTokens::from_settings(settings));
     let max_body = settings.max_body_bytes;
-    Ok(HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(tokens.clone())
             .configure(crate::common_config(max_body))
@@ -168,5 +173,6 @@ where
     .workers(settings.http_workers())
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     .disable_signals()
-    .run())
+    .run();
+    Ok(Running::spawn(name, addr, server, cancel, tasks))
 }

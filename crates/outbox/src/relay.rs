@@ -53,6 +53,29 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
 }
 
+impl RelayConfig {
+    /// From the `OUTBOX_*`, `NOTIFICATIONS_MAX_LEN` and `USER_STREAM_*` settings, for the
+    /// producer `service` whose outbox notifies `channel`.
+    pub fn from_settings(
+        settings: &shop_settings::Settings,
+        service: shop_settings::Service,
+        channel: &str,
+    ) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            database_url: settings.database_url(service).to_owned(),
+            notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
+            poll_interval: settings.outbox_poll_interval,
+            batch_size: 100,
+            retention: settings.outbox_retention,
+            notifications_max_len: settings.notifications_max_len,
+            user_stream_max_len: settings.user_stream_max_len,
+            user_stream_ttl: settings.user_stream_ttl,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Appends ARGV[1] to KEYS[1] and, if KEYS[2] is not empty, to KEYS[2] with the same id.
 const PUBLISH: &str = r"
 local id

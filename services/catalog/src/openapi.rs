@@ -32,14 +32,10 @@ struct InternalApi;
 
 /// The public document, as pretty JSON.
 pub fn public_json() -> String {
-    let mut doc = PublicApi::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.to_pretty_json().unwrap_or_default()
+    shop_http::openapi::to_json(PublicApi::openapi())
 }
 
 /// The internal document, as pretty JSON.
 pub fn internal_json() -> String {
-    let mut doc = InternalApi::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.to_pretty_json().unwrap_or_default()
+    shop_http::openapi::to_json(InternalApi::openapi())
 }

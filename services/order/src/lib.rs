@@ -103,18 +103,7 @@ async fn start_inner(
         Arc::new(ReleaseStock {
             catalog: catalog.clone(),
         }),
-        RelayConfig {
-            channel: events::CHANNEL.into(),
-            database_url: settings.database_url(SERVICE).to_owned(),
-            notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
-            poll_interval: settings.outbox_poll_interval,
-            batch_size: 100,
-            retention: settings.outbox_retention,
-            notifications_max_len: settings.notifications_max_len,
-            user_stream_max_len: settings.user_stream_max_len,
-            user_stream_ttl: settings.user_stream_ttl,
-            max_backoff: Duration::from_secs(60),
-        },
+        RelayConfig::from_settings(&settings, SERVICE, events::CHANNEL),
     )
     .spawn(&tasks, &cancel);
     let state = AppState {
@@ -135,13 +124,14 @@ async fn start_inner(
     };
     tasks.spawn(workers::run(state.clone(), cancel.clone()));
 
-    let addr = listener.local_addr()?;
     let readiness = Readiness::postgres(state.pool.clone());
-    let server = shop_http::service_server(
+    Ok(shop_http::start_service(
+        SERVICE.name(),
         &settings,
         listener,
         readiness,
         routes::configure(web::Data::new(state)),
-    )?;
-    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
+        cancel,
+        tasks,
+    )?)
 }

@@ -85,16 +85,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             pool: pool.clone(),
         }),
         RelayConfig {
-            channel: events::CHANNEL.into(),
-            database_url: settings.database_url(SERVICE).to_owned(),
-            notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
-            poll_interval: settings.outbox_poll_interval,
-            batch_size: 100,
-            retention: settings.outbox_retention,
-            notifications_max_len: settings.notifications_max_len,
-            user_stream_max_len: settings.user_stream_max_len,
-            user_stream_ttl: settings.user_stream_ttl,
+            // Reports should reach the order service soon after it returns.
             max_backoff: Duration::from_secs(30),
+            ..RelayConfig::from_settings(&settings, SERVICE, events::CHANNEL)
         },
     )
     .spawn(&tasks, &cancel);
@@ -124,13 +117,14 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     tasks.spawn(consumer.run(cancel.clone()));
     tasks.spawn(attempts::run(state.clone(), cancel.clone()));
 
-    let addr = listener.local_addr()?;
     let readiness = Readiness::postgres(state.pool.clone());
-    let server = shop_http::service_server(
+    Ok(shop_http::start_service(
+        SERVICE.name(),
         &settings,
         listener,
         readiness,
         routes::configure(web::Data::new(state)),
-    )?;
-    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
+        cancel,
+        tasks,
+    )?)
 }

@@ -17,9 +17,7 @@ struct PublicApi;
 
 /// The public document, as pretty JSON.
 pub fn public_json() -> String {
-    let mut doc = PublicApi::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.to_pretty_json().unwrap_or_default()
+    shop_http::openapi::to_json(PublicApi::openapi())
 }
 
 #[derive(OpenApi)]
@@ -31,7 +29,5 @@ struct InternalApi;
 
 /// The internal document (no operations), as pretty JSON.
 pub fn internal_json() -> String {
-    let mut doc = InternalApi::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc.to_pretty_json().unwrap_or_default()
+    shop_http::openapi::to_json(InternalApi::openapi())
 }

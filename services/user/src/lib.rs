@@ -121,13 +121,14 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     bootstrap_admin(state.clone(), &settings, &tasks, &cancel).await;
     tasks.spawn(sessions::republish_denylist(state.clone(), cancel.clone()));
 
-    let addr = listener.local_addr()?;
     let readiness = Readiness::postgres(state.pool.clone());
-    let server = shop_http::service_server(
+    Ok(shop_http::start_service(
+        SERVICE.name(),
         &settings,
         listener,
         readiness,
         routes::configure(web::Data::new(state)),
-    )?;
-    Ok(Running::spawn(SERVICE.name(), addr, server, cancel, tasks))
+        cancel,
+        tasks,
+    )?)
 }
