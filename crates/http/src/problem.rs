@@ -186,8 +186,6 @@ struct ProblemBody<'a> {
     code: ErrorCode,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    extra: Option<&'a serde_json::Value>,
 }
 
 impl ApiError {
@@ -269,19 +267,27 @@ impl ApiError {
         self.retry_after
     }
 
-    /// The problem+json body, e.g. to store it and answer it again later.
+    /// The problem+json body, e.g. to store it and answer it again later. Extra members never
+    /// replace the standard ones (`type`, `title`, `status`, `detail`, `code`, `errors`).
     pub fn body(&self) -> serde_json::Value {
         let status = self.code.status();
-        serde_json::to_value(ProblemBody {
+        let standard = serde_json::to_value(ProblemBody {
             kind: format!("/problems/{}", self.code),
             title: self.code.title(),
             status: status.as_u16(),
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
-            extra: self.extra.as_deref().filter(|v| v.is_object()),
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+        match (self.extra.as_deref(), standard) {
+            (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(standard)) => {
+                let mut body = extra.clone();
+                body.extend(standard);
+                serde_json::Value::Object(body)
+            }
+            (_, standard) => standard,
+        }
     }
 }
 
@@ -354,6 +360,16 @@ mod tests {
         assert_eq!(json["status"], 422);
         assert_eq!(json["type"], "/problems/validation-failed");
         assert_eq!(json["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn extra_members_never_replace_the_standard_ones() {
+        let body = ApiError::new(ErrorCode::OrderNotPending, "no")
+            .with_extra(serde_json::json!({"status": "failed", "orderStatus": "failed"}))
+            .body();
+        assert_eq!(body["status"], 409);
+        assert_eq!(body["code"], "order-not-pending");
+        assert_eq!(body["orderStatus"], "failed");
     }
 
     #[actix_web::test]

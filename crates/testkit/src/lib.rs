@@ -18,6 +18,7 @@ mod invariant;
 mod private_redis;
 mod proxy;
 mod shop;
+pub use shop::expect_problem;
 mod test_redis;
 pub mod wait;
 

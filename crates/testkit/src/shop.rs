@@ -7,7 +7,30 @@ use uuid::Uuid;
 
 use crate::{TestApp, TestUser, wait};
 
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status of {}", response.url());
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    body
+}
+
 impl TestApp {
+    /// DESIGN.md's invariant, both halves, once every outbox has drained.
+    pub async fn assert_consistent(&self) {
+        self.await_outboxes_drained().await;
+        crate::assert_ledger_invariant(self.db()).await;
+        crate::assert_holds_match_orders(self.db()).await;
+    }
+
     /// Creates a product as the administrator; returns its id.
     pub async fn create_product(&self, name: &str, price_cents: i64, stock: i64) -> Uuid {
         let admin = self.admin().await;

@@ -55,12 +55,12 @@ impl From<OrderError> for ApiError {
                     status.as_str()
                 ),
             )
-            .with_extra(json!({"status": status})),
+            .with_extra(json!({"orderStatus": status})),
             OrderError::NotPending { status } => ApiError::new(
                 ErrorCode::OrderNotPending,
                 format!("the order is {}, no longer pending", status.as_str()),
             )
-            .with_extra(json!({"status": status})),
+            .with_extra(json!({"orderStatus": status})),
             OrderError::IdempotencyKeyReused => ApiError::new(
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with another request body",

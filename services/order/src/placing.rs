@@ -207,7 +207,7 @@ async fn answer_for(conn: &mut AsyncPgConnection, order: &Order) -> Result<Answe
             .last()
             .and_then(|h| h.cause.clone());
         let error = ApiError::new(ErrorCode::OrderNotPending, "the order failed")
-            .with_extra(serde_json::json!({"status": "failed", "cause": cause}));
+            .with_extra(serde_json::json!({"orderStatus": "failed", "cause": cause}));
         return Ok(Answer::problem(&error));
     }
     let lines = repo::lines(conn, order.id).await?;

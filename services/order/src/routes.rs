@@ -231,7 +231,7 @@ pub async fn get_timeline(
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses((status = 200, description = "Cancelled", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
-        (status = 409, description = "Not pending (`illegal-transition`, with `status`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 409, description = "Not pending (`illegal-transition`, with the order's `orderStatus`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn cancel_order(
     identity: Identity,
     state: State,
@@ -357,7 +357,7 @@ pub async fn delete_cart_item(
         (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the payment service", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
-        (status = 409, description = "The order is no longer pending (`order-not-pending`, with `status`): a success must be refunded", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The order is no longer pending (`order-not-pending`, with the order's `orderStatus`): a success must be refunded", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn report_payment(
     state: State,
@@ -375,9 +375,10 @@ pub async fn report_payment(
         return Err(OrderError::WrongCaller.into());
     }
     match payments::report(&state, *id, &body, &context).await? {
-        payments::Reply::Accepted(status) => {
-            Ok(HttpResponse::Ok().json(serde_json::json!({"orderId": *id, "status": status})))
-        }
+        payments::Reply::Accepted(status) => Ok(HttpResponse::Ok().json(PaymentEventAnswer {
+            order_id: *id,
+            status,
+        })),
         payments::Reply::NotPending(status) => Err(OrderError::NotPending { status }.into()),
     }
 }

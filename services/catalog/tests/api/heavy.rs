@@ -6,7 +6,7 @@
 use shop_testkit::TestApp;
 use uuid::Uuid;
 
-use crate::{assert_ledger_invariant, create_product, id_of, reserve, stock_of};
+use crate::{assert_ledger_invariant, create_product, id_of, reserve};
 
 #[tokio::test]
 async fn two_hundred_buyers_for_fifty_units_never_oversell() {
@@ -25,7 +25,7 @@ async fn two_hundred_buyers_for_fifty_units_never_oversell() {
     );
     assert_eq!(sold, 50, "{statuses:?}");
     assert_eq!(refused, 150, "{statuses:?}");
-    assert_eq!(stock_of(&app, id).await, 0);
+    assert_eq!(app.stock_of(id).await, 0);
     assert_ledger_invariant(&app).await;
 }
 
@@ -51,6 +51,6 @@ async fn lines_in_opposite_orders_never_deadlock() {
         statuses.iter().filter(|s| **s == 200).count()
     );
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!((stock_of(app, a).await, stock_of(app, b).await), (920, 840));
+    assert_eq!((app.stock_of(a).await, app.stock_of(b).await), (920, 840));
     assert_ledger_invariant(app).await;
 }

@@ -14,16 +14,9 @@ mod reservations;
 
 use reqwest::Response;
 use serde_json::{Value, json};
+pub use shop_testkit::expect_problem;
 use shop_testkit::{Component, TestApp, TestUser};
 use uuid::Uuid;
-
-/// Asserts a problem+json answer with `status` and `code`; returns the body.
-pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status of {}", response.url());
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    body
-}
 
 /// Creates a product as the administrator; returns its body.
 pub async fn create_product(
@@ -91,17 +84,6 @@ pub async fn release(app: &TestApp, order_id: Uuid) -> Response {
         .send()
         .await
         .unwrap()
-}
-
-/// The stock a product has now, read from the database.
-pub async fn stock_of(app: &TestApp, id: Uuid) -> i32 {
-    app.db()
-        .client()
-        .await
-        .query_one("SELECT stock FROM catalog.products WHERE id = $1", &[&id])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// DESIGN.md's invariant, per product (see the harness).

@@ -5,7 +5,7 @@ use shop_testkit::{TestApp, TestUser};
 use uuid::Uuid;
 
 use crate::{
-    assert_ledger_invariant, create_product, expect_problem, id_of, read_product, reserve, stock_of,
+    assert_ledger_invariant, create_product, expect_problem, id_of, read_product, reserve,
 };
 
 async fn put(
@@ -125,7 +125,7 @@ async fn if_match_is_strict_and_version_ignores_sales() {
     .await;
     assert_eq!(strict.status(), 200);
     assert_ne!(strict.headers()["etag"].to_str().unwrap(), current.unwrap());
-    assert_eq!(stock_of(&app, id).await, 9);
+    assert_eq!(app.stock_of(id).await, 9);
     assert_eq!(
         put(
             &app,
@@ -157,7 +157,7 @@ async fn if_match_is_strict_and_version_ignores_sales() {
     )
     .await;
     expect_problem(star_stale, 409, "version-conflict").await;
-    assert_eq!(stock_of(&app, id).await, 9);
+    assert_eq!(app.stock_of(id).await, 9);
     assert_ledger_invariant(&app).await;
 }
 

@@ -3,9 +3,7 @@
 use serde_json::{Value, json};
 use shop_testkit::TestApp;
 
-use crate::{
-    assert_ledger_invariant, create_product, expect_problem, id_of, read_product, stock_of,
-};
+use crate::{assert_ledger_invariant, create_product, expect_problem, id_of, read_product};
 
 #[tokio::test]
 async fn admins_create_update_and_delete_while_anyone_reads() {
@@ -239,7 +237,7 @@ async fn stock_adjustments_move_stock_and_never_below_zero() {
     )
     .await;
     expect_problem(adjust(1, " ").await.unwrap(), 422, "validation-failed").await;
-    assert_eq!(stock_of(&app, id).await, 7);
+    assert_eq!(app.stock_of(id).await, 7);
 
     assert_eq!(
         app.http

@@ -4,9 +4,7 @@ use serde_json::Value;
 use shop_testkit::TestApp;
 use uuid::Uuid;
 
-use crate::{
-    assert_ledger_invariant, create_product, expect_problem, id_of, release, reserve, stock_of,
-};
+use crate::{assert_ledger_invariant, create_product, expect_problem, id_of, release, reserve};
 
 #[tokio::test]
 async fn a_reservation_answers_names_and_prices_and_repeats_it() {
@@ -58,7 +56,7 @@ async fn a_reservation_answers_names_and_prices_and_repeats_it() {
         .unwrap();
     assert_eq!(again, first);
     assert_eq!(
-        (stock_of(&app, cup).await, stock_of(&app, saucer).await),
+        (app.stock_of(cup).await, app.stock_of(saucer).await),
         (7, 7)
     );
     assert_ledger_invariant(&app).await;
@@ -75,7 +73,7 @@ async fn concurrent_repeats_of_one_order_reserve_once() {
     )
     .await;
     assert!(answers.iter().all(|a| a.status() == 200));
-    assert_eq!(stock_of(&app, cup).await, 8);
+    assert_eq!(app.stock_of(cup).await, 8);
     assert_ledger_invariant(&app).await;
 }
 
@@ -86,13 +84,13 @@ async fn release_gives_stock_back_once() {
     let cup = id_of(&create_product(&app, &admin, "Cup", 450, 10).await);
     let order = Uuid::now_v7();
     assert_eq!(reserve(&app, order, &[(cup, 4)]).await.status(), 200);
-    assert_eq!(stock_of(&app, cup).await, 6);
+    assert_eq!(app.stock_of(cup).await, 6);
 
     let first: Value = release(&app, order).await.json().await.unwrap();
     assert_eq!(first["restored"], true);
     let second: Value = release(&app, order).await.json().await.unwrap();
     assert_eq!(second["restored"], false);
-    assert_eq!(stock_of(&app, cup).await, 10);
+    assert_eq!(app.stock_of(cup).await, 10);
     // A released order cannot take stock again.
     expect_problem(
         reserve(&app, order, &[(cup, 4)]).await,
@@ -100,7 +98,7 @@ async fn release_gives_stock_back_once() {
         "order-not-pending",
     )
     .await;
-    assert_eq!(stock_of(&app, cup).await, 10);
+    assert_eq!(app.stock_of(cup).await, 10);
     assert_ledger_invariant(&app).await;
 }
 
@@ -118,7 +116,7 @@ async fn a_release_that_comes_first_refuses_the_late_reserve() {
         "order-not-pending",
     )
     .await;
-    assert_eq!(stock_of(&app, cup).await, 10);
+    assert_eq!(app.stock_of(cup).await, 10);
     assert_ledger_invariant(&app).await;
 }
 
@@ -173,10 +171,7 @@ async fn a_reservation_is_all_or_nothing() {
         "validation-failed",
     )
     .await;
-    assert_eq!(
-        (stock_of(&app, cup).await, stock_of(&app, rare).await),
-        (10, 1)
-    );
+    assert_eq!((app.stock_of(cup).await, app.stock_of(rare).await), (10, 1));
 
     // A refused order keeps its answer: a repeat is refused the same way.
     let order = Uuid::now_v7();
@@ -235,5 +230,5 @@ async fn only_the_order_service_moves_stock() {
         .await
         .unwrap();
     expect_problem(public, 404, "not-found").await;
-    assert_eq!(stock_of(&app, cup).await, 10);
+    assert_eq!(app.stock_of(cup).await, 10);
 }

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use shop_testkit::TestApp;
 
-use crate::{assert_consistent, expect_problem, product, stock_of};
+use crate::{expect_problem, product, stock_of};
 
 #[tokio::test]
 async fn checkout_turns_the_cart_into_an_order_and_empties_it() {
@@ -85,7 +85,7 @@ async fn checkout_turns_the_cart_into_an_order_and_empties_it() {
         .await
         .unwrap();
     expect_problem(missing, 404, "not-found").await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]

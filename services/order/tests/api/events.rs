@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use shop_testkit::TestApp;
 
-use crate::{assert_consistent, id_of, place_ok, product, report, stream_ids, stream_of};
+use crate::{id_of, place_ok, product, report, stream_ids, stream_of};
 
 fn schema_for(kind: &str) -> jsonschema::Validator {
     let path = format!(
@@ -57,7 +57,7 @@ async fn every_published_event_matches_its_schema() {
     let failed = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
     let declined = json!({"attemptNo": 1, "outcome": "failed", "error": "card declined", "nextRetryAt": null, "final": true});
     assert_eq!(report(&app, failed, declined).await.status(), 200);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 
     let mut seen = BTreeSet::new();
     for order in [shipped, cancelled, failed] {

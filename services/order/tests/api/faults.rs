@@ -6,8 +6,8 @@ use serde_json::Value;
 use shop_testkit::{Component, TestApp, wait};
 
 use crate::{
-    assert_consistent, await_stock, expect_problem, id_of, notifications_of, place, place_ok,
-    product, status_of, stock_of,
+    await_stock, expect_problem, id_of, notifications_of, place, place_ok, product, status_of,
+    stock_of,
 };
 
 #[tokio::test]
@@ -34,7 +34,7 @@ async fn catalog_down_while_placing_is_503_and_holds_nothing() {
 
     app.start(Component::Catalog).await;
     // The release command reaches the catalog: a tombstone, so no stock is ever held for it.
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     assert_eq!(stock_of(&app, mug).await, 10);
     // The claim was dropped: the same key simply tries again.
     assert_eq!(
@@ -44,7 +44,7 @@ async fn catalog_down_while_placing_is_503_and_holds_nothing() {
         201
     );
     assert_eq!(stock_of(&app, mug).await, 8);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn cancel_while_the_catalog_is_down_answers_and_stock_returns_later() {
     );
     app.start(Component::Catalog).await;
     await_stock(&app, mug, 10).await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -96,7 +96,7 @@ async fn with_redis_cut_orders_are_accepted_and_events_follow_later() {
         },
     )
     .await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn a_crash_between_reservation_and_commit_is_recovered() {
         .await
         .unwrap();
     assert_eq!(timeline.last().unwrap()["cause"], "reservation_abandoned");
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -207,5 +207,5 @@ async fn a_repeat_resumes_a_claim_left_by_a_crash() {
         ),
         id_of(&order)
     );
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }

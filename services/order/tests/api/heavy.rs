@@ -5,7 +5,7 @@
 
 use shop_testkit::TestApp;
 
-use crate::{assert_consistent, place, product, stock_of};
+use crate::{place, product, stock_of};
 
 #[tokio::test]
 async fn a_hundred_orders_for_thirty_units_never_oversell() {
@@ -46,5 +46,5 @@ async fn a_hundred_orders_for_thirty_units_never_oversell() {
         .unwrap()
         .get(0);
     assert_eq!(pending, 30);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use shop_testkit::TestApp;
 
-use crate::{assert_consistent, expect_problem, place, product, stock_of};
+use crate::{expect_problem, place, product, stock_of};
 
 #[tokio::test]
 async fn a_repeat_replays_the_answer_and_another_body_is_refused() {
@@ -40,7 +40,7 @@ async fn a_repeat_replays_the_answer_and_another_body_is_refused() {
         "insufficient-stock",
     )
     .await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -82,5 +82,5 @@ async fn concurrent_requests_with_one_key_make_one_order() {
         .unwrap()
         .get(0);
     assert_eq!(orders, 5);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use shop_testkit::{TestApp, wait};
 
 use crate::{
-    assert_consistent, await_stock, expect_problem, id_of, notifications_of, place_ok, product,
-    report, status_of, stream_of,
+    await_stock, expect_problem, id_of, notifications_of, place_ok, product, report, status_of,
+    stream_of,
 };
 
 fn event(attempt: i32, outcome: &str, is_final: bool) -> Value {
@@ -136,7 +136,7 @@ async fn paid_orders_ship_and_deliver_and_nothing_else() {
         seqs.windows(2).all(|w| w[0] < w[1]),
         "seq grows per order: {seqs:?}"
     );
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn a_final_failure_fails_the_order_and_releases_the_stock() {
     // A late success for the failed order is refused (the payment service refunds it).
     let late = report(&app, id, event(4, "succeeded", true)).await;
     let problem = expect_problem(late, 409, "order-not-pending").await;
-    assert_eq!(problem["status"], "failed");
+    assert_eq!(problem["orderStatus"], "failed");
     assert_eq!(
         report(&app, id, event(4, "refunded", true)).await.status(),
         200
@@ -171,7 +171,7 @@ async fn a_final_failure_fails_the_order_and_releases_the_stock() {
         .await
         .unwrap();
     assert_eq!(timeline.last().unwrap()["cause"], "payment_refunded");
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -240,7 +240,7 @@ async fn unpaid_orders_time_out_and_release() {
     let id = id_of(&place_ok(&app, &user, &[(mug, 2)]).await);
     await_stock(&app, mug, 10).await;
     assert_eq!(status_of(&app, id).await, "failed");
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     assert_eq!(
         types(&notifications_of(&app, id).await),
         ["order.created", "order.failed"]

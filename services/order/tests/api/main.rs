@@ -12,20 +12,13 @@ mod lifecycle;
 mod openapi;
 mod placing;
 
+pub use shop_testkit::expect_problem;
 use std::time::Duration;
 
 use reqwest::Response;
 use serde_json::Value;
 use shop_testkit::{Component, TestApp, TestUser, wait};
 use uuid::Uuid;
-
-/// Asserts a problem+json answer with `status` and `code`; returns the body.
-pub async fn expect_problem(response: Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status(), status, "status of {}", response.url());
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["code"], code, "{body}");
-    body
-}
 
 /// Creates a product as the administrator; returns its id.
 pub async fn product(app: &TestApp, name: &str, price_cents: i64, stock: i64) -> Uuid {
@@ -86,27 +79,6 @@ pub async fn report(app: &TestApp, order: Uuid, event: Value) -> Response {
         .send()
         .await
         .unwrap()
-}
-
-/// The invariant of DESIGN.md, both halves, once the outbox has drained.
-pub async fn assert_consistent(app: &TestApp) {
-    wait::until("the outbox to drain", Duration::from_secs(20), || async {
-        let unsent: i64 = app
-            .db()
-            .client()
-            .await
-            .query_one(
-                "SELECT count(*) FROM orders.outbox WHERE sent_at IS NULL",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (unsent == 0).then_some(())
-    })
-    .await;
-    shop_testkit::assert_ledger_invariant(app.db()).await;
-    shop_testkit::assert_holds_match_orders(app.db()).await;
 }
 
 /// The events published on `notifications` for an order, in stream order.

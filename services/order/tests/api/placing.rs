@@ -5,8 +5,7 @@ use shop_testkit::TestApp;
 use uuid::Uuid;
 
 use crate::{
-    assert_consistent, await_stock, expect_problem, id_of, notifications_of, place, place_ok,
-    product, stock_of,
+    await_stock, expect_problem, id_of, notifications_of, place, place_ok, product, stock_of,
 };
 
 #[tokio::test]
@@ -107,7 +106,7 @@ async fn place_list_read_timeline_and_cancel() {
     );
     assert_eq!(timeline[0]["actor"], format!("user:{}", user.id));
 
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     let events: Vec<String> = notifications_of(&app, id)
         .await
         .iter()
@@ -239,7 +238,7 @@ async fn short_stock_fails_the_order_and_moves_nothing() {
         notifications_of(&app, id).await.is_empty(),
         "a short-stock order emits nothing"
     );
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -302,5 +301,5 @@ async fn invalid_orders_are_4xx_and_leave_nothing() {
         .get(0);
     assert_eq!(orders, 0);
     assert_eq!(stock_of(&app, mug).await, 10);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shop_testkit::{TestApp, wait};
 
-use crate::{assert_consistent, await_attempts, notification_types, order, payment_of, payments};
+use crate::{await_attempts, notification_types, order, payment_of, payments};
 
 #[tokio::test]
 async fn an_order_is_paid_and_shows_its_payment() {
@@ -51,7 +51,7 @@ async fn an_order_is_paid_and_shows_its_payment() {
         .unwrap();
     assert_eq!(order["payment"]["status"], "succeeded");
 
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     let types = notification_types(&app, id).await;
     assert!(types.contains(&"payment.succeeded".to_owned()), "{types:?}");
     assert_eq!(
@@ -78,7 +78,7 @@ async fn failing_payments_retry_then_fail_and_stock_comes_back() {
         3,
         "one attempt and two retries"
     );
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     assert_eq!(app.stock_of(mug).await, 10);
 
     let events = app.events_of("notifications", id).await;
@@ -197,7 +197,7 @@ async fn a_success_racing_a_cancel_is_refunded_never_paid() {
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["succeeded", "refunded"]);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     assert_eq!(app.order_status(id).await, "cancelled", "never paid");
     assert_eq!(app.stock_of(mug).await, 10);
     let types = notification_types(&app, id).await;

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use shop_testkit::{TestApp, wait};
 
-use crate::assert_consistent;
-
 #[tokio::test]
 async fn five_hundred_orders_all_end_final() {
     let app = TestApp::builder()
@@ -76,7 +74,7 @@ async fn five_hundred_orders_all_end_final() {
         drained.as_secs_f64()
     );
     assert_eq!(paid + failed, 500);
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     assert_eq!(
         app.stock_of(product).await,
         10_000 - i32::try_from(paid).unwrap()

@@ -69,13 +69,6 @@ pub async fn notification_types(app: &TestApp, order: Uuid) -> Vec<String> {
         .collect()
 }
 
-/// The invariant of DESIGN.md once both outboxes have drained.
-pub async fn assert_consistent(app: &TestApp) {
-    app.await_outboxes_drained().await;
-    shop_testkit::assert_ledger_invariant(app.db()).await;
-    shop_testkit::assert_holds_match_orders(app.db()).await;
-}
-
 /// The number of payments stored for an order.
 pub async fn payments_for(app: &TestApp, order: Uuid) -> i64 {
     app.db()

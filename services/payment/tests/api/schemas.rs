@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Duration};
 use serde_json::Value;
 use shop_testkit::TestApp;
 
-use crate::{assert_consistent, order, payments};
+use crate::{order, payments};
 
 fn validator(name: &str) -> jsonschema::Validator {
     let path = format!(
@@ -48,7 +48,7 @@ async fn payment_notifications_and_dead_letters_match_their_schemas() {
         })
         .await;
     }
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
     let mut seen = BTreeSet::new();
     for (_, event) in app.stream_entries("notifications").await {
         let kind = event["type"].as_str().unwrap().to_owned();

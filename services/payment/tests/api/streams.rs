@@ -5,7 +5,7 @@ use std::time::Duration;
 use shop_redis::{RedisPool, redis};
 use shop_testkit::{Component, PrivateRedis, TestApp, wait};
 
-use crate::{assert_consistent, order, payments, payments_for};
+use crate::{order, payments, payments_for};
 
 fn redis_of(app: &TestApp) -> RedisPool {
     RedisPool::with_url(
@@ -48,7 +48,7 @@ async fn a_request_delivered_twice_makes_one_payment() {
         .await;
     assert_eq!(payments_for(&app, id).await, 1);
     assert_eq!(app.order_status(id).await, "paid");
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn entries_a_dead_consumer_held_are_reclaimed() {
     app.start(Component::Payment).await;
     app.await_order_status(id, "paid", Duration::from_secs(20))
         .await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
 
 #[tokio::test]
@@ -161,5 +161,5 @@ async fn when_redis_loses_everything_the_group_returns_and_orders_finish() {
     // The order service's sweeper sends the request again; the group is re-created.
     app.await_order_status(id, "paid", Duration::from_secs(30))
         .await;
-    assert_consistent(&app).await;
+    app.assert_consistent().await;
 }
