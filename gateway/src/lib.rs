@@ -3,14 +3,24 @@
 //! service is down or slow.
 
 mod auth;
+mod cors;
+pub mod docs;
 mod forwarded;
+pub mod limits;
 mod proxy;
 pub mod routes;
 mod ws;
 
-use std::{net::TcpListener, sync::Arc};
+use std::{
+    net::{IpAddr, TcpListener},
+    sync::Arc,
+};
 
-use actix_web::{App, HttpServer, middleware::from_fn, web};
+use actix_web::{
+    App, HttpRequest, HttpServer,
+    middleware::{DefaultHeaders, from_fn},
+    web,
+};
 use anyhow::Context;
 use ipnet::IpNet;
 use shop_auth::JwtKeys;
@@ -33,13 +43,24 @@ pub struct GatewayState {
     payment: ServiceClient,
     trusted_proxies: Vec<IpNet>,
     max_body_bytes: usize,
+    limits: limits::Limits,
+    origins: cors::Origins,
 }
 
 impl GatewayState {
     fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let config = ClientConfig::from_settings(settings, "gateway");
-        let client = |name, url: &str| ServiceClient::new(name, url, config.clone());
-        let user = client("user", &settings.user_service_url);
+        let client = |name, url: &str, timeout| {
+            ServiceClient::new(
+                name,
+                url,
+                ClientConfig::from_settings(settings, "gateway", timeout),
+            )
+        };
+        let user = client(
+            "user",
+            &settings.user_service_url,
+            settings.user_service_timeout,
+        );
         let redis = RedisPool::new(settings).context("redis configuration")?;
         Ok(Self {
             auth: Authenticator::new(
@@ -49,18 +70,52 @@ impl GatewayState {
                 settings.denylist_grace,
             ),
             hub: Arc::new(ws::Hub::new(
-                redis,
+                redis.clone(),
                 settings.redis_url(),
-                settings.cors_origins(),
                 settings.ws_check_interval,
             )),
+            limits: limits::Limits::new(settings, redis),
+            origins: cors::Origins::new(settings.cors_origins()),
             user,
-            catalog: client("catalog", &settings.catalog_service_url),
-            order: client("order", &settings.order_service_url),
-            payment: client("payment", &settings.payment_service_url),
+            catalog: client(
+                "catalog",
+                &settings.catalog_service_url,
+                settings.catalog_service_timeout,
+            ),
+            order: client(
+                "order",
+                &settings.order_service_url,
+                settings.order_service_timeout,
+            ),
+            payment: client(
+                "payment",
+                &settings.payment_service_url,
+                settings.payment_service_timeout,
+            ),
             trusted_proxies: settings.trusted_proxies()?,
             max_body_bytes: settings.max_body_bytes,
         })
+    }
+
+    /// The rate limits and their counters.
+    pub fn limits(&self) -> &limits::Limits {
+        &self.limits
+    }
+
+    /// The client's address: the peer, or what a trusted proxy says it is.
+    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
+        // Several X-Forwarded-For lines form one list, in order.
+        let forwarded_for: Vec<&str> = req
+            .headers()
+            .get_all(shop_http::headers::FORWARDED_FOR)
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
+        forwarded::client_ip(
+            req.peer_addr().map(|a| a.ip()),
+            forwarded_for.as_deref(),
+            &self.trusted_proxies,
+        )
     }
 
     fn upstream(&self, upstream: Upstream) -> &ServiceClient {
@@ -71,6 +126,29 @@ impl GatewayState {
             Upstream::Payment => &self.payment,
         }
     }
+}
+
+/// Headers on every answer (kept where a handler set its own, as the API docs page does for
+/// its Content-Security-Policy).
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .add((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains",
+        ))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ))
 }
 
 /// Starts the gateway on `listener`.
@@ -86,7 +164,11 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .configure(shop_http::health_routes(Readiness::always()))
             .route("/ws", web::get().to(ws::connect))
             .route("/ws/ticket", web::post().to(ws::create_ticket))
+            .configure(docs::routes)
             .default_service(web::to(proxy::forward))
+            .wrap(from_fn(limits::rate_limit))
+            .wrap(from_fn(cors::cors))
+            .wrap(security_headers())
             .wrap(from_fn(shop_http::trace_requests))
     })
     .listen(listener)?

@@ -8,17 +8,20 @@ use std::sync::{
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::{StatusCode, header::HeaderName},
+    http::{
+        StatusCode,
+        header::{self, HeaderName},
+    },
     web,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use shop_client::{ClientError, reqwest};
+use shop_client::{ClientError, InFlight, reqwest};
 use shop_contracts::Role;
 use shop_http::{ApiError, ErrorCode, RequestContext, headers};
 
 use crate::{
-    GatewayState, forwarded,
+    GatewayState,
     routes::{self, Access},
 };
 
@@ -61,6 +64,7 @@ pub async fn forward(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, ApiError> {
     let route = routes::find(req.method(), req.uri().path()).ok_or_else(ApiError::not_found)?;
+    tracing::Span::current().record("http.route", route.template);
     let context = RequestContext::from_request(&req);
 
     let identity = match route.access {
@@ -88,20 +92,9 @@ pub async fn forward(
             }
         }
     }
-    // Several X-Forwarded-For lines form one list, in order.
-    let forwarded_for: Vec<&str> = req
-        .headers()
-        .get_all(headers::FORWARDED_FOR)
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
-    let client_ip = forwarded::client_ip(
-        req.peer_addr().map(|a| a.ip()),
-        forwarded_for.as_deref(),
-        &state.trusted_proxies,
-    );
-    if let Some(ip) =
-        client_ip.and_then(|ip| reqwest::header::HeaderValue::from_str(&ip.to_string()).ok())
+    if let Some(ip) = state
+        .client_ip(&req)
+        .and_then(|ip| reqwest::header::HeaderValue::from_str(&ip.to_string()).ok())
     {
         outgoing.insert(headers::FORWARDED_FOR, ip);
     }
@@ -129,18 +122,26 @@ pub async fn forward(
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
     let upstream = state.upstream(route.upstream);
-    let response = match upstream
+    let (response, slot) = match upstream
         .forward(method, path_and_query, outgoing, body, &context)
         .await
     {
-        Ok(response) => response,
+        Ok(answer) => answer,
         // The body stream failed because it outgrew the limit: that is the client's error.
         Err(ClientError::Transport { .. }) if overflowed.load(Ordering::SeqCst) => {
             return Err(too_large());
         }
         Err(error) => return Err(error.into()),
     };
-    Ok(relay(response))
+    let mut response = relay(response, slot);
+    // Answers to a signed-in caller are theirs alone: no shared cache may keep them.
+    if identity.is_some() && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-store"),
+        );
+    }
+    Ok(response)
 }
 
 /// Streams the client's body to the service, failing the stream past `limit` bytes.
@@ -176,8 +177,9 @@ fn stream_body(
     reqwest::Body::wrap_stream(stream)
 }
 
-/// The service's answer, streamed back without hop-by-hop headers.
-fn relay(response: reqwest::Response) -> HttpResponse {
+/// The service's answer, streamed back without hop-by-hop headers. The upstream's in-flight
+/// slot is released when the stream ends.
+fn relay(response: reqwest::Response, slot: InFlight) -> HttpResponse {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
@@ -192,5 +194,8 @@ fn relay(response: reqwest::Response) -> HttpResponse {
     if let Some(length) = response.content_length() {
         builder.no_chunking(length);
     }
-    builder.streaming(response.bytes_stream())
+    builder.streaming(response.bytes_stream().map(move |chunk| {
+        let _held = &slot;
+        chunk
+    }))
 }

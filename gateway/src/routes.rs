@@ -81,9 +81,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/cart", Order, Auth),
     route(Method::PUT, "/cart", Order, Auth),
     route(Method::DELETE, "/cart", Order, Auth),
-    route(Method::GET, "/cart/items/{id}", Order, Auth),
-    route(Method::PUT, "/cart/items/{id}", Order, Auth),
-    route(Method::DELETE, "/cart/items/{id}", Order, Auth),
+    route(Method::GET, "/cart/items/{productId}", Order, Auth),
+    route(Method::PUT, "/cart/items/{productId}", Order, Auth),
+    route(Method::DELETE, "/cart/items/{productId}", Order, Auth),
     route(Method::POST, "/cart/checkout", Order, Auth),
 ];
 

@@ -59,7 +59,6 @@ struct Subscriber {
 pub struct Hub {
     redis: RedisPool,
     redis_url: String,
-    origins: Vec<String>,
     check_interval: Duration,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next_id: AtomicU64,
@@ -68,22 +67,16 @@ pub struct Hub {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("origins", &self.origins)
+            .field("check_interval", &self.check_interval)
             .finish_non_exhaustive()
     }
 }
 
 impl Hub {
-    pub fn new(
-        redis: RedisPool,
-        redis_url: String,
-        origins: Vec<String>,
-        check_interval: Duration,
-    ) -> Self {
+    pub fn new(redis: RedisPool, redis_url: String, check_interval: Duration) -> Self {
         Self {
             redis,
             redis_url,
-            origins,
             check_interval,
             subscribers: Mutex::default(),
             next_id: AtomicU64::new(0),
@@ -220,7 +213,25 @@ impl Hub {
     }
 }
 
-/// `POST /ws/ticket`: a one-use ticket (30 s) for browsers, which cannot set headers.
+/// A one-use socket ticket.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketResponse {
+    /// Pass as `?ticket=` to `GET /ws` within `expiresIn` seconds; it works once.
+    #[schema(example = "b3JkZXJzLWFyZS1saXZlLW5vdy0wMTIzNDU2Nzg5YWJj")]
+    ticket: String,
+    #[schema(example = 30)]
+    expires_in: u64,
+}
+
+/// Get a one-use ticket (30 s) for `GET /ws`: browsers cannot set headers on a WebSocket,
+/// and tokens never go in URLs.
+#[utoipa::path(post, path = "/ws/ticket", tag = "notifications", security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A ticket", body = TicketResponse),
+        (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 429, description = "Rate limited (a tighter per-address limit applies here); see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 503, description = "Tickets cannot be stored right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem)))]
 pub async fn create_ticket(
     req: HttpRequest,
     state: web::Data<GatewayState>,
@@ -245,15 +256,23 @@ pub async fn create_ticket(
     stored.await.map_err(|_| {
         ApiError::unavailable("tickets cannot be issued right now; try again shortly", 2)
     })?;
-    Ok(HttpResponse::Created().json(json!({"ticket": ticket, "expiresIn": TICKET_TTL_SECS})))
+    Ok(HttpResponse::Created().json(TicketResponse {
+        ticket,
+        expires_in: TICKET_TTL_SECS,
+    }))
 }
 
 /// `GET /ws` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SocketQuery {
+    /// A ticket from `POST /ws/ticket` (instead of the `Authorization` header).
     ticket: Option<String>,
+    /// Replay everything after this `notifications` id first.
+    #[param(example = "1700000000000-0")]
     since: Option<String>,
+    /// `all`: every user's events (administrators only).
     scope: Option<String>,
 }
 
@@ -267,7 +286,18 @@ async fn redeem(hub: &Hub, ticket: &str) -> Option<AccessClaims> {
     serde_json::from_str(&stored?).ok()
 }
 
-/// `GET /ws`: the live notification socket.
+/// The live notification socket (WebSocket; messages as in `proto-docs/ws/message.v1.json`).
+/// Credentials: the `Authorization` header or `?ticket=`. A browser `Origin` must be the
+/// gateway's own or listed in `CORS_ORIGINS`.
+#[utoipa::path(get, path = "/ws", tag = "notifications", params(SocketQuery), security(("bearer" = []), ()),
+    responses(
+        (status = 101, description = "Switching to WebSocket; the first message is `{\"type\":\"ready\"}`"),
+        (status = 400, description = "Not a WebSocket upgrade request", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 401, description = "No valid token or ticket", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 403, description = "`scope=all` without the admin role, or an origin that may not open sockets", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 422, description = "Invalid `scope` or `since`", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
+        (status = 503, description = "Sessions cannot be checked right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem)))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
@@ -276,7 +306,7 @@ pub async fn connect(
 ) -> Result<HttpResponse, ApiError> {
     let hub = state.hub.clone();
     if let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok())
-        && !hub.origins.iter().any(|allowed| allowed == origin)
+        && !state.origins.admits(req.head(), origin)
     {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -66,17 +66,20 @@ impl CircuitBreaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A permit, or `None` while the circuit is open (or a half-open probe is in flight).
-    pub fn try_acquire(&self) -> Option<Permit<'_>> {
+    /// A permit, or, while the circuit is open (or a half-open probe is in flight), how long
+    /// until a call may be tried again.
+    pub fn try_acquire(&self) -> Result<Permit<'_>, Duration> {
         let mut state = self.lock();
+        let now = Instant::now();
         match *state {
             State::Closed { .. } => {}
-            State::Open { until } if Instant::now() < until => return None,
+            State::Open { until } if now < until => return Err(until - now),
             State::Open { .. } => *state = State::HalfOpen { probing: true },
-            State::HalfOpen { probing: true } => return None,
+            // The probe's answer is due within one call; ask callers to come back shortly.
+            State::HalfOpen { probing: true } => return Err(Duration::from_secs(1)),
             State::HalfOpen { probing: false } => *state = State::HalfOpen { probing: true },
         }
-        Some(Permit {
+        Ok(Permit {
             breaker: self,
             recorded: false,
         })
@@ -114,17 +117,21 @@ mod tests {
         assert!(!breaker.is_open());
         breaker.try_acquire().expect("closed").record(false);
         assert!(breaker.is_open());
-        assert!(breaker.try_acquire().is_none());
+        let wait = breaker.try_acquire().expect_err("open");
+        assert!(
+            wait <= Duration::from_millis(30) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
 
         std::thread::sleep(Duration::from_millis(40));
         let probe = breaker.try_acquire().expect("half-open probe");
-        assert!(breaker.try_acquire().is_none(), "only one probe at a time");
+        assert!(breaker.try_acquire().is_err(), "only one probe at a time");
         probe.record(false);
         assert!(breaker.is_open(), "a failed probe reopens");
 
         std::thread::sleep(Duration::from_millis(40));
         breaker.try_acquire().expect("probe").record(true);
-        assert!(breaker.try_acquire().is_some(), "a good probe closes");
+        assert!(breaker.try_acquire().is_ok(), "a good probe closes");
     }
 
     #[test]
@@ -133,7 +140,7 @@ mod tests {
         breaker.try_acquire().expect("closed").record(false);
         std::thread::sleep(Duration::from_millis(20));
         drop(breaker.try_acquire().expect("probe"));
-        assert!(breaker.try_acquire().is_some());
+        assert!(breaker.try_acquire().is_ok());
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The one HTTP client for calls between services and from the gateway to its upstreams:
-//! timeouts, retries for calls the caller declares idempotent (and only those), a circuit
-//! breaker per upstream, and injection of `traceparent`, `X-Request-Id`, `X-Caller` and the
-//! internal credential.
+//! a timeout per upstream, retries after connection failures for calls the caller declares
+//! idempotent (and only those), a circuit breaker and a bound on concurrent calls per
+//! upstream, and injection of `traceparent`, `X-Request-Id`, `X-Caller` and the internal
+//! credential.
 
 mod breaker;
 
 use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -33,7 +36,14 @@ pub enum Idempotency {
 pub enum ClientError {
     /// The circuit is open: the upstream failed repeatedly and is not being called for now.
     #[error("{upstream} is unavailable (circuit open)")]
-    CircuitOpen { upstream: &'static str },
+    CircuitOpen {
+        upstream: &'static str,
+        /// Until the next probe may be sent.
+        retry_after: Duration,
+    },
+    /// `HTTP_MAX_IN_FLIGHT` calls to this upstream are already under way.
+    #[error("{upstream} is saturated (too many calls in flight)")]
+    Saturated { upstream: &'static str },
     /// Could not connect.
     #[error("{upstream} unreachable: {source}")]
     Connect {
@@ -69,12 +79,23 @@ impl From<ClientError> for ApiError {
                 ErrorCode::BadGateway,
                 format!("the {upstream} service gave no usable answer"),
             ),
-            ClientError::CircuitOpen { upstream }
-            | ClientError::Connect { upstream, .. }
-            | ClientError::Unavailable { upstream, .. } => ApiError::unavailable(
+            ClientError::CircuitOpen {
+                upstream,
+                retry_after,
+            } => ApiError::unavailable(
                 format!("the {upstream} service is unavailable; try again shortly"),
-                2,
+                retry_after.as_secs_f64().ceil() as u64,
             ),
+            ClientError::Saturated { upstream } => ApiError::unavailable(
+                format!("the {upstream} service is busy; try again shortly"),
+                1,
+            ),
+            ClientError::Connect { upstream, .. } | ClientError::Unavailable { upstream, .. } => {
+                ApiError::unavailable(
+                    format!("the {upstream} service is unavailable; try again shortly"),
+                    2,
+                )
+            }
         }
     }
 }
@@ -104,19 +125,30 @@ pub struct ClientConfig {
     pub retries: u32,
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
+    /// Concurrent calls allowed per upstream; more are refused at once (503).
+    pub max_in_flight: usize,
+    /// Idle keep-alive connections kept per upstream.
+    pub pool_max_idle: usize,
 }
 
 impl ClientConfig {
-    /// From the `HTTP_*`, `CIRCUIT_BREAKER_*` and `INTERNAL_TOKEN` settings.
-    pub fn from_settings(settings: &Settings, caller: &'static str) -> Self {
+    /// From the `HTTP_*`, `CIRCUIT_BREAKER_*` and `INTERNAL_TOKEN` settings, with the
+    /// upstream's own timeout (`<UPSTREAM>_SERVICE_TIMEOUT`).
+    pub fn from_settings(
+        settings: &Settings,
+        caller: &'static str,
+        request_timeout: Duration,
+    ) -> Self {
         Self {
             caller,
             internal_token: settings.internal_token().into(),
             connect_timeout: settings.http_connect_timeout,
-            request_timeout: settings.http_request_timeout,
+            request_timeout,
             retries: settings.http_retries,
             breaker_threshold: settings.circuit_breaker_threshold,
             breaker_cooldown: settings.circuit_breaker_cooldown,
+            max_in_flight: settings.http_max_in_flight,
+            pool_max_idle: settings.http_pool_max_idle,
         }
     }
 }
@@ -129,7 +161,12 @@ pub struct ServiceClient {
     base_url: Arc<str>,
     config: Arc<ClientConfig>,
     breaker: Arc<CircuitBreaker>,
+    in_flight: Arc<Semaphore>,
 }
+
+/// One of an upstream's in-flight slots, held until the call (and its streamed answer) ends.
+#[derive(Debug)]
+pub struct InFlight(#[allow(dead_code)] OwnedSemaphorePermit);
 
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 
@@ -139,18 +176,45 @@ impl ServiceClient {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(config.pool_max_idle)
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown);
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         Self {
             http,
             upstream,
             base_url: base_url.trim_end_matches('/').into(),
             config: Arc::new(config),
             breaker: Arc::new(breaker),
+            in_flight,
         }
+    }
+
+    /// Whether the circuit is open (calls are refused without being sent).
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    fn slot(&self) -> Result<InFlight, ClientError> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map(InFlight)
+            .map_err(|_| ClientError::Saturated {
+                upstream: self.upstream,
+            })
+    }
+
+    fn permit(&self) -> Result<breaker::Permit<'_>, ClientError> {
+        self.breaker
+            .try_acquire()
+            .map_err(|retry_after| ClientError::CircuitOpen {
+                upstream: self.upstream,
+                retry_after,
+            })
     }
 
     /// The upstream's name.
@@ -201,8 +265,10 @@ impl ServiceClient {
     }
 
     /// Sends a JSON call and buffers the answer. Idempotent calls are retried with jittered
-    /// exponential backoff after connection failures, timeouts and 502/503/504; others never.
-    /// Any other status (4xx included) is returned for the caller to interpret.
+    /// exponential backoff after connection failures (the request never reached the upstream);
+    /// a timeout or a 502/503/504 is not retried, so a struggling upstream is not sent more
+    /// work. Non-idempotent calls are sent once. Any other status (4xx included) is returned
+    /// for the caller to interpret.
     pub async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,
@@ -239,9 +305,8 @@ impl ServiceClient {
         body: Option<&B>,
         context: &RequestContext,
     ) -> Result<Reply, ClientError> {
-        let permit = self.breaker.try_acquire().ok_or(ClientError::CircuitOpen {
-            upstream: self.upstream,
-        })?;
+        let _slot = self.slot()?;
+        let permit = self.permit()?;
         let mut request = self
             .prepare(method, path_and_query, context)
             .timeout(self.config.request_timeout);
@@ -280,7 +345,8 @@ impl ServiceClient {
     /// included, are returned as answers. Only failures that are the upstream's count against
     /// its circuit: refused connections, and timeouts of requests without a client body (a
     /// client that uploads slowly, aborts, or exceeds the size limit must not be able to open
-    /// the circuit for everyone).
+    /// the circuit for everyone). The returned slot must be held until the answer has been
+    /// streamed.
     pub async fn forward(
         &self,
         method: Method,
@@ -288,10 +354,9 @@ impl ServiceClient {
         headers: HeaderMap,
         body: Option<reqwest::Body>,
         context: &RequestContext,
-    ) -> Result<reqwest::Response, ClientError> {
-        let permit = self.breaker.try_acquire().ok_or(ClientError::CircuitOpen {
-            upstream: self.upstream,
-        })?;
+    ) -> Result<(reqwest::Response, InFlight), ClientError> {
+        let slot = self.slot()?;
+        let permit = self.permit()?;
         let client_body = body.is_some();
         let mut request = self
             .prepare(method, path_and_query, context)
@@ -307,12 +372,13 @@ impl ServiceClient {
             Err(ClientError::Timeout { .. }) if !client_body => permit.record(false),
             Err(_) => drop(permit),
         }
-        result
+        result.map(|response| (response, slot))
     }
 }
 
+/// Only a failed connection proves the upstream never saw the request.
 fn retryable(error: &ClientError) -> bool {
-    !matches!(error, ClientError::CircuitOpen { .. })
+    matches!(error, ClientError::Connect { .. })
 }
 
 /// 50 ms, 100 ms, 200 ms, ... with ±50 % jitter, capped at 2 s.

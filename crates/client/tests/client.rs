@@ -28,9 +28,12 @@ struct Upstream {
 
 impl Upstream {
     async fn start(status: u16) -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), status).await
+    }
+
+    async fn start_on(listener: TcpListener, status: u16) -> Self {
         let status = Arc::new(AtomicU16::new(status));
         let seen: Seen = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (answer, record) = (status.clone(), seen.clone());
         let server = HttpServer::new(move || {
@@ -86,6 +89,8 @@ fn config(retries: u32, breaker_threshold: u32) -> ClientConfig {
         retries,
         breaker_threshold,
         breaker_cooldown: Duration::from_secs(60),
+        max_in_flight: 64,
+        pool_max_idle: 8,
     }
 }
 
@@ -105,29 +110,91 @@ async fn call(
 }
 
 #[tokio::test]
-async fn only_idempotent_calls_are_retried() {
+async fn answers_are_never_retried_whatever_their_status() {
     let upstream = Upstream::start(503).await;
     let client = ServiceClient::new("catalog", &upstream.url, config(2, 100));
 
+    // The upstream saw the request: sending it again would only add load to a struggling
+    // service.
     let result = call(&client, Idempotency::Idempotent).await;
     assert!(
         matches!(result, Err(ClientError::Unavailable { .. })),
         "{result:?}"
     );
-    assert_eq!(upstream.hits(), 3, "one call and two retries");
+    assert_eq!(upstream.hits(), 1);
 
-    let result = call(&client, Idempotency::NotIdempotent).await;
-    assert!(
-        matches!(result, Err(ClientError::Unavailable { .. })),
-        "{result:?}"
-    );
-    assert_eq!(upstream.hits(), 4, "sent exactly once");
-
-    // Client errors are answers, never retried.
     upstream.status.store(409, Ordering::SeqCst);
     let reply = call(&client, Idempotency::Idempotent).await.unwrap();
     assert_eq!(reply.status, 409);
-    assert_eq!(upstream.hits(), 5);
+    assert_eq!(upstream.hits(), 2);
+    upstream.handle.stop(false).await;
+}
+
+/// A port nobody listens on (yet).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn idempotent_calls_are_retried_after_connection_failures_only() {
+    // Refused connections: a non-idempotent call fails at once; an idempotent one keeps
+    // trying (50 ms, 100 ms, ... backoff) and reaches the upstream once it listens.
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = ServiceClient::new("catalog", &url, config(6, 100));
+    let result = call(&client, Idempotency::NotIdempotent).await;
+    assert!(
+        matches!(result, Err(ClientError::Connect { .. })),
+        "{result:?}"
+    );
+
+    let retried = tokio::spawn({
+        let client = client.clone();
+        async move { call(&client, Idempotency::Idempotent).await }
+    });
+    // The first attempt has been refused once the retry loop sleeps; then start listening.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let upstream = Upstream::start_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), 200).await;
+    let reply = retried.await.unwrap().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(upstream.hits(), 1, "delivered exactly once");
+    upstream.handle.stop(false).await;
+}
+
+#[tokio::test]
+async fn calls_beyond_the_in_flight_bound_are_refused_at_once() {
+    let upstream = Upstream::start(200).await;
+    let mut tuned = config(0, 100);
+    tuned.max_in_flight = 1;
+    let client = ServiceClient::new("catalog", &upstream.url, tuned);
+    // Hold the only slot with a streamed answer that has not been read.
+    let (held, _slot) = client
+        .forward(
+            Method::GET,
+            "/x",
+            shop_client::reqwest::header::HeaderMap::new(),
+            None,
+            &RequestContext::background(),
+        )
+        .await
+        .unwrap();
+    let result = call(&client, Idempotency::Idempotent).await;
+    assert!(
+        matches!(result, Err(ClientError::Saturated { .. })),
+        "{result:?}"
+    );
+    let problem = shop_http::ApiError::from(result.unwrap_err());
+    assert_eq!(problem.code(), shop_http::ErrorCode::DependencyUnavailable);
+    assert_eq!(problem.retry_after(), Some(1));
+    drop((held, _slot));
+    assert_eq!(
+        call(&client, Idempotency::Idempotent).await.unwrap().status,
+        200
+    );
     upstream.handle.stop(false).await;
 }
 
@@ -181,11 +248,14 @@ async fn an_open_circuit_fails_fast_without_calling() {
         assert!(call(&client, Idempotency::NotIdempotent).await.is_err());
     }
     let result = call(&client, Idempotency::NotIdempotent).await;
-    assert!(
-        matches!(result, Err(ClientError::CircuitOpen { .. })),
-        "{result:?}"
-    );
+    let Err(error @ ClientError::CircuitOpen { retry_after, .. }) = result else {
+        panic!("{result:?}");
+    };
+    assert!(retry_after > Duration::from_secs(55), "{retry_after:?}");
     assert_eq!(upstream.hits(), 2, "the open circuit sent nothing");
+    // 503 with the time left in the cool-down.
+    let problem = shop_http::ApiError::from(error);
+    assert_eq!(problem.retry_after(), Some(60));
     upstream.handle.stop(false).await;
 }
 

@@ -66,6 +66,7 @@ pub struct Page<T> {
 }
 
 /// A user as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
@@ -79,6 +80,7 @@ pub struct UserResponse {
 }
 
 /// `POST /login` and `POST /refresh` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
@@ -90,6 +92,7 @@ pub struct TokenResponse {
 }
 
 /// `GET /internal/sessions/{sid}` answer, for the gateway when Redis is away.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStatus {

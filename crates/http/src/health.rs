@@ -42,11 +42,21 @@ impl Readiness {
     }
 }
 
-async fn healthz() -> HttpResponse {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = serde_json::Value,
+               example = json!({"status": "ok"}))))]
+pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+/// Readiness: the instance can do useful work (the gateway: whenever it listens).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = serde_json::Value, example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready; see Retry-After", body = serde_json::Value,
+         example = json!({"status": "unavailable"}))))]
+pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     match (readiness.0)().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(error) => {

@@ -32,13 +32,16 @@ impl Identity {
         self.role == Role::Admin
     }
 
+    /// The identity the gateway forwarded; it names the user in the request's access log.
     fn from_headers(req: &HttpRequest) -> Option<Self> {
         let header = |name: &str| req.headers().get(name)?.to_str().ok();
-        Some(Self {
+        let identity = Self {
             user_id: header(headers::USER_ID)?.parse().ok()?,
             role: header(headers::USER_ROLE)?.parse().ok()?,
             session_id: header(headers::SESSION_ID)?.parse().ok()?,
-        })
+        };
+        tracing::Span::current().record("user.id", tracing::field::display(identity.user_id));
+        Some(identity)
     }
 }
 

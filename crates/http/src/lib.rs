@@ -4,7 +4,7 @@
 
 mod context;
 mod extract;
-mod health;
+pub mod health;
 mod identity;
 mod middleware;
 pub mod openapi;

@@ -42,7 +42,9 @@ pub async fn require_internal_token(
     next.call(req).await
 }
 
-/// One span per request with its id and trace; logs the outcome; echoes `X-Request-Id`.
+/// One span per request with its id and trace, and one access-log line when it is answered:
+/// method, path (never the query string, which may carry a ticket), route template, user id
+/// (recorded by whoever establishes the identity), status and latency. Echoes `X-Request-Id`.
 pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -52,6 +54,8 @@ pub async fn trace_requests(
         "request",
         http.method = %req.method(),
         http.path = %req.path(),
+        http.route = tracing::field::Empty,
+        user.id = tracing::field::Empty,
         request.id = %context.request_id,
         trace.id = %context.traceparent.trace_id(),
     );
@@ -63,6 +67,9 @@ pub async fn trace_requests(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
+            if let Some(pattern) = response.request().match_pattern() {
+                span.record("http.route", pattern.as_str());
+            }
             let status = response.status().as_u16();
             if status >= 500 {
                 tracing::warn!(http.status = status, elapsed_ms, "request answered");

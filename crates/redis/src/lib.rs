@@ -1,7 +1,8 @@
-//! Redis access shared by the binaries: a pool whose keys all carry one prefix, and a windowed
-//! counter that falls back to process memory while Redis is away.
+//! Redis access shared by the binaries: a pool whose keys all carry one prefix, a windowed
+//! counter and a request rate limiter, both falling back to process memory while Redis is away.
 
 mod counter;
+mod ratelimit;
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use bb8_redis::RedisConnectionManager;
 use shop_settings::Settings;
 
 pub use counter::{Count, WindowCounter};
+pub use ratelimit::{Bucket, Decision, Quota, RateLimiter};
 pub use redis;
 
 /// A connection checked out of the pool.

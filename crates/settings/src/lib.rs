@@ -148,6 +148,10 @@ pub struct Settings {
     #[serde(deserialize_with = "duration::millis")]
     pub throttler_ttl: Duration,
     pub throttler_limit: u32,
+    pub throttler_enabled: bool,
+    #[serde(deserialize_with = "duration::millis")]
+    pub throttler_auth_ttl: Duration,
+    pub throttler_auth_limit: u32,
     pub cors_origins: String,
     pub trusted_proxies: String,
     pub max_body_bytes: usize,
@@ -165,8 +169,16 @@ pub struct Settings {
     #[serde(deserialize_with = "duration::millis")]
     pub http_connect_timeout: Duration,
     #[serde(deserialize_with = "duration::millis")]
-    pub http_request_timeout: Duration,
+    pub user_service_timeout: Duration,
+    #[serde(deserialize_with = "duration::millis")]
+    pub catalog_service_timeout: Duration,
+    #[serde(deserialize_with = "duration::millis")]
+    pub order_service_timeout: Duration,
+    #[serde(deserialize_with = "duration::millis")]
+    pub payment_service_timeout: Duration,
     pub http_retries: u32,
+    pub http_max_in_flight: usize,
+    pub http_pool_max_idle: usize,
     pub circuit_breaker_threshold: u32,
     #[serde(deserialize_with = "duration::millis")]
     pub circuit_breaker_cooldown: Duration,
@@ -252,7 +264,10 @@ impl Default for Settings {
             admin_password: None,
             throttler_ttl: Duration::from_secs(60),
             throttler_limit: 600,
-            cors_origins: "http://localhost:8080,http://127.0.0.1:8080".into(),
+            throttler_enabled: true,
+            throttler_auth_ttl: Duration::from_secs(60),
+            throttler_auth_limit: 10,
+            cors_origins: String::new(),
             trusted_proxies: String::new(),
             max_body_bytes: 1024 * 1024,
             gateway_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -266,8 +281,13 @@ impl Default for Settings {
             payment_service_url: "http://127.0.0.1:8084".into(),
             http_workers: 0,
             http_connect_timeout: Duration::from_secs(1),
-            http_request_timeout: Duration::from_secs(10),
+            user_service_timeout: Duration::from_secs(5),
+            catalog_service_timeout: Duration::from_secs(3),
+            order_service_timeout: Duration::from_secs(10),
+            payment_service_timeout: Duration::from_secs(3),
             http_retries: 2,
+            http_max_in_flight: 512,
+            http_pool_max_idle: 64,
             circuit_breaker_threshold: 5,
             circuit_breaker_cooldown: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
@@ -425,6 +445,7 @@ impl Settings {
             ("redis_pool_size", self.redis_pool_size),
             ("login_throttle_limit", self.login_throttle_limit),
             ("throttler_limit", self.throttler_limit),
+            ("throttler_auth_limit", self.throttler_auth_limit),
             ("circuit_breaker_threshold", self.circuit_breaker_threshold),
             ("payment_max_deliveries", self.payment_max_deliveries),
         ] {
@@ -450,6 +471,21 @@ impl Settings {
         if self.payment_concurrency == 0 {
             return Err(invalid("payment_concurrency", "must be at least 1"));
         }
+        for (name, value) in [
+            ("throttler_ttl", self.throttler_ttl),
+            ("throttler_auth_ttl", self.throttler_auth_ttl),
+            ("user_service_timeout", self.user_service_timeout),
+            ("catalog_service_timeout", self.catalog_service_timeout),
+            ("order_service_timeout", self.order_service_timeout),
+            ("payment_service_timeout", self.payment_service_timeout),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(invalid(name, "must be at least 1 ms"));
+            }
+        }
+        if self.http_max_in_flight == 0 {
+            return Err(invalid("http_max_in_flight", "must be at least 1"));
+        }
         if self.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes", "must be at least 1"));
         }
@@ -464,6 +500,17 @@ impl Settings {
             }
         }
         self.trusted_proxies()?;
+        for origin in self.cors_origins() {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if !rest.is_some_and(|host| !host.is_empty() && !host.contains('/')) {
+                return Err(invalid(
+                    "cors_origins",
+                    format!("`{origin}` is not an origin such as https://shop.example.com"),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -119,6 +119,9 @@ impl TestAppBuilder {
             payment_service_url: url(Component::Payment),
             http_workers: 1,
             shutdown_timeout: Duration::from_secs(1),
+            // Explicit, and far above what any test sends unless it sets its own.
+            throttler_limit: 100_000,
+            throttler_auth_limit: 100_000,
             ..Settings::default()
         };
         for configure in self.configure {

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod docs;
 mod edge;
+mod hardening;
 mod resilience;
 mod sessions;
 mod tokens;

@@ -93,7 +93,7 @@ async fn start_inner(
     let catalog = ServiceClient::new(
         "catalog",
         &settings.catalog_service_url,
-        ClientConfig::from_settings(&settings, SERVICE.name()),
+        ClientConfig::from_settings(&settings, SERVICE.name(), settings.catalog_service_timeout),
     );
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -33,10 +33,10 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
             .route("/cart", web::get().to(get_cart))
             .route("/cart", web::put().to(replace_cart))
             .route("/cart", web::delete().to(clear_cart))
-            .route("/cart/items/{product_id}", web::get().to(get_cart_item))
-            .route("/cart/items/{product_id}", web::put().to(put_cart_item))
+            .route("/cart/items/{productId}", web::get().to(get_cart_item))
+            .route("/cart/items/{productId}", web::put().to(put_cart_item))
             .route(
-                "/cart/items/{product_id}",
+                "/cart/items/{productId}",
                 web::delete().to(delete_cart_item),
             )
             .route("/cart/checkout", web::post().to(checkout))
@@ -294,8 +294,8 @@ pub async fn replace_cart(
 }
 
 /// One line of your cart.
-#[utoipa::path(get, path = "/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
-    params(("product_id" = Uuid, Path, description = "Product id")),
+#[utoipa::path(get, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
+    params(("productId" = Uuid, Path, description = "Product id")),
     responses((status = 200, description = "The line", body = CartLine), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn get_cart_item(
     identity: Identity,
@@ -320,8 +320,8 @@ pub struct CartItemRequest {
 }
 
 /// Set a product's quantity in your cart (1-1000; at most 50 lines).
-#[utoipa::path(put, path = "/cart/items/{product_id}", tag = "cart", request_body = CartItemRequest, security(("bearer" = [])),
-    params(("product_id" = Uuid, Path, description = "Product id")),
+#[utoipa::path(put, path = "/cart/items/{productId}", tag = "cart", request_body = CartItemRequest, security(("bearer" = [])),
+    params(("productId" = Uuid, Path, description = "Product id")),
     responses((status = 200, description = "The cart", body = CartResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn put_cart_item(
     identity: Identity,
@@ -334,8 +334,8 @@ pub async fn put_cart_item(
 }
 
 /// Remove a product from your cart.
-#[utoipa::path(delete, path = "/cart/items/{product_id}", tag = "cart", security(("bearer" = [])),
-    params(("product_id" = Uuid, Path, description = "Product id")),
+#[utoipa::path(delete, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
+    params(("productId" = Uuid, Path, description = "Product id")),
     responses((status = 204, description = "Removed"), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn delete_cart_item(
     identity: Identity,

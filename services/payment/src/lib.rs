@@ -73,7 +73,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let order = ServiceClient::new(
         "order",
         &settings.order_service_url,
-        ClientConfig::from_settings(&settings, SERVICE.name()),
+        ClientConfig::from_settings(&settings, SERVICE.name(), settings.order_service_timeout),
     );
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -5,6 +5,7 @@ mod accounts;
 mod denylist;
 mod error;
 mod models;
+pub mod openapi;
 mod passwords;
 mod repo;
 mod routes;

@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Deserializer};
-use shop_contracts::{Page, Role, UserResponse};
-use shop_http::{Admin, ApiError, Identity, PageQuery, RequestContext};
+use shop_contracts::{Page, Role, SessionStatus, TokenResponse, UserResponse};
+use shop_http::{Admin, ApiError, Identity, PageQuery, Problem, RequestContext};
 use uuid::Uuid;
 
 use crate::{AppState, accounts, sessions};
@@ -27,15 +27,35 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterRequest {
+pub struct RegisterRequest {
+    /// Trimmed and lower-cased before it is checked and stored; unique.
+    #[schema(example = "ann@example.com")]
     email: String,
+    /// 8 to 72 bytes (bcrypt reads no further).
+    #[schema(example = "correct horse battery")]
     password: String,
+    /// Display name: trimmed, at most 100 characters, no control characters; empty means none.
+    #[schema(example = "Ann")]
     name: Option<String>,
 }
 
-async fn register(
+/// Create an account with role `user`.
+///
+/// The email is trimmed and lower-cased, so addresses differing only in case or surrounding
+/// spaces are the same account. Fields are validated before the password is hashed. Does not
+/// log in: call `POST /login` next.
+#[utoipa::path(post, path = "/register", tag = "accounts", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created: the new account", body = UserResponse,
+         headers(("Location" = String, description = "Always `/me`"))),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "An account with this email exists (`email-taken`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors` (`email`, `password`, `name`; unknown or missing fields)", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn register(
     state: State,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -46,14 +66,33 @@ async fn register(
         .json(UserResponse::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub struct LoginRequest {
+    /// Trimmed and lower-cased before the lookup.
+    #[schema(example = "ann@example.com")]
     email: String,
+    #[schema(example = "correct horse battery")]
     password: String,
 }
 
-async fn login(
+/// Log in: open a session and get an access token and a refresh token.
+///
+/// Every failure (unknown email, wrong password, disabled account, an address that cannot
+/// exist) gets the same 401 body and costs the same bcrypt time. Attempts are counted per
+/// (client IP, email) before the password is checked: beyond LOGIN_THROTTLE_LIMIT within
+/// LOGIN_THROTTLE_WINDOW the answer is 429 even for the right password; a success clears the
+/// count.
+#[utoipa::path(post, path = "/login", tag = "sessions", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in: a new session", body = TokenResponse),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Wrong password or unknown email (same answer for both), or a disabled account (`unauthorized`)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`; the email's form is not checked here (an impossible address is a 401)", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many attempts for this client IP and email (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn login(
     state: State,
     context: RequestContext,
     body: web::Json<LoginRequest>,
@@ -63,23 +102,53 @@ async fn login(
     Ok(HttpResponse::Ok().json(tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RefreshRequest {
+pub struct RefreshRequest {
+    /// The refresh token of the latest pair.
     refresh_token: String,
 }
 
-async fn refresh(state: State, body: web::Json<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+/// Exchange a refresh token for a new pair.
+///
+/// The token presented dies; the session keeps its original expiry (REFRESH_EXPIRES_IN from
+/// the login). Presenting a token that was already exchanged revokes its whole session, its
+/// access tokens included, and gets 401.
+#[utoipa::path(post, path = "/refresh", tag = "sessions", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and refresh token for the same session", body = TokenResponse),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Unknown, already used, expired or revoked refresh token, or a disabled account (`unauthorized`, one answer for all)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn refresh(
+    state: State,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
     let tokens = sessions::refresh(&state, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
-async fn logout(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
+/// End the caller's session.
+///
+/// Its refresh token dies and its access tokens are refused from now on; other sessions of
+/// the account stay open. No request body.
+#[utoipa::path(post, path = "/logout", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn logout(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
     sessions::logout(&state, &identity).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn get_me(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
+/// The caller's own account.
+#[utoipa::path(get, path = "/me", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserResponse),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_me(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
     let user = accounts::me(&state, &identity).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
@@ -89,14 +158,27 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateMeRequest {
+pub struct UpdateMeRequest {
+    /// New display name: trimmed, at most 100 characters, no control characters. `null` or
+    /// an empty string clears it; leaving the field out keeps it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "Ann")]
     name: Option<Option<String>>,
 }
 
-async fn update_me(
+/// Change the caller's display name.
+///
+/// `{}` changes nothing and answers the account as it is.
+#[utoipa::path(patch, path = "/me", tag = "accounts", request_body = UpdateMeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account after the change", body = UserResponse),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid `name`, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn update_me(
     state: State,
     identity: Identity,
     body: web::Json<UpdateMeRequest>,
@@ -108,14 +190,31 @@ async fn update_me(
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ChangePasswordRequest {
+pub struct ChangePasswordRequest {
+    #[schema(example = "correct horse battery")]
     current_password: String,
+    /// 8 to 72 bytes.
+    #[schema(example = "battery staple horse")]
     new_password: String,
 }
 
-async fn change_password(
+/// Change the caller's password.
+///
+/// Every other session of the account ends; the caller's own stays open. `newPassword` is
+/// checked first; then attempts are counted per account: beyond LOGIN_THROTTLE_LIMIT within
+/// LOGIN_THROTTLE_WINDOW the answer is 429 even for the right current password; a success
+/// clears the count.
+#[utoipa::path(post, path = "/me/password", tag = "accounts", request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every other session is revoked"),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "`newPassword` out of bounds, `currentPassword` is not the account's password, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many attempts for this account (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn change_password(
     state: State,
     identity: Identity,
     body: web::Json<ChangePasswordRequest>,
@@ -125,12 +224,36 @@ async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_users(
+/// Listing parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
+    page: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+}
+
+/// List accounts, newest first (administrators).
+#[utoipa::path(get, path = "/users", tag = "users", params(ListUsersQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = Page<UserResponse>),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid `page` or `limit`, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn list_users(
     _admin: Admin,
     state: State,
-    query: web::Query<PageQuery>,
+    query: web::Query<ListUsersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (page, limit) = query.validate()?;
+    let (page, limit) = PageQuery {
+        page: query.page,
+        limit: query.limit,
+    }
+    .validate()?;
     let (users, total) = accounts::list(&state, page, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
         items: users.into_iter().map(UserResponse::from).collect(),
@@ -140,14 +263,33 @@ async fn list_users(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateUserRequest {
+pub struct UpdateUserRequest {
+    /// New role.
     role: Option<Role>,
+    /// Disable (true) or re-enable (false) the account.
+    #[schema(example = true)]
     disabled: Option<bool>,
 }
 
-async fn update_user(
+/// Change an account's role or disable it (administrators).
+///
+/// Give `role`, `disabled` or both. Every session of the account ends, whatever changed, so
+/// its holder must log in again (a disabled account cannot); an administrator changing their
+/// own account is logged out too.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UpdateUserRequest,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The account after the change", body = UserResponse),
+        (status = 400, description = "Malformed user id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such account (`not-found`)", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Neither `role` nor `disabled` given (field `body`), an unknown role, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn update_user(
     _admin: Admin,
     state: State,
     id: web::Path<Uuid>,
@@ -157,6 +299,19 @@ async fn update_user(
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
-async fn get_session(state: State, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+/// Whether a session is live.
+///
+/// For the gateway when Redis is away: `id` is the access token's `sid`. The gateway treats
+/// 404 as revoked.
+#[utoipa::path(get, path = "/internal/sessions/{id}", tag = "sessions",
+    params(("id" = Uuid, Path, description = "Session id"),
+           ("X-Internal-Token" = String, Header, description = "The internal credential")),
+    responses(
+        (status = 200, description = "The session; `active` is false once it is revoked or expired", body = SessionStatus),
+        (status = 400, description = "Malformed session id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such session (`not-found`)", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn get_session(state: State, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::status(&state, *id).await?))
 }

@@ -20,9 +20,9 @@ fn the_public_document_lists_exactly_the_public_routes() {
         operations(&order_service::openapi::public_json()),
         [
             "DELETE /cart",
-            "DELETE /cart/items/{product_id}",
+            "DELETE /cart/items/{productId}",
             "GET /cart",
-            "GET /cart/items/{product_id}",
+            "GET /cart/items/{productId}",
             "GET /orders",
             "GET /orders/{id}",
             "GET /orders/{id}/timeline",
@@ -30,7 +30,7 @@ fn the_public_document_lists_exactly_the_public_routes() {
             "POST /orders",
             "POST /orders/{id}/cancel",
             "PUT /cart",
-            "PUT /cart/items/{product_id}",
+            "PUT /cart/items/{productId}",
             "PUT /orders/{id}/status",
         ]
     );

@@ -19,8 +19,10 @@ async fn five_hundred_orders_all_end_final() {
             s.database_pool_size = 10;
             s.database_acquire_timeout = Duration::from_secs(30);
             // 500 placements at once queue up in a one-core test system: let them wait rather
-            // than have the gateway answer 504 (which it rightly does after 10 s by default).
-            s.http_request_timeout = Duration::from_secs(60);
+            // than have the gateway answer 504 or the order service 503 (as they rightly do after
+            // ORDER_/CATALOG_SERVICE_TIMEOUT by default).
+            s.order_service_timeout = Duration::from_secs(60);
+            s.catalog_service_timeout = Duration::from_secs(60);
             s.http_workers = 2;
         })
         .spawn()

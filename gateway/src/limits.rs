@@ -1,0 +1,151 @@
+//! Request rate limits at the edge: per user when the request carries a valid access token,
+//! per client address otherwise, plus a tighter per-address limit on the routes that invite
+//! guessing and abuse (`POST /login`, `/register`, `/ws/ticket`). Limits live in Redis so
+//! every gateway instance shares them; while Redis is away each instance limits on its own.
+//! Every limited answer carries `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds); a
+//! refusal is 429 `rate-limited` with `Retry-After`.
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use actix_web::{
+    Error, ResponseError,
+    body::{EitherBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::{
+        Method,
+        header::{HeaderMap, HeaderName, HeaderValue},
+    },
+    middleware::Next,
+    web,
+};
+use shop_http::{ApiError, ErrorCode};
+use shop_redis::{Bucket, Decision, Quota, RateLimiter, RedisPool};
+use shop_settings::Settings;
+
+use crate::GatewayState;
+
+/// Routes with the tighter per-address limit.
+const GUARDED: &[(Method, &str)] = &[
+    (Method::POST, "/login"),
+    (Method::POST, "/register"),
+    (Method::POST, "/ws/ticket"),
+];
+
+/// The gateway's limits and their counters.
+#[derive(Debug)]
+pub struct Limits {
+    limiter: RateLimiter,
+    general: Quota,
+    guarded: Quota,
+    enabled: bool,
+    refused: AtomicU64,
+}
+
+impl Limits {
+    pub fn new(settings: &Settings, redis: RedisPool) -> Self {
+        if !settings.throttler_enabled {
+            tracing::warn!("rate limiting is disabled (THROTTLER_ENABLED=false)");
+        }
+        Self {
+            limiter: RateLimiter::new(redis),
+            general: Quota {
+                limit: settings.throttler_limit,
+                period: settings.throttler_ttl,
+            },
+            guarded: Quota {
+                limit: settings.throttler_auth_limit,
+                period: settings.throttler_auth_ttl,
+            },
+            enabled: settings.throttler_enabled,
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests refused with 429 since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Decisions this instance took alone because Redis was away, since start.
+    pub fn local_decisions(&self) -> u64 {
+        self.limiter.local_decisions()
+    }
+
+    fn buckets(
+        &self,
+        method: &Method,
+        path: &str,
+        user: Option<uuid::Uuid>,
+        ip: Option<IpAddr>,
+    ) -> Vec<Bucket> {
+        let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let caller = match user {
+            Some(user) => format!("user:{user}"),
+            None => format!("ip:{address}"),
+        };
+        let mut buckets = vec![Bucket {
+            key: caller,
+            quota: self.general,
+        }];
+        if GUARDED.iter().any(|(m, p)| m == method && *p == path) {
+            buckets.push(Bucket {
+                key: format!("guarded:ip:{address}"),
+                quota: self.guarded,
+            });
+        }
+        buckets
+    }
+}
+
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs_f64().ceil() as u64
+}
+
+fn describe(headers: &mut HeaderMap, decision: &Decision) {
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(decision.limit)),
+        ("ratelimit-remaining", u64::from(decision.remaining)),
+        ("ratelimit-reset", whole_seconds(decision.reset)),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}
+
+/// The middleware. Health probes are never limited.
+pub async fn rate_limit(
+    state: web::Data<GatewayState>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limits = &state.limits;
+    if !limits.enabled || matches!(req.path(), "/healthz" | "/readyz") {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let user = state.auth.subject(req.request());
+    let ip = state.client_ip(req.request());
+    let buckets = limits.buckets(req.method(), req.path(), user, ip);
+    let decision = limits.limiter.check(&buckets).await;
+    if !decision.allowed {
+        limits.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            limit = decision.limit,
+            local = decision.local,
+            "rate limited"
+        );
+        let error = ApiError::new(
+            ErrorCode::RateLimited,
+            "too many requests; retry after the number of seconds in Retry-After",
+        )
+        .with_retry_after(whole_seconds(decision.retry_after));
+        let mut response = error.error_response();
+        describe(response.headers_mut(), &decision);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let mut response = next.call(req).await?;
+    describe(response.headers_mut(), &decision);
+    Ok(response.map_into_left_body())
+}

@@ -1,0 +1,42 @@
+//! The checked-in API documents match the code (`make openapi` rewrites them).
+
+use shop_testkit::{assert_document, operations};
+
+#[test]
+fn the_checked_in_documents_match_the_code() {
+    assert_document(
+        "proto-docs/openapi/user.json",
+        &user_service::openapi::public_json(),
+    );
+    assert_document(
+        "proto-docs/internal/user.json",
+        &user_service::openapi::internal_json(),
+    );
+}
+
+#[test]
+fn the_public_document_lists_exactly_the_public_routes() {
+    assert_eq!(
+        operations(&user_service::openapi::public_json()),
+        [
+            "GET /me",
+            "GET /users",
+            "PATCH /me",
+            "PATCH /users/{id}",
+            "POST /login",
+            "POST /logout",
+            "POST /me/password",
+            "POST /refresh",
+            "POST /register",
+        ]
+    );
+    assert_eq!(
+        operations(&user_service::openapi::internal_json()),
+        ["GET /internal/sessions/{id}"]
+    );
+    assert!(
+        operations(&user_service::openapi::internal_json())
+            .iter()
+            .all(|op| op.contains("/internal/"))
+    );
+}
