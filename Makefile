@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test services fmt lint check migrate seed openapi clean
+.PHONY: run test contract services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -14,6 +14,12 @@ test: services
 	@$(STAGE) fmt $(CARGO) fmt --all --check
 	@$(STAGE) clippy $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@$(STAGE) tests scripts/test.sh
+	@$(STAGE) contract scripts/contract.sh
+
+## schemathesis (PyPI, pinned, in target/contract-venv) against a live system through the
+## gateway: anonymous, user and admin passes; fails on any 5xx or off-document answer.
+contract: services
+	@$(STAGE) contract scripts/contract.sh
 
 ## Make sure Postgres and Redis answer on loopback and the database exists.
 services:

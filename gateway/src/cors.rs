@@ -49,6 +49,10 @@ impl Origins {
         Self(origins)
     }
 
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     fn listed(&self, origin: &str) -> bool {
         self.0
             .iter()
@@ -136,7 +140,14 @@ pub async fn cors(
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned)
     else {
-        return Ok(next.call(req).await?.map_into_left_body());
+        let mut response = next.call(req).await?;
+        // The same URL answers listed origins with CORS headers: caches must keep them apart.
+        if !state.origins.is_empty() {
+            response
+                .headers_mut()
+                .append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        return Ok(response.map_into_left_body());
     };
     if req.method() == Method::OPTIONS
         && req
@@ -148,6 +159,11 @@ pub async fn cors(
     }
     let admitted = state.origins.listed(&origin) && !Origins::same_origin(req.head(), &origin);
     let mut response = next.call(req).await?;
+    if !state.origins.is_empty() && !admitted {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if admitted {
         allow(response.headers_mut(), &origin, "Origin");
         response.headers_mut().insert(

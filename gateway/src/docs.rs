@@ -94,10 +94,18 @@ fn seconds_header(description: &str) -> Value {
     json!({"description": description, "schema": {"type": "integer", "minimum": 0}})
 }
 
-/// 429 as the gateway answers it.
-fn rate_limited() -> Value {
-    let mut response =
-        problem("Rate limited (`rate-limited`): wait the number of seconds in Retry-After");
+const HTTP_METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// 429 as the gateway answers it, keeping what a service says of its own limits.
+fn rate_limited(service: Option<&Value>) -> Value {
+    let gateway = "Rate limited (`rate-limited`): wait the number of seconds in Retry-After";
+    let description = match service.and_then(|r| r["description"].as_str()) {
+        Some(own) if !own.starts_with("Rate limited") => format!("{gateway}. Also: {own}"),
+        _ => gateway.to_owned(),
+    };
+    let mut response = problem(&description);
     response["headers"] = json!({
         "Retry-After": seconds_header("Seconds until a request will be accepted"),
         "RateLimit-Limit": seconds_header("Requests allowed per period"),
@@ -123,7 +131,8 @@ fn absorb(merged: &mut Value, name: &str, part: &Value) -> Result<(), MergeError
                 .entry(path.clone())
                 .or_insert_with(|| json!({})),
         );
-        for (method, operation) in operations.as_object().into_iter().flatten() {
+        let methods = operations.as_object().into_iter().flatten();
+        for (method, operation) in methods.filter(|(m, _)| HTTP_METHODS.contains(&m.as_str())) {
             if target.contains_key(method) {
                 return Err(MergeError(format!(
                     "{} {path} is documented twice ({name})",
@@ -133,6 +142,12 @@ fn absorb(merged: &mut Value, name: &str, part: &Value) -> Result<(), MergeError
             let mut operation = operation.clone();
             // The gateway can answer these for any service it proxies to.
             let responses = object(&mut operation["responses"]);
+            if path.contains('{') {
+                // The gateway matches ids by their spelling before any service sees them.
+                responses.entry("404").or_insert_with(|| {
+                    problem("No such route: a path segment is not spelled as an id ever is (`not-found`)")
+                });
+            }
             responses.entry("503").or_insert_with(|| {
                 problem("A dependency is unavailable (`dependency-unavailable`); see Retry-After")
             });
@@ -185,8 +200,13 @@ pub fn public_document() -> Result<Value, MergeError> {
         if matches!(path.as_str(), "/healthz" | "/readyz") {
             continue;
         }
-        for operation in object(operations).values_mut() {
-            object(&mut operation["responses"]).insert("429".into(), rate_limited());
+        for (method, operation) in object(operations).iter_mut() {
+            if !HTTP_METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            let responses = object(&mut operation["responses"]);
+            let merged = rate_limited(responses.get("429"));
+            responses.insert("429".into(), merged);
         }
     }
     Ok(merged)

@@ -11,7 +11,8 @@ pub fn client_ip(
     forwarded_for: Option<&str>,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    // An IPv4 client seen through an IPv6 socket is that IPv4 address.
+    let peer = peer?.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -22,7 +23,7 @@ pub fn client_ip(
     let mut hops = chain.split(',').map(str::trim).rev();
     let mut client = peer;
     for hop in hops.by_ref() {
-        match hop.parse::<IpAddr>() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
             Ok(ip) if is_trusted(&ip) => client = ip,
             Ok(ip) => return Some(ip),
             // A garbled entry ends what can be believed.

@@ -161,6 +161,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .configure(shop_http::common_config(settings.max_body_bytes))
             .configure(shop_http::health_routes(Readiness::always()))
             .route("/ws", web::get().to(ws::connect))
             .route("/ws/ticket", web::post().to(ws::create_ticket))

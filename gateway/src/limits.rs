@@ -82,7 +82,7 @@ impl Limits {
         user: Option<uuid::Uuid>,
         ip: Option<IpAddr>,
     ) -> Vec<Bucket> {
-        let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let address = ip.map_or_else(|| "unknown".to_owned(), address_key);
         let caller = match user {
             Some(user) => format!("user:{user}"),
             None => format!("ip:{address}"),
@@ -91,13 +91,26 @@ impl Limits {
             key: caller,
             quota: self.general,
         }];
-        if GUARDED.iter().any(|(m, p)| m == method && *p == path) {
+        // Each guarded route counts on its own: reconnecting sockets must not use up logins.
+        if let Some((_, route)) = GUARDED.iter().find(|(m, p)| m == method && *p == path) {
             buckets.push(Bucket {
-                key: format!("guarded:ip:{address}"),
+                key: format!("guarded:{route}:ip:{address}"),
                 quota: self.guarded,
             });
         }
         buckets
+    }
+}
+
+/// The key of a client address. One IPv6 client usually holds a whole /64, so that is the
+/// unit; IPv4-mapped IPv6 addresses count as the IPv4 address they are.
+fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
     }
 }
 
@@ -127,7 +140,9 @@ pub async fn rate_limit(
     }
     let user = state.auth.subject(req.request());
     let ip = state.client_ip(req.request());
-    let buckets = limits.buckets(req.method(), req.path(), user, ip);
+    // The path as routing sees it (percent-escapes decoded), so `/ws/%74icket` is guarded too.
+    let path = req.match_info().as_str().to_owned();
+    let buckets = limits.buckets(req.method(), &path, user, ip);
     let decision = limits.limiter.check(&buckets).await;
     if !decision.allowed {
         limits.refused.fetch_add(1, Ordering::Relaxed);
@@ -148,4 +163,19 @@ pub async fn rate_limit(
     let mut response = next.call(req).await?;
     describe(response.headers_mut(), &decision);
     Ok(response.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_keyed_by_client_not_by_spelling() {
+        let key = |s: &str| address_key(s.parse().expect("ip"));
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
 }

@@ -134,8 +134,12 @@ pub async fn forward(
         Err(error) => return Err(error.into()),
     };
     let mut response = relay(response, slot);
-    // Answers to a signed-in caller are theirs alone: no shared cache may keep them.
-    if identity.is_some() && !response.headers().contains_key(header::CACHE_CONTROL) {
+    // Answers to a signed-in caller, and tokens, are the caller's alone: no cache may keep
+    // them.
+    let carries_tokens = matches!(route.template, "/login" | "/refresh");
+    if (identity.is_some() || carries_tokens)
+        && !response.headers().contains_key(header::CACHE_CONTROL)
+    {
         response.headers_mut().insert(
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("private, no-store"),
@@ -184,7 +188,10 @@ fn relay(response: reqwest::Response, slot: InFlight) -> HttpResponse {
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     for (name, value) in response.headers() {
-        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str()) {
+        // CORS is the gateway's to answer, whatever a service says.
+        if DROPPED_RESPONSE_HEADERS.contains(&name.as_str())
+            || name.as_str().starts_with("access-control-")
+        {
             continue;
         }
         if let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) {

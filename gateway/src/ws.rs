@@ -256,10 +256,12 @@ pub async fn create_ticket(
     stored.await.map_err(|_| {
         ApiError::unavailable("tickets cannot be issued right now; try again shortly", 2)
     })?;
-    Ok(HttpResponse::Created().json(TicketResponse {
-        ticket,
-        expires_in: TICKET_TTL_SECS,
-    }))
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(TicketResponse {
+            ticket,
+            expires_in: TICKET_TTL_SECS,
+        }))
 }
 
 /// `GET /ws` query.

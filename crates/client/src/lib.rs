@@ -175,7 +175,9 @@ impl ServiceClient {
     pub fn new(upstream: &'static str, base_url: &str, config: ClientConfig) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the upstreams' keep-alive (actix: 5 s), so a pooled connection is never one
+            // the server is closing.
+            .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(config.pool_max_idle)
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -249,13 +251,14 @@ impl ServiceClient {
 
     fn classify(&self, error: reqwest::Error) -> ClientError {
         let upstream = self.upstream;
-        if error.is_timeout() {
-            ClientError::Timeout { upstream }
-        } else if error.is_connect() {
+        // A connect timeout is a connect failure: the request never left.
+        if error.is_connect() {
             ClientError::Connect {
                 upstream,
                 source: error,
             }
+        } else if error.is_timeout() {
+            ClientError::Timeout { upstream }
         } else {
             ClientError::Transport {
                 upstream,

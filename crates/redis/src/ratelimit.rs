@@ -37,6 +37,13 @@ impl Quota {
     fn interval_us(self) -> u64 {
         (self.period_us() / u64::from(self.limit.max(1))).max(1)
     }
+
+    /// How far ahead of now the TAT may run: exactly `limit` intervals, so the burst is
+    /// `limit` even when the period does not divide evenly.
+    fn tolerance_us(self) -> u64 {
+        self.interval_us()
+            .saturating_mul(u64::from(self.limit.max(1)))
+    }
 }
 
 /// One quota applied to one key (e.g. `ip:203.0.113.9` at 600 per minute).
@@ -73,10 +80,10 @@ struct Step {
 }
 
 fn step(tat: Option<u64>, now: u64, quota: Quota) -> Step {
-    let (interval, period) = (quota.interval_us(), quota.period_us());
+    let (interval, tolerance) = (quota.interval_us(), quota.tolerance_us());
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat.saturating_add(interval);
-    let allow_at = new_tat.saturating_sub(period);
+    let allow_at = new_tat.saturating_sub(tolerance);
     if allow_at > now {
         Step {
             allowed: false,
@@ -89,7 +96,7 @@ fn step(tat: Option<u64>, now: u64, quota: Quota) -> Step {
         Step {
             allowed: true,
             new_tat,
-            remaining: (now + period - new_tat) / interval,
+            remaining: (now + tolerance - new_tat) / interval,
             reset_us: new_tat - now,
             retry_us: 0,
         }
@@ -132,8 +139,8 @@ fn decide(tats: &[Option<u64>], now: u64, buckets: &[Bucket]) -> (Decision, Vec<
     (decision, store)
 }
 
-/// The same algorithm as [`decide`], atomically in Redis. `ARGV` holds (interval, period) in
-/// microseconds per key. Returns {allowed, index of the deciding key (1-based), remaining or
+/// The same algorithm as [`decide`], atomically in Redis. `ARGV` holds (interval, tolerance)
+/// in microseconds per key. Returns {allowed, index of the deciding key (1-based), remaining or
 /// retry-after, reset}, times in microseconds. `string.format('%.0f')` writes TATs exactly
 /// (Lua's `tostring` would round them to 14 digits).
 const GCRA: &str = r"
@@ -142,11 +149,11 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local tats = {}
 local refused, refused_wait, refused_reset = 0, -1, 0
 for i = 1, #KEYS do
-  local interval, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   local new_tat = tat + interval
-  local allow_at = new_tat - period
+  local allow_at = new_tat - tolerance
   if allow_at > now and allow_at - now > refused_wait then
     refused, refused_wait, refused_reset = i, allow_at - now, tat - now
   end
@@ -157,10 +164,10 @@ if refused > 0 then
 end
 local best, best_remaining, best_reset = 1, -1, 0
 for i = 1, #KEYS do
-  local interval, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local ttl = math.ceil((tats[i] - now) / 1000) + 1
   redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ttl)
-  local remaining = math.floor((now + period - tats[i]) / interval)
+  local remaining = math.floor((now + tolerance - tats[i]) / interval)
   if best_remaining < 0 or remaining < best_remaining then
     best, best_remaining, best_reset = i, remaining, tats[i] - now
   end
@@ -244,7 +251,7 @@ impl RateLimiter {
             invocation
                 .key(self.redis.key(&format!("ratelimit:{}", bucket.key)))
                 .arg(bucket.quota.interval_us())
-                .arg(bucket.quota.period_us());
+                .arg(bucket.quota.tolerance_us());
         }
         let mut conn = self.redis.get().await?;
         let (allowed, index, amount, reset): (u8, usize, u64, u64) =
@@ -277,6 +284,10 @@ impl RateLimiter {
         let mut local = lock(&self.local);
         if local.len() >= MAX_LOCAL_KEYS {
             local.retain(|_, tat| *tat > now);
+            if local.len() >= MAX_LOCAL_KEYS {
+                // Bounded memory matters more than the few limits forgotten here.
+                local.clear();
+            }
         }
         let tats: Vec<Option<u64>> = buckets.iter().map(|b| local.get(&b.key).copied()).collect();
         let (mut decision, store) = decide(&tats, now, buckets);
@@ -348,6 +359,22 @@ mod tests {
         assert!(!run(&mut tats, 109 * SECOND, &buckets, 1)[0].allowed);
         let later = run(&mut tats, 110 * SECOND, &buckets, 2);
         assert!(later[0].allowed && !later[1].allowed);
+    }
+
+    #[test]
+    fn the_burst_is_the_limit_when_the_period_does_not_divide() {
+        // 1500 per second: an interval of 666 µs, 1 µs short of a third of the period each.
+        let buckets = [Bucket {
+            key: "a".into(),
+            quota: Quota {
+                limit: 1500,
+                period: Duration::from_secs(1),
+            },
+        }];
+        let mut tats = vec![None];
+        let burst = run(&mut tats, 5 * SECOND, &buckets, 1501);
+        assert_eq!(burst[0].remaining, 1499);
+        assert_eq!(burst.iter().filter(|d| d.allowed).count(), 1500);
     }
 
     #[test]

@@ -54,6 +54,9 @@ async fn limits_hold_across_gateway_instances_per_forwarded_client() {
     }
     for base in &bases {
         let refused = get(base, "203.0.113.7").send().await.unwrap();
+        // A refusal is an answer like any other: security headers and a request id.
+        assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
+        assert!(refused.headers().contains_key("x-request-id"));
         // 4 per minute: one request is earned back every 15 s; the whole quota in 60 s.
         assert_eq!(number(refused.headers(), "retry-after"), 15);
         assert_eq!(number(refused.headers(), "ratelimit-remaining"), 0);
@@ -175,12 +178,18 @@ async fn with_redis_cut_each_instance_limits_in_memory() {
         })
         .spawn()
         .await;
-    app.redis_proxy().cut();
     let get = || {
         app.get("/products")
             .header("x-forwarded-for", "203.0.113.50")
             .send()
     };
+    // Two of three used while the quota lives in Redis...
+    for _ in 0..2 {
+        assert_eq!(get().await.unwrap().status(), 200);
+    }
+    // ...then Redis goes away: this instance starts counting on its own, so a whole quota is
+    // available again (Redis would have refused the second of these).
+    app.redis_proxy().cut();
     for remaining in [2, 1, 0] {
         let response = get().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -212,6 +221,8 @@ async fn cors_preflights_are_answered_for_listed_origins_only() {
     .await
     .unwrap();
     assert_eq!(allowed.status(), 204);
+    assert_eq!(allowed.headers()["x-content-type-options"], "nosniff");
+    assert!(allowed.headers().contains_key("x-request-id"));
     let header = |name: &str| {
         allowed
             .headers()
@@ -269,6 +280,17 @@ async fn cors_preflights_are_answered_for_listed_origins_only() {
         .await
         .unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+    // Caches must not hand one origin's answer to another.
+    let plain = app.get("/products").send().await.unwrap();
+    for response in [&listed, &other, &plain] {
+        assert!(
+            response
+                .headers()
+                .get_all("vary")
+                .iter()
+                .any(|v| v.to_str().unwrap().contains("Origin"))
+        );
+    }
 
     // The gateway's own pages are same-origin: their sockets are allowed; other origins are
     // not.
@@ -303,6 +325,9 @@ async fn every_answer_carries_the_security_headers() {
         .unwrap();
     assert_eq!(me.status(), 200);
     assert_eq!(me.headers()["cache-control"], "private, no-store");
+    let login = app.login(&user.email, &user.password).await;
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()["cache-control"], "private, no-store");
     let products = app.get("/products").send().await.unwrap();
     let missing = app.get("/nowhere").send().await.unwrap();
     let unauthorized = app.get("/orders").send().await.unwrap();
@@ -322,6 +347,30 @@ async fn every_answer_carries_the_security_headers() {
     }
     assert_eq!(missing.status(), 404);
     assert_eq!(unauthorized.status(), 401);
+}
+
+#[tokio::test]
+async fn in_flight_slots_are_given_back_when_an_answer_ends() {
+    // One call at a time per upstream: a slot kept after its answer would refuse the next.
+    let app = TestApp::builder()
+        .configure(|s| s.http_max_in_flight = 1)
+        .spawn()
+        .await;
+    for _ in 0..5 {
+        let response = app.get("/products").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    // A client that walks away before reading the body gives the slot back too.
+    for _ in 0..3 {
+        drop(app.get("/products").send().await.unwrap());
+    }
+    wait::until(
+        "the abandoned answers' slots to return",
+        Duration::from_secs(10),
+        || async { (app.get("/products").send().await.unwrap().status() == 200).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -197,6 +197,23 @@ async fn disabling_a_user_ends_their_sessions_and_logins() {
         .await
         .unwrap();
     expect_problem(missing, 404, "not-found").await;
+    // Nobody locks themselves out: an admin cannot disable or demote their own account.
+    for change in [json!({"disabled": true}), json!({"role": "user"})] {
+        let own = app
+            .patch(&format!("/users/{}", admin.id), &change)
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap();
+        expect_problem(own, 403, "forbidden").await;
+    }
+    let me = app
+        .get("/me")
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the admin's session lives on");
 
     let disabled: Value = app
         .patch(&format!("/users/{}", user.id), &json!({"disabled": true}))

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Deserializer};
 use shop_contracts::{Page, Role, SessionStatus, TokenResponse, UserResponse};
-use shop_http::{Admin, ApiError, Identity, PageQuery, Problem, RequestContext};
+use shop_http::{Admin, ApiError, ErrorCode, Identity, PageQuery, Problem, RequestContext};
 use uuid::Uuid;
 
 use crate::{AppState, accounts, sessions};
@@ -284,17 +284,25 @@ pub struct UpdateUserRequest {
     responses(
         (status = 200, description = "The account after the change", body = UserResponse),
         (status = 400, description = "Malformed user id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation), or an administrator disabling or demoting their own account", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such account (`not-found`)", content_type = "application/problem+json", body = Problem),
         (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Neither `role` nor `disabled` given (field `body`), an unknown role, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn update_user(
-    _admin: Admin,
+    Admin(admin): Admin,
     state: State,
     id: web::Path<Uuid>,
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // An administrator cannot lock themselves out (or leave the shop without an admin by
+    // accident); another administrator can make the change.
+    if *id == admin.user_id && (body.disabled == Some(true) || body.role == Some(Role::User)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "administrators cannot disable or demote their own account; ask another administrator",
+        ));
+    }
     let user = accounts::update_by_admin(&state, *id, body.role, body.disabled).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
