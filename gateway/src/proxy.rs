@@ -64,7 +64,7 @@ pub async fn forward(
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, ApiError> {
     let route = routes::find(req.method(), req.uri().path()).ok_or_else(ApiError::not_found)?;
-    tracing::Span::current().record("http.route", route.template);
+    tracing::Span::current().record("http.route", tracing::field::display(route.template));
     let context = RequestContext::from_request(&req);
 
     let identity = match route.access {

@@ -68,7 +68,7 @@ pub async fn trace_requests(
     match result {
         Ok(mut response) => {
             if let Some(pattern) = response.request().match_pattern() {
-                span.record("http.route", pattern.as_str());
+                span.record("http.route", tracing::field::display(pattern));
             }
             let status = response.status().as_u16();
             if status >= 500 {
@@ -91,5 +91,87 @@ pub async fn trace_requests(
             );
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use actix_web::{App, HttpResponse, middleware::from_fn, test, web};
+
+    use super::*;
+    use crate::Identity;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn one_access_line_names_route_user_status_and_time_but_no_secrets() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .route(
+                    "/orders/{id}",
+                    web::get().to(|_: Identity| async { HttpResponse::Ok().finish() }),
+                )
+                .wrap(from_fn(trace_requests)),
+        )
+        .await;
+        let user = uuid::Uuid::now_v7();
+        let request = test::TestRequest::get()
+            .uri("/orders/0193f0b2-7c1e-7aa0-9d6b-4a1b2c3d4e5f?ticket=secret-ticket")
+            .insert_header((headers::USER_ID, user.to_string()))
+            .insert_header((headers::USER_ROLE, "user"))
+            .insert_header((headers::SESSION_ID, uuid::Uuid::now_v7().to_string()))
+            .insert_header((headers::REQUEST_ID, "req-7"))
+            .insert_header(("authorization", "Bearer secret-token"))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), 200);
+
+        let output = String::from_utf8(capture.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .expect("utf-8 logs");
+        let lines: Vec<&str> = output
+            .lines()
+            .filter(|line| line.contains("request answered"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{output}");
+        let line = lines[0];
+        for expected in [
+            "http.route=/orders/{id}",
+            &format!("user.id={user}"),
+            "request.id=req-7",
+            "http.status=200",
+            "elapsed_ms=",
+        ] {
+            assert!(line.contains(expected), "{expected} missing from {line}");
+        }
+        assert!(!output.contains("secret-ticket"), "{output}");
+        assert!(!output.contains("secret-token"), "{output}");
     }
 }
