@@ -197,8 +197,12 @@ async fn disabling_a_user_ends_their_sessions_and_logins() {
         .await
         .unwrap();
     expect_problem(missing, 404, "not-found").await;
-    // Nobody locks themselves out: an admin cannot disable or demote their own account.
-    for change in [json!({"disabled": true}), json!({"role": "user"})] {
+    // Nobody locks themselves out: an admin cannot change their own account here.
+    for change in [
+        json!({"disabled": true}),
+        json!({"role": "user"}),
+        json!({"role": "admin"}),
+    ] {
         let own = app
             .patch(&format!("/users/{}", admin.id), &change)
             .header("authorization", admin.bearer())

@@ -31,13 +31,13 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Trimmed and lower-cased before it is checked and stored; unique.
-    #[schema(example = "ann@example.com")]
+    #[schema(example = "ann@example.com", format = "email", max_length = 254)]
     email: String,
     /// 8 to 72 bytes (bcrypt reads no further).
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 72)]
     password: String,
     /// Display name: trimmed, at most 100 characters, no control characters; empty means none.
-    #[schema(example = "Ann")]
+    #[schema(example = "Ann", max_length = 100)]
     name: Option<String>,
 }
 
@@ -196,7 +196,7 @@ pub struct ChangePasswordRequest {
     #[schema(example = "correct horse battery")]
     current_password: String,
     /// 8 to 72 bytes.
-    #[schema(example = "battery staple horse")]
+    #[schema(example = "battery staple horse", min_length = 8, max_length = 72)]
     new_password: String,
 }
 
@@ -276,15 +276,15 @@ pub struct UpdateUserRequest {
 /// Change an account's role or disable it (administrators).
 ///
 /// Give `role`, `disabled` or both. Every session of the account ends, whatever changed, so
-/// its holder must log in again (a disabled account cannot); an administrator changing their
-/// own account is logged out too.
+/// its holder must log in again (a disabled account cannot). Administrators cannot change their
+/// own account here.
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UpdateUserRequest,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The account after the change", body = UserResponse),
         (status = 400, description = "Malformed user id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation), or an administrator disabling or demoting their own account", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation), or an administrator changing their own account", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such account (`not-found`)", content_type = "application/problem+json", body = Problem),
         (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Neither `role` nor `disabled` given (field `body`), an unknown role, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
@@ -295,12 +295,13 @@ pub async fn update_user(
     id: web::Path<Uuid>,
     body: web::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    // An administrator cannot lock themselves out (or leave the shop without an admin by
-    // accident); another administrator can make the change.
-    if *id == admin.user_id && (body.disabled == Some(true) || body.role == Some(Role::User)) {
+    // Administrators manage other accounts: changing one's own would end one's own sessions,
+    // and disabling or demoting it could leave the shop without an administrator. Another
+    // administrator can make the change.
+    if *id == admin.user_id {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "administrators cannot disable or demote their own account; ask another administrator",
+            "administrators cannot change their own role or status; ask another administrator",
         ));
     }
     let user = accounts::update_by_admin(&state, *id, body.role, body.disabled).await?;
