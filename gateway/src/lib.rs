@@ -153,14 +153,22 @@ fn security_headers() -> DefaultHeaders {
 
 /// Starts the gateway on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    shop_telemetry::metrics::install();
     let state = web::Data::new(GatewayState::new(&settings)?);
+    let service = web::Data::new(shop_http::ServiceName("gateway"));
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(state.hub.clone().tail(cancel.clone()));
+    let sampled = state.hub.redis().clone();
+    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
+        sampled.record_metrics("gateway");
+        std::future::ready(())
+    });
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(service.clone())
             .configure(shop_http::common_config(settings.max_body_bytes))
             .configure(shop_http::health_routes(Readiness::always()))
             .route("/ws", web::get().to(ws::connect))

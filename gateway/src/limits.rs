@@ -146,6 +146,13 @@ pub async fn rate_limit(
     let decision = limits.limiter.check(&buckets).await;
     if !decision.allowed {
         limits.refused.fetch_add(1, Ordering::Relaxed);
+        let scope = if buckets.len() > 1 {
+            "guarded"
+        } else {
+            "general"
+        };
+        metrics::counter!("shop_rate_limit_rejections_total", "scope" => scope, "local" => decision.local.to_string())
+            .increment(1);
         tracing::debug!(
             limit = decision.limit,
             local = decision.local,

@@ -65,6 +65,7 @@ pub async fn forward(
 ) -> Result<HttpResponse, ApiError> {
     let route = routes::find(req.method(), req.uri().path()).ok_or_else(ApiError::not_found)?;
     tracing::Span::current().record("http.route", tracing::field::display(route.template));
+    actix_web::HttpMessage::extensions_mut(&req).insert(shop_http::RouteTemplate(route.template));
     let context = RequestContext::from_request(&req);
 
     let identity = match route.access {

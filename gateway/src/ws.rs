@@ -43,6 +43,11 @@ const CLOSE_UNAUTHORIZED: u16 = 4401;
 /// Close code for a client that does not keep up.
 const CLOSE_TOO_SLOW: u16 = 4408;
 
+/// Open sockets on this instance.
+fn record_connections(count: usize) {
+    metrics::gauge!("shop_websocket_connections").set(count as f64);
+}
+
 /// A stream entry id, compared numerically.
 fn entry_id(text: &str) -> Option<(u64, u64)> {
     let (ms, seq) = text.split_once('-')?;
@@ -83,6 +88,11 @@ impl Hub {
         }
     }
 
+    /// The Redis pool shared with the rest of the gateway.
+    pub fn redis(&self) -> &RedisPool {
+        &self.redis
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
         self.subscribers
             .lock()
@@ -92,12 +102,16 @@ impl Hub {
     fn subscribe(&self, user_id: Uuid, all: bool) -> (u64, mpsc::Receiver<(String, Arc<str>)>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, Subscriber { user_id, all, tx });
+        let mut subscribers = self.lock();
+        subscribers.insert(id, Subscriber { user_id, all, tx });
+        record_connections(subscribers.len());
         (id, rx)
     }
 
     fn unsubscribe(&self, id: u64) {
-        self.lock().remove(&id);
+        let mut subscribers = self.lock();
+        subscribers.remove(&id);
+        record_connections(subscribers.len());
     }
 
     /// Pushes one entry to every interested socket; a full queue drops that subscriber
@@ -110,12 +124,18 @@ impl Hub {
         let text: Arc<str> = json!({"type": "event", "id": id, "event": event})
             .to_string()
             .into();
-        self.lock().retain(|_, sub| {
+        let mut subscribers = self.lock();
+        subscribers.retain(|_, sub| {
             if !(sub.all || Some(sub.user_id) == user) {
                 return true;
             }
-            sub.tx.try_send((id.to_owned(), text.clone())).is_ok()
+            let sent = sub.tx.try_send((id.to_owned(), text.clone())).is_ok();
+            if !sent {
+                metrics::counter!("shop_websocket_overflows_total").increment(1);
+            }
+            sent
         });
+        record_connections(subscribers.len());
     }
 
     /// Tails `notifications` from now on until cancelled, reconnecting after failures.

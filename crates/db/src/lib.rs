@@ -99,6 +99,16 @@ pub async fn ping(pool: &Pool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Records the pool's size and use as gauges (`shop_db_pool_connections{state}`).
+pub fn record_pool_metrics(pool: &Pool, service: &'static str) {
+    let state = pool.state();
+    let idle = f64::from(state.idle_connections);
+    let total = f64::from(state.connections);
+    metrics::gauge!("shop_db_pool_connections", "service" => service, "state" => "idle").set(idle);
+    metrics::gauge!("shop_db_pool_connections", "service" => service, "state" => "in_use")
+        .set(total - idle);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

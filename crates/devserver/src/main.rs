@@ -47,6 +47,8 @@ async fn main() -> anyhow::Result<()> {
                     .await?,
                 gateway::start(each.clone(), bind(each.gateway_addr, "gateway")?).await?,
             ];
+            let mut servers = servers;
+            servers.extend(shop_http::start_metrics(&each)?);
             tracing::info!(gateway = %each.gateway_addr, "all services started; stop with Ctrl-C");
             shop_http::serve_until_signal(servers).await;
             Ok(())

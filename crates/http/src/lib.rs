@@ -15,9 +15,12 @@ pub use context::{RequestContext, TraceParent, headers};
 pub use extract::{common_config, not_found};
 pub use health::{Readiness, health_routes};
 pub use identity::{Admin, Identity};
-pub use middleware::{require_internal_token, trace_requests};
+pub use middleware::{RouteTemplate, ServiceName, require_internal_token, trace_requests};
 pub use problem::{ApiError, ErrorCode, FieldError, Problem};
-pub use server::{Command, Running, command, serve_until_signal, shutdown_signal, start_service};
+pub use server::{
+    Command, Running, SAMPLE_EVERY, command, serve_until_signal, shutdown_signal, spawn_sampler,
+    start_metrics, start_service,
+};
 
 /// Pagination query parameters shared by every listing: `page` ≥ 1 (default 1), `limit`
 /// 1–100 (default 20); anything else is a 422.

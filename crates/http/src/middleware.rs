@@ -15,6 +15,33 @@ use tracing::Instrument;
 
 use crate::{ApiError, RequestContext, context::headers};
 
+/// Which binary part answers (the `service` label of HTTP metrics), as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceName(pub &'static str);
+
+/// The route template of a request the router did not match itself (the gateway's proxy),
+/// as a request extension.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+fn record_request(service: &'static str, method: &str, route: String, status: u16, seconds: f64) {
+    metrics::counter!(
+        "shop_http_requests_total",
+        "service" => service,
+        "method" => method.to_owned(),
+        "route" => route.clone(),
+        "status" => status.to_string(),
+    )
+    .increment(1);
+    metrics::histogram!(
+        "shop_http_request_duration_seconds",
+        "service" => service,
+        "method" => method.to_owned(),
+        "route" => route,
+    )
+    .record(seconds);
+}
+
 fn is_health(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
@@ -60,6 +87,10 @@ pub async fn trace_requests(
         trace.id = %context.traceparent.trace_id(),
     );
     req.extensions_mut().insert(context.clone());
+    let service = req
+        .app_data::<web::Data<ServiceName>>()
+        .map_or("unknown", |name| name.0);
+    let method = req.method().to_string();
     let quiet = is_health(req.path());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
@@ -67,10 +98,23 @@ pub async fn trace_requests(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
-            if let Some(pattern) = response.request().match_pattern() {
+            let route = response
+                .request()
+                .extensions()
+                .get::<RouteTemplate>()
+                .map(|t| t.0.to_owned())
+                .or_else(|| response.request().match_pattern());
+            if let Some(pattern) = &route {
                 span.record("http.route", tracing::field::display(pattern));
             }
             let status = response.status().as_u16();
+            record_request(
+                service,
+                &method,
+                route.unwrap_or_else(|| "unmatched".into()),
+                status,
+                elapsed_ms / 1000.0,
+            );
             if status >= 500 {
                 tracing::warn!(http.status = status, elapsed_ms, "request answered");
             } else if !quiet {
@@ -84,11 +128,15 @@ pub async fn trace_requests(
             Ok(response)
         }
         Err(error) => {
-            tracing::info!(
-                http.status = error.as_response_error().status_code().as_u16(),
-                elapsed_ms,
-                "request refused"
+            let status = error.as_response_error().status_code().as_u16();
+            record_request(
+                service,
+                &method,
+                "unmatched".into(),
+                status,
+                elapsed_ms / 1000.0,
             );
+            tracing::info!(http.status = status, elapsed_ms, "request refused");
             Err(error)
         }
     }

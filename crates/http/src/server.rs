@@ -156,12 +156,15 @@ where
 {
     use actix_web::{App, HttpServer, middleware::from_fn, web};
 
+    shop_telemetry::metrics::install();
     let addr = listener.local_addr()?;
     let tokens = web::Data::new(shop_auth::InternalTokens::from_settings(settings));
+    let service = web::Data::new(crate::ServiceName(name));
     let max_body = settings.max_body_bytes;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(tokens.clone())
+            .app_data(service.clone())
             .configure(crate::common_config(max_body))
             .configure(crate::health_routes(readiness.clone()))
             .configure(routes.clone())
@@ -175,4 +178,60 @@ where
     .disable_signals()
     .run();
     Ok(Running::spawn(name, addr, server, cancel, tasks))
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `METRICS_ADDR`, if set: one listener per
+/// process, apart from the service port, for the scraper only.
+pub fn start_metrics(settings: &shop_settings::Settings) -> anyhow::Result<Option<Running>> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use anyhow::Context;
+
+    let Some(addr) = settings.metrics_addr()? else {
+        return Ok(None);
+    };
+    shop_telemetry::metrics::install();
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} for metrics (METRICS_ADDR)"))?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/metrics",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4; charset=utf-8")
+                    .body(shop_telemetry::metrics::render())
+            }),
+        )
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .run();
+    Ok(Some(Running::spawn(
+        "metrics",
+        addr,
+        server,
+        CancellationToken::new(),
+        TaskTracker::new(),
+    )))
+}
+
+/// How often gauges that are read rather than counted (pools, backlogs, stream lag) are sampled.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `sample` now and every [`SAMPLE_EVERY`] until `cancel`.
+pub fn spawn_sampler<F, Fut>(tasks: &TaskTracker, cancel: CancellationToken, mut sample: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tasks.spawn(async move {
+        loop {
+            sample().await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(SAMPLE_EVERY) => {}
+            }
+        }
+    });
 }

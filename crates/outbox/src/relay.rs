@@ -31,6 +31,8 @@ pub trait CommandHandler: Send + Sync + 'static {
 /// Tuning of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    /// The producing service (the `service` label of the backlog gauges).
+    pub service: &'static str,
     /// `LISTEN` channel the producer notifies (an identifier, e.g. `orders_outbox`).
     pub channel: String,
     /// Database the listener connects to.
@@ -62,6 +64,7 @@ impl RelayConfig {
         channel: &str,
     ) -> Self {
         Self {
+            service: service.name(),
             channel: channel.to_owned(),
             database_url: settings.database_url(service).to_owned(),
             notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
@@ -123,6 +126,18 @@ struct Row {
     attempts: i32,
 }
 
+const BACKLOG: &str = "SELECT count(*) AS unsent, \
+     COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest_seconds \
+     FROM outbox WHERE sent_at IS NULL";
+
+#[derive(Debug, QueryableByName)]
+struct Backlog {
+    #[diesel(sql_type = BigInt)]
+    unsent: i64,
+    #[diesel(sql_type = Double)]
+    oldest_seconds: f64,
+}
+
 /// Relays one service's outbox.
 pub struct Relay {
     pool: Pool,
@@ -181,6 +196,7 @@ impl Relay {
             cancel.clone(),
         ));
         tasks.spawn(relay.clone().purge_loop(cancel.clone()));
+        tasks.spawn(relay.clone().metrics_loop(cancel.clone()));
         tasks.spawn(relay.clone().run(Kind::Event, cancel.clone()));
         tasks.spawn(relay.run(Kind::Command, cancel.clone()));
         RelayHandle { wakers, listening }
@@ -326,6 +342,30 @@ impl Relay {
         .bind::<Double, _>(delay.as_secs_f64())
         .execute(conn)
         .await?;
+        Ok(())
+    }
+
+    /// Samples the backlog: unsent rows and the age of the oldest.
+    async fn metrics_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            if let Err(error) = self.record_backlog().await {
+                tracing::debug!(%error, "outbox backlog not sampled");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    async fn record_backlog(&self) -> Result<(), DbError> {
+        let mut conn = shop_db::conn(&self.pool).await?;
+        let backlog: Backlog = diesel::sql_query(BACKLOG).get_result(&mut conn).await?;
+        let service = self.config.service;
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("shop_outbox_backlog", "service" => service).set(backlog.unsent as f64);
+        metrics::gauge!("shop_outbox_oldest_age_seconds", "service" => service)
+            .set(backlog.oldest_seconds);
         Ok(())
     }
 

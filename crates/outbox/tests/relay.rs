@@ -84,6 +84,7 @@ fn relay(f: &Fixture, handler: Arc<dyn CommandHandler>, poll: Duration) -> Relay
         f.redis.clone(),
         handler,
         RelayConfig {
+            service: "test",
             channel: CHANNEL.into(),
             database_url: f.db.url().into(),
             notifications_topic: "notifications".into(),

@@ -84,6 +84,17 @@ impl RedisPool {
         Ok(self.pool.get().await?)
     }
 
+    /// Records the pool's size and use as gauges (`shop_redis_pool_connections{state}`).
+    pub fn record_metrics(&self, service: &'static str) {
+        let state = self.pool.state();
+        let idle = f64::from(state.idle_connections);
+        let total = f64::from(state.connections);
+        metrics::gauge!("shop_redis_pool_connections", "service" => service, "state" => "idle")
+            .set(idle);
+        metrics::gauge!("shop_redis_pool_connections", "service" => service, "state" => "in_use")
+            .set(total - idle);
+    }
+
     /// A round trip, for diagnostics.
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
         let mut conn = self.get().await?;

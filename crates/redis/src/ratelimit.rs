@@ -225,6 +225,7 @@ impl RateLimiter {
             }
         }
         self.local_decisions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shop_rate_limit_local_decisions_total").increment(1);
         self.check_local(buckets)
     }
 

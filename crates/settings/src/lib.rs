@@ -156,6 +156,7 @@ pub struct Settings {
     pub trusted_proxies: String,
     pub max_body_bytes: usize,
 
+    pub metrics_addr: String,
     pub gateway_addr: SocketAddr,
     pub user_addr: SocketAddr,
     pub catalog_addr: SocketAddr,
@@ -263,6 +264,7 @@ impl Default for Settings {
             admin_email: None,
             admin_password: None,
             throttler_ttl: Duration::from_secs(60),
+            metrics_addr: "127.0.0.1:9464".into(),
             throttler_limit: 600,
             throttler_enabled: true,
             throttler_auth_ttl: Duration::from_secs(60),
@@ -500,6 +502,7 @@ impl Settings {
             }
         }
         self.trusted_proxies()?;
+        self.metrics_addr()?;
         for origin in self.cors_origins() {
             let rest = origin
                 .strip_prefix("https://")
@@ -587,6 +590,20 @@ impl Settings {
                     })
             })
             .collect()
+    }
+
+    /// Where `/metrics` is served; `None` when `METRICS_ADDR` is empty (off).
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        let text = self.metrics_addr.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            invalid(
+                "metrics_addr",
+                format!("`{text}` is not host:port (or empty to turn metrics off)"),
+            )
+        })
     }
 
     /// Origins allowed for browsers and WebSockets.

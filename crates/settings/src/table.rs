@@ -368,6 +368,13 @@ pub const VARIABLES: &[Variable] = &[
         "largest accepted request body (413 above)",
     ),
     var(
+        "METRICS_ADDR",
+        "127.0.0.1:9464",
+        "host:port (empty = off)",
+        ALL,
+        "Prometheus `/metrics` listener, separate from the service port; never published",
+    ),
+    var(
         "GATEWAY_ADDR",
         "0.0.0.0:8080",
         "host:port",

@@ -1,4 +1,6 @@
-//! Tracing initialisation shared by every Shop binary.
+//! Tracing initialisation and the metrics recorder shared by every Shop binary.
+
+pub mod metrics;
 
 use shop_settings::{LogFormat, Settings};
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};

@@ -313,3 +313,126 @@ async fn a_failing_payment_is_followed_live_to_the_end() {
     })
     .await;
 }
+
+/// The series an operator alarms on, each as it appears in the exposition text.
+const SERIES: &[&str] = &[
+    "shop_http_requests_total",
+    "shop_http_request_duration_seconds_bucket",
+    "shop_db_pool_connections",
+    "shop_redis_pool_connections",
+    "shop_cache_requests_total",
+    "shop_outbox_backlog",
+    "shop_outbox_oldest_age_seconds",
+    "shop_stream_pending_entries",
+    "shop_stream_lag_entries",
+    "shop_payment_attempts_total",
+    "shop_payments_settled_total",
+    "shop_websocket_connections",
+    "shop_rate_limit_rejections_total",
+];
+
+#[tokio::test]
+async fn metrics_parse_and_carry_every_series_after_an_order() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            fast_payments(s);
+            s.throttler_auth_limit = 3;
+        })
+        .spawn()
+        .await;
+    let mut scrape_settings = app.settings.clone();
+    scrape_settings.metrics_addr = "127.0.0.1:0".into();
+    let metrics = shop_http::start_metrics(&scrape_settings)
+        .unwrap()
+        .expect("metrics on");
+    let metrics_url = format!("http://{}/metrics", metrics.addr());
+
+    let user = app.new_user().await;
+    let mut ws = ready(&app, "", &user).await;
+    let product = app.create_product("Desk lamp", 1500, 5).await;
+    for _ in 0..2 {
+        let read = app
+            .get(&format!("/products/{product}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200);
+    }
+    let placed = app.place_order(&user, &[(product, 1)], None).await;
+    assert_eq!(placed.status(), 201);
+    until_event(&mut ws, "order.paid").await;
+    // Wrong passwords until the per-address sign-in limit refuses one.
+    let mut refused = false;
+    for _ in 0..10 {
+        if app.login(&user.email, "not the password").await.status() == 429 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the sign-in limit never applied");
+
+    let text = shop_testkit::wait::until(
+        "every series in /metrics",
+        Duration::from_secs(20),
+        || async {
+            let text = app
+                .http
+                .get(&metrics_url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            SERIES
+                .iter()
+                .all(|name| text.lines().any(|line| line.starts_with(name)))
+                .then_some(text)
+        },
+    )
+    .await;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let placed_at_the_gateway = value(
+        "shop_http_requests_total",
+        &[
+            ("service", "gateway"),
+            ("route", "/orders"),
+            ("method", "POST"),
+            ("status", "201"),
+        ],
+    );
+    assert!(placed_at_the_gateway >= 1.0, "{placed_at_the_gateway}");
+    // (The parser stops label values at `}`, so templates with ids are checked in the text.)
+    let reservation = "shop_http_requests_total{service=\"catalog\",method=\"POST\",\
+        route=\"/internal/reservations/{order_id}\",status=\"200\"}";
+    assert!(
+        text.lines().any(|l| l.starts_with(reservation)),
+        "the catalog's reservation route is counted by its template"
+    );
+    assert!(
+        value(
+            "shop_cache_requests_total",
+            &[("cache", "product"), ("result", "hit")]
+        ) >= 1.0
+    );
+    assert!(value("shop_payments_settled_total", &[("outcome", "succeeded")]) >= 1.0);
+    assert!(value("shop_rate_limit_rejections_total", &[("scope", "guarded")]) >= 1.0);
+    assert!(value("shop_websocket_connections", &[]) >= 1.0);
+    // No id ever becomes a label: only templates.
+    assert!(!text.contains(&product.to_string()));
+    metrics.stop().await;
+}

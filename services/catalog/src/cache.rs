@@ -162,6 +162,13 @@ impl Cache {
 
     fn note_fallback(&self) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shop_cache_fallbacks_total", "service" => "catalog").increment(1);
+    }
+
+    fn note_lookup(kind: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        metrics::counter!("shop_cache_requests_total", "service" => "catalog", "cache" => kind, "result" => result)
+            .increment(1);
     }
 
     /// A live product, or `None` if it does not exist or was deleted.
@@ -191,10 +198,12 @@ impl Cache {
         match cached {
             Some(Some(entry)) => {
                 if let Some(value) = decode(&entry) {
+                    Self::note_lookup("product", true);
                     return Ok(value);
                 }
+                Self::note_lookup("product", false);
             }
-            Some(None) => {}
+            Some(None) => Self::note_lookup("product", false),
             None => self.note_fallback(),
         }
         let cache = self.clone();
@@ -363,10 +372,11 @@ impl Cache {
                     Ok(entry)
                 })
                 .await;
-            if let Some(page) = cached
+            let page = cached
                 .flatten()
-                .and_then(|entry| serde_json::from_str(&entry).ok())
-            {
+                .and_then(|entry| serde_json::from_str(&entry).ok());
+            Self::note_lookup("list", page.is_some());
+            if let Some(page) = page {
                 return Ok(page);
             }
         } else {

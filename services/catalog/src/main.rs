@@ -15,8 +15,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             let listener = TcpListener::bind(settings.catalog_addr)?;
+            let metrics = shop_http::start_metrics(&settings)?;
             let running = catalog_service::start(settings, listener).await?;
-            shop_http::serve_until_signal(vec![running]).await;
+            let mut servers = vec![running];
+            servers.extend(metrics);
+            shop_http::serve_until_signal(servers).await;
             Ok(())
         }
     }

@@ -124,6 +124,11 @@ async fn start_inner(
     };
     tasks.spawn(workers::run(state.clone(), cancel.clone()));
 
+    let sampled = state.pool.clone();
+    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
+        shop_db::record_pool_metrics(&sampled, SERVICE.name());
+        std::future::ready(())
+    });
     let readiness = Readiness::postgres(state.pool.clone());
     Ok(shop_http::start_service(
         SERVICE.name(),

@@ -12,8 +12,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { .. } => anyhow::bail!("the order service has no development data to seed"),
         Command::Serve => {
             let listener = TcpListener::bind(settings.order_addr)?;
+            let metrics = shop_http::start_metrics(&settings)?;
             let running = order_service::start(settings, listener).await?;
-            shop_http::serve_until_signal(vec![running]).await;
+            let mut servers = vec![running];
+            servers.extend(metrics);
+            shop_http::serve_until_signal(servers).await;
             Ok(())
         }
     }

@@ -151,6 +151,10 @@ async fn attempt(state: &AppState, leased: &Payment) -> Result<(), shop_db::DbEr
         messages.push(events::report(&payment, &event));
         shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
         tracing::info!(payment.id = %payment.id, order.id = %payment.order_id, attempt_no, outcome = outcome.as_str(), "payment attempt");
+        metrics::counter!("shop_payment_attempts_total", "outcome" => outcome.as_str()).increment(1);
+        if is_final {
+            metrics::counter!("shop_payments_settled_total", "outcome" => outcome.as_str()).increment(1);
+        }
         Ok(())
     })
     .await?;

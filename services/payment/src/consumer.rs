@@ -194,6 +194,8 @@ impl Consumer {
             .query_async::<String>(conn)
             .await?;
         let total = self.dead_letters.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!("shop_stream_dead_letters_total", "stream" => "payments.requests")
+            .increment(1);
         tracing::warn!(
             entry = id,
             reason,
@@ -378,5 +380,40 @@ impl Consumer {
             Ok(())
         })
         .await
+    }
+}
+
+/// Samples the request stream for its consumer group: entries not yet delivered (lag),
+/// delivered but unacknowledged (pending), and the dead-letter stream's length.
+pub async fn record_stream_metrics(redis: &shop_redis::RedisPool) {
+    use shop_contracts::events::{PAYMENT_REQUESTS, PAYMENTS_DEAD};
+    let Ok(mut conn) = redis.get().await else {
+        return;
+    };
+    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(redis.key(PAYMENT_REQUESTS))
+        .query_async(&mut *conn)
+        .await;
+    for group in groups.map(|g| g.groups).unwrap_or_default() {
+        let labels = [
+            ("stream", PAYMENT_REQUESTS.to_owned()),
+            ("group", group.name),
+        ];
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!("shop_stream_pending_entries", &labels).set(group.pending as f64);
+            if let Some(lag) = group.lag {
+                metrics::gauge!("shop_stream_lag_entries", &labels).set(lag as f64);
+            }
+        }
+    }
+    let dead: redis::RedisResult<u64> = redis::cmd("XLEN")
+        .arg(redis.key(PAYMENTS_DEAD))
+        .query_async(&mut *conn)
+        .await;
+    if let Ok(dead) = dead {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("shop_stream_length_entries", "stream" => PAYMENTS_DEAD).set(dead as f64);
     }
 }

@@ -117,6 +117,18 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     tasks.spawn(consumer.run(cancel.clone()));
     tasks.spawn(attempts::run(state.clone(), cancel.clone()));
 
+    let sampled = state.pool.clone();
+    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
+        shop_db::record_pool_metrics(&sampled, SERVICE.name());
+        std::future::ready(())
+    });
+    {
+        let redis = redis.clone();
+        shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
+            let redis = redis.clone();
+            async move { consumer::record_stream_metrics(&redis).await }
+        });
+    }
     let readiness = Readiness::postgres(state.pool.clone());
     Ok(shop_http::start_service(
         SERVICE.name(),

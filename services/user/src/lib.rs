@@ -122,6 +122,11 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     bootstrap_admin(state.clone(), &settings, &tasks, &cancel).await;
     tasks.spawn(sessions::republish_denylist(state.clone(), cancel.clone()));
 
+    let sampled = state.pool.clone();
+    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
+        shop_db::record_pool_metrics(&sampled, SERVICE.name());
+        std::future::ready(())
+    });
     let readiness = Readiness::postgres(state.pool.clone());
     Ok(shop_http::start_service(
         SERVICE.name(),
