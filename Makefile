@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test contract services fmt lint check migrate seed openapi clean
+.PHONY: run test contract deploy-check services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -20,6 +20,11 @@ test: services
 ## gateway: anonymous, user and admin passes; fails on any 5xx or off-document answer.
 contract: services
 	@$(STAGE) contract scripts/contract.sh
+
+## Compose files, Dockerfile (hadolint) and Kubernetes manifests (kustomize + kubernetes-validate),
+## without an engine or a cluster.
+deploy-check:
+	@$(STAGE) deploy-check scripts/deploy-check.sh
 
 ## Make sure Postgres and Redis answer on loopback and the database exists.
 services:

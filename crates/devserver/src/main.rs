@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
     shop_telemetry::init(&settings);
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => migrate_all(&settings).await,
+        Command::Healthcheck => shop_http::healthcheck(settings.gateway_addr),
         Command::Seed { count } => {
             migrate_all(&settings).await?;
             catalog_service::seed(&settings, count).await.map(drop)

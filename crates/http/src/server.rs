@@ -114,6 +114,31 @@ pub enum Command {
     Migrate,
     /// Load development data and exit: the demo catalogue, or `count` generated products.
     Seed { count: Option<u64> },
+    /// Ask the running server on this binary's address for `/healthz` and exit 0 if it
+    /// answers 200 (the images' `HEALTHCHECK`: they have no shell or curl).
+    Healthcheck,
+}
+
+/// `healthcheck`: `GET /healthz` on `addr` (a wildcard address means this host).
+pub fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 16];
+    let read = stream.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..read]);
+    anyhow::ensure!(
+        status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+        "{addr} answered {status:?}"
+    );
+    Ok(())
 }
 
 /// Reads the subcommand from the process arguments.
@@ -127,13 +152,14 @@ pub fn command() -> Result<Command, String> {
     {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
+        ["healthcheck"] => Ok(Command::Healthcheck),
         ["seed"] => Ok(Command::Seed { count: None }),
         ["seed", "--count", count] => count
             .parse()
             .map(|count| Command::Seed { count: Some(count) })
             .map_err(|_| format!("--count takes a number, not {count:?}")),
         other => Err(format!(
-            "unknown arguments {other:?}; usage: [serve | migrate | seed [--count N]] \
+            "unknown arguments {other:?}; usage: [serve | migrate | seed [--count N] | healthcheck] \
              (configuration comes from the environment)"
         )),
     }
@@ -234,4 +260,35 @@ where
             }
         }
     });
+}
+
+#[cfg(test)]
+mod healthcheck_tests {
+    use std::io::{Read, Write};
+
+    use super::healthcheck;
+
+    /// A server that answers one connection with `reply`.
+    fn answer_once(reply: &'static str) -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut request = [0u8; 256];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn healthy_only_on_200() {
+        assert!(healthcheck(answer_once("HTTP/1.1 200 OK\r\n\r\n{}")).is_ok());
+        assert!(healthcheck(answer_once("HTTP/1.1 503 Service Unavailable\r\n\r\n")).is_err());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("addr");
+        assert!(healthcheck(closed).is_err());
+    }
 }

@@ -13,6 +13,7 @@ async fn main() -> anyhow::Result<()> {
             catalog_service::migrate(&settings).await?;
             catalog_service::seed(&settings, count).await.map(drop)
         }
+        Command::Healthcheck => shop_http::healthcheck(settings.catalog_addr),
         Command::Serve => {
             let listener = TcpListener::bind(settings.catalog_addr)?;
             let metrics = shop_http::start_metrics(&settings)?;

@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     match shop_http::command().map_err(anyhow::Error::msg)? {
         Command::Migrate => order_service::migrate(&settings).await,
         Command::Seed { .. } => anyhow::bail!("the order service has no development data to seed"),
+        Command::Healthcheck => shop_http::healthcheck(settings.order_addr),
         Command::Serve => {
             let listener = TcpListener::bind(settings.order_addr)?;
             let metrics = shop_http::start_metrics(&settings)?;

@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { .. } => {
             anyhow::bail!("the payment service has no development data to seed")
         }
+        Command::Healthcheck => shop_http::healthcheck(settings.payment_addr),
         Command::Serve => {
             let listener = TcpListener::bind(settings.payment_addr)?;
             let metrics = shop_http::start_metrics(&settings)?;
