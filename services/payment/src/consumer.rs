@@ -325,6 +325,7 @@ impl Consumer {
             currency: data.currency.clone(),
             status: status::PROCESSING,
             next_attempt_at: Some(Utc::now()),
+            traceparent: envelope.traceparent.clone(),
         };
         let mut conn = shop_db::conn(&self.state.pool).await?;
         conn.transaction::<_, shop_db::DbError, _>(async |conn| {
@@ -375,6 +376,7 @@ impl Consumer {
                 currency: String::new(),
                 status: status::CANCELLED,
                 next_attempt_at: None,
+                traceparent: envelope.traceparent.clone(),
             };
             repo::insert_if_missing(conn, &tombstone).await?;
             Ok(())

@@ -31,7 +31,7 @@ pub async fn notification(
         user_id: payment.user_id,
         order_id: payment.order_id,
         seq: i64::from(seq),
-        traceparent: None,
+        traceparent: payment.traceparent.clone(),
         data,
     };
     Ok(NewMessage {
@@ -50,6 +50,11 @@ pub fn report(payment: &Payment, event: &PaymentEvent) -> NewMessage {
         topic: REPORT.into(),
         aggregate_id: payment.order_id,
         user_id: None,
-        payload: json!({"orderId": payment.order_id, "paymentId": payment.id, "event": event}),
+        payload: json!({
+            "orderId": payment.order_id,
+            "paymentId": payment.id,
+            "event": event,
+            "traceparent": payment.traceparent,
+        }),
     }
 }

@@ -30,6 +30,8 @@ pub struct Payment {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The trace of the request that asked for this payment.
+    pub traceparent: Option<String>,
 }
 
 /// A new payment.
@@ -43,6 +45,7 @@ pub struct NewPayment {
     pub currency: String,
     pub status: &'static str,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    pub traceparent: Option<String>,
 }
 
 /// An attempt (or refund) as stored.

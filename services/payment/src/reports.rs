@@ -28,8 +28,26 @@ pub struct Reporter {
 #[serde(rename_all = "camelCase")]
 struct Report {
     order_id: Uuid,
+    /// The trace the payment belongs to (absent in reports queued before it was recorded).
+    #[serde(default)]
+    traceparent: Option<String>,
     payment_id: Uuid,
     event: PaymentEvent,
+}
+
+impl Report {
+    /// The report continues the payment's trace.
+    fn context(&self) -> RequestContext {
+        let background = RequestContext::background();
+        RequestContext {
+            traceparent: self
+                .traceparent
+                .as_deref()
+                .and_then(shop_http::TraceParent::parse)
+                .unwrap_or_else(|| background.traceparent.clone()),
+            ..background
+        }
+    }
 }
 
 impl CommandHandler for Reporter {
@@ -51,7 +69,7 @@ impl CommandHandler for Reporter {
                     &format!("/internal/orders/{}/payment-events", report.order_id),
                     Some(&report.event),
                     Idempotency::Idempotent,
-                    &RequestContext::background(),
+                    &report.context(),
                 )
                 .await
                 .map_err(|e| e.to_string())?;

@@ -15,6 +15,7 @@ diesel::table! {
         event_seq -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -216,3 +216,60 @@ async fn a_success_racing_a_cancel_is_refunded_never_paid() {
         .unwrap();
     assert_eq!(timeline.last().unwrap()["cause"], "payment_refunded");
 }
+
+#[tokio::test]
+async fn one_trace_follows_an_order_from_request_to_payment_to_notification() {
+    // A failed attempt first, so the trace has to survive a retry too.
+    let app = TestApp::builder().configure(payments(50, 6)).spawn().await;
+    let lamp = app.create_product("Lamp", 900, 5).await;
+    let user = app.new_user().await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let placed = app
+        .post(
+            "/orders",
+            &serde_json::json!({"items": [{"productId": lamp, "quantity": 1}]}),
+        )
+        .header("authorization", user.bearer())
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let id: uuid::Uuid = placed.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ended = wait::until("the order to end", Duration::from_secs(30), || async {
+        let status = app.order_status(id).await;
+        matches!(status.as_str(), "paid" | "failed").then_some(status)
+    })
+    .await;
+    app.await_outboxes_drained().await;
+
+    // Every event of the journey, whichever service wrote it, carries the request's trace:
+    // the order's (placed, paid or failed), the payment's attempts, and the payment request.
+    let mut events = app.events_of("notifications", id).await;
+    events.extend(app.events_of("payments.requests", id).await);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"payment.requested"), "{kinds:?}");
+    assert!(
+        kinds.contains(&format!("order.{ended}").as_str()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k.starts_with("payment.") && *k != "payment.requested"),
+        "{kinds:?}"
+    );
+    for event in &events {
+        let traceparent = event["traceparent"].as_str().unwrap_or_default();
+        assert_eq!(
+            traceparent.split('-').nth(1),
+            Some(trace_id),
+            "{} lost the trace: {traceparent:?}",
+            event["type"]
+        );
+    }
+}
