@@ -243,10 +243,8 @@ impl ServiceClient {
             )
             .header(headers::CALLER, self.config.caller)
             .header(headers::REQUEST_ID, &context.request_id)
-            .header(
-                headers::TRACEPARENT,
-                context.traceparent.child().header_value(),
-            )
+            // The caller's current span is the callee's parent.
+            .header(headers::TRACEPARENT, context.traceparent.header_value())
     }
 
     fn classify(&self, error: reqwest::Error) -> ClientError {

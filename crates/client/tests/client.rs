@@ -232,10 +232,10 @@ async fn calls_carry_the_credential_caller_request_id_and_trace() {
         context.traceparent.trace_id(),
         "same trace"
     );
-    assert_ne!(
+    assert_eq!(
         sent.header_value(),
         context.traceparent.header_value(),
-        "a new span"
+        "the caller's span is the parent"
     );
     upstream.handle.stop(false).await;
 }

@@ -80,6 +80,39 @@ impl TraceParent {
         &self.trace_id
     }
 
+    /// The OpenTelemetry context whose (remote) parent this traceparent names.
+    pub fn otel_context(&self) -> opentelemetry::Context {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        let span = SpanContext::new(
+            TraceId::from_hex(&self.trace_id).unwrap_or(TraceId::INVALID),
+            SpanId::from_hex(&self.parent_id).unwrap_or(SpanId::INVALID),
+            TraceFlags::new(u8::from_str_radix(&self.flags, 16).unwrap_or(1)),
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(span)
+    }
+
+    /// This trace as continued by `span`: its span id when spans are recorded (so calls made
+    /// under it name it as their parent), else a new span id.
+    pub fn within(&self, span: &tracing::Span) -> Self {
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let context = span.context();
+        let recorded = context.span().span_context().clone();
+        if recorded.is_valid() && recorded.trace_id().to_string() == self.trace_id {
+            Self {
+                trace_id: self.trace_id.clone(),
+                parent_id: recorded.span_id().to_string(),
+                flags: self.flags.clone(),
+            }
+        } else {
+            self.child()
+        }
+    }
+
     /// The header value.
     pub fn header_value(&self) -> String {
         format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)

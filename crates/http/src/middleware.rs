@@ -76,7 +76,7 @@ pub async fn trace_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let context = RequestContext::from_request(req.request());
+    let mut context = RequestContext::from_request(req.request());
     let span = tracing::info_span!(
         "request",
         http.method = %req.method(),
@@ -86,6 +86,12 @@ pub async fn trace_requests(
         request.id = %context.request_id,
         trace.id = %context.traceparent.trace_id(),
     );
+    // The caller's span is this one's parent; calls made while answering name this one.
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(context.traceparent.otel_context());
+    }
+    context.traceparent = context.traceparent.within(&span);
     req.extensions_mut().insert(context.clone());
     let service = req
         .app_data::<web::Data<ServiceName>>()

@@ -103,6 +103,7 @@ pub async fn serve_until_signal(servers: Vec<Running>) {
     for server in servers {
         server.stop().await;
     }
+    shop_telemetry::shutdown();
 }
 
 /// What a binary was asked to do.

@@ -157,6 +157,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
 
     pub metrics_addr: String,
+    pub otel_exporter_otlp_endpoint: Option<String>,
     pub gateway_addr: SocketAddr,
     pub user_addr: SocketAddr,
     pub catalog_addr: SocketAddr,
@@ -265,6 +266,7 @@ impl Default for Settings {
             admin_password: None,
             throttler_ttl: Duration::from_secs(60),
             metrics_addr: "127.0.0.1:9464".into(),
+            otel_exporter_otlp_endpoint: None,
             throttler_limit: 600,
             throttler_enabled: true,
             throttler_auth_ttl: Duration::from_secs(60),

@@ -368,6 +368,13 @@ pub const VARIABLES: &[Variable] = &[
         "largest accepted request body (413 above)",
     ),
     var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "(none)",
+        "URL",
+        ALL,
+        "OTLP/HTTP collector for traces (e.g. http://otel-collector:4318); unset: no export",
+    ),
+    var(
         "METRICS_ADDR",
         "127.0.0.1:9464",
         "host:port (empty = off)",

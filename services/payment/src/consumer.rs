@@ -294,6 +294,25 @@ impl Consumer {
         let raw = raw.ok_or_else(|| Failure::Poison("entry has no event field".into()))?;
         let envelope: Envelope = serde_json::from_str(raw)
             .map_err(|e| Failure::Poison(format!("unparseable envelope: {e}")))?;
+        // One span per entry, continuing the trace of the request that wrote it.
+        let span = tracing::info_span!(
+            "stream entry",
+            stream = shop_contracts::events::PAYMENT_REQUESTS,
+            event.kind = %envelope.kind,
+            order.id = %envelope.order_id,
+        );
+        if let Some(parent) = envelope
+            .traceparent
+            .as_deref()
+            .and_then(shop_http::TraceParent::parse)
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(parent.otel_context());
+        }
+        tracing::Instrument::instrument(self.handle_envelope(envelope), span).await
+    }
+
+    async fn handle_envelope(&self, envelope: Envelope) -> Result<(), Failure> {
         match envelope.kind.as_str() {
             types::PAYMENT_REQUESTED => {
                 let data: PaymentRequested = serde_json::from_value(envelope.data.clone())
