@@ -120,6 +120,9 @@ impl Hub {
         let Ok(event) = serde_json::from_str::<Value>(raw) else {
             return;
         };
+        let span = tracing::info_span!("notification", stream.entry = id);
+        shop_http::continue_trace(&span, event["traceparent"].as_str());
+        let _entered = span.enter();
         let user: Option<Uuid> = event["userId"].as_str().and_then(|u| u.parse().ok());
         let text: Arc<str> = json!({"type": "event", "id": id, "event": event})
             .to_string()

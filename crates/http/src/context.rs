@@ -119,6 +119,15 @@ impl TraceParent {
     }
 }
 
+/// Makes `span` continue the trace named by `traceparent` (from an envelope, a stored row or a
+/// payload), if it names one.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if let Some(parent) = traceparent.and_then(TraceParent::parse) {
+        let _ = span.set_parent(parent.otel_context());
+    }
+}
+
 /// What a handler passes on to downstream calls.
 #[derive(Debug, Clone)]
 pub struct RequestContext {

@@ -11,7 +11,7 @@ pub mod openapi;
 mod problem;
 mod server;
 
-pub use context::{RequestContext, TraceParent, headers};
+pub use context::{RequestContext, TraceParent, continue_trace, headers};
 pub use extract::{common_config, not_found};
 pub use health::{Readiness, health_routes};
 pub use identity::{Admin, Identity};

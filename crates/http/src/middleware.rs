@@ -38,6 +38,7 @@ fn record_request(service: &'static str, method: &str, route: String, status: u1
         "service" => service,
         "method" => method.to_owned(),
         "route" => route,
+        "status" => status.to_string(),
     )
     .record(seconds);
 }

@@ -267,7 +267,14 @@ impl Relay {
         .await
     }
 
+    /// Sends one row, in a span that continues the trace of whatever wrote it.
     async fn send(&self, row: &Row) -> Sent {
+        let span = tracing::info_span!("outbox publish", outbox.kind = %row.kind, outbox.topic = %row.topic);
+        shop_http::continue_trace(&span, row.payload["traceparent"].as_str());
+        tracing::Instrument::instrument(self.send_row(row), span).await
+    }
+
+    async fn send_row(&self, row: &Row) -> Sent {
         if row.kind == "command" {
             // A failing command usually means its target is down: stop the batch.
             return match self.handler.run(&row.topic, &row.payload).await {

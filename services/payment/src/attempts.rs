@@ -58,7 +58,9 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             };
             let state = state.clone();
             running.spawn(async move {
-                if let Err(error) = attempt(&state, &payment).await {
+                let span = tracing::info_span!("payment attempt", payment.id = %payment.id, order.id = %payment.order_id);
+                shop_http::continue_trace(&span, payment.traceparent.as_deref());
+                if let Err(error) = tracing::Instrument::instrument(attempt(&state, &payment), span).await {
                     tracing::warn!(%error, payment.id = %payment.id, "attempt not recorded; the lease will expire and it runs again");
                 }
                 drop(permit);

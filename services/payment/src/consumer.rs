@@ -301,14 +301,7 @@ impl Consumer {
             event.kind = %envelope.kind,
             order.id = %envelope.order_id,
         );
-        if let Some(parent) = envelope
-            .traceparent
-            .as_deref()
-            .and_then(shop_http::TraceParent::parse)
-        {
-            use tracing_opentelemetry::OpenTelemetrySpanExt;
-            let _ = span.set_parent(parent.otel_context());
-        }
+        shop_http::continue_trace(&span, envelope.traceparent.as_deref());
         tracing::Instrument::instrument(self.handle_envelope(envelope), span).await
     }
 

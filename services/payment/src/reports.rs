@@ -44,6 +44,8 @@ impl Report {
                 .traceparent
                 .as_deref()
                 .and_then(shop_http::TraceParent::parse)
+                // The relay's span for this report is the call's parent.
+                .map(|trace| trace.within(&tracing::Span::current()))
                 .unwrap_or_else(|| background.traceparent.clone()),
             ..background
         }
