@@ -19,19 +19,7 @@ venv=$root/target/contract-venv
 mkdir -p "$out"
 
 # schemathesis in a virtualenv of its own, pinned.
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$venv"
-    else
-      echo "error: python3 with venv is needed (Debian: apt-get install python3-venv)" >&2
-      exit 1
-    fi
-  fi
-  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+scripts/pyvenv.sh "$venv" "schemathesis==$SCHEMATHESIS_VERSION"
 
 cargo build -q --locked --bin shop-dev
 

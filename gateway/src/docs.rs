@@ -261,37 +261,28 @@ fn swagger_file(name: &str) -> Result<HttpResponse, ApiError> {
 /// The page is served at `/api` (no trailing slash), where its relative links (`./x.js`,
 /// `index.css`) would resolve to the root: point them at `/api/`.
 fn absolute_links(page: &str) -> String {
+    const ATTRIBUTES: [&str; 2] = ["src=\"", "href=\""];
     let mut out = String::with_capacity(page.len() + 64);
     let mut rest = page;
-    while let Some(at) = rest.find(['"', '\'']) {
-        let quote = &rest[at..=at];
-        let (before, after) = rest.split_at(at + 1);
-        out.push_str(before);
-        let attribute = before.trim_end_matches(['"', '\'']);
-        let value_end = after.find(quote).unwrap_or(after.len());
-        let value = &after[..value_end];
+    // Copy up to each attribute's value, and prefix the value when it is relative.
+    while let Some(start) = ATTRIBUTES
+        .iter()
+        .filter_map(|attribute| rest.find(attribute).map(|at| at + attribute.len()))
+        .min()
+    {
+        let (head, tail) = rest.split_at(start);
+        out.push_str(head);
+        let value = &tail[..tail.find('"').unwrap_or(tail.len())];
         let relative = !value.is_empty()
             && !value.starts_with('/')
-            && !value.contains(':')
-            && !value.starts_with('#');
-        if (attribute.ends_with("src=") || attribute.ends_with("href=")) && relative {
+            && !value.starts_with('#')
+            && !value.contains(':');
+        rest = if relative {
             out.push_str("/api/");
-            out.push_str(value.trim_start_matches("./"));
+            tail.strip_prefix("./").unwrap_or(tail)
         } else {
-            out.push_str(value);
-        }
-        let (_, tail) = after.split_at(value_end);
-        // The closing quote, if any, is copied as the next segment's text.
-        match tail.char_indices().nth(1) {
-            Some((next, _)) => {
-                out.push_str(&tail[..next]);
-                rest = &tail[next..];
-            }
-            None => {
-                out.push_str(tail);
-                rest = "";
-            }
-        }
+            tail
+        };
     }
     out.push_str(rest);
     out
@@ -318,7 +309,7 @@ pub async fn api_asset(file: web::Path<String>) -> Result<HttpResponse, ApiError
 pub async fn api_document() -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(docs()?.document.clone()))
+        .body(docs()?.document.as_str()))
 }
 
 const HOME: &str = r#"<!doctype html>

@@ -6,7 +6,7 @@ mod auth;
 mod cors;
 pub mod docs;
 mod forwarded;
-pub mod limits;
+mod limits;
 mod proxy;
 pub mod routes;
 mod ws;
@@ -95,11 +95,6 @@ impl GatewayState {
             trusted_proxies: settings.trusted_proxies()?,
             max_body_bytes: settings.max_body_bytes,
         })
-    }
-
-    /// The rate limits and their counters.
-    pub fn limits(&self) -> &limits::Limits {
-        &self.limits
     }
 
     /// The client's address: the peer, or what a trusted proxy says it is.

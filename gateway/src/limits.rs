@@ -5,11 +5,7 @@
 //! Every limited answer carries `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds); a
 //! refusal is 429 `rate-limited` with `Retry-After`.
 
-use std::{
-    net::IpAddr,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use actix_web::{
     Error, ResponseError,
@@ -35,14 +31,13 @@ const GUARDED: &[(Method, &str)] = &[
     (Method::POST, "/ws/ticket"),
 ];
 
-/// The gateway's limits and their counters.
+/// The gateway's limits (refusals are counted in `shop_rate_limit_rejections_total`).
 #[derive(Debug)]
 pub struct Limits {
     limiter: RateLimiter,
     general: Quota,
     guarded: Quota,
     enabled: bool,
-    refused: AtomicU64,
 }
 
 impl Limits {
@@ -61,18 +56,7 @@ impl Limits {
                 period: settings.throttler_auth_ttl,
             },
             enabled: settings.throttler_enabled,
-            refused: AtomicU64::new(0),
         }
-    }
-
-    /// Requests refused with 429 since start.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-
-    /// Decisions this instance took alone because Redis was away, since start.
-    pub fn local_decisions(&self) -> u64 {
-        self.limiter.local_decisions()
     }
 
     fn buckets(
@@ -145,7 +129,6 @@ pub async fn rate_limit(
     let buckets = limits.buckets(req.method(), &path, user, ip);
     let decision = limits.limiter.check(&buckets).await;
     if !decision.allowed {
-        limits.refused.fetch_add(1, Ordering::Relaxed);
         let scope = if buckets.len() > 1 {
             "guarded"
         } else {

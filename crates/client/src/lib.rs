@@ -195,11 +195,6 @@ impl ServiceClient {
         }
     }
 
-    /// Whether the circuit is open (calls are refused without being sent).
-    pub fn circuit_open(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     fn slot(&self) -> Result<InFlight, ClientError> {
         self.in_flight
             .clone()

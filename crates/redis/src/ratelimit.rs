@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -189,7 +189,6 @@ pub struct RateLimiter {
     local: Mutex<HashMap<String, u64>>,
     redis_again_at: Mutex<Option<Instant>>,
     degraded: AtomicBool,
-    local_decisions: AtomicU64,
 }
 
 impl RateLimiter {
@@ -201,7 +200,6 @@ impl RateLimiter {
             local: Mutex::default(),
             redis_again_at: Mutex::default(),
             degraded: AtomicBool::new(false),
-            local_decisions: AtomicU64::new(0),
         }
     }
 
@@ -224,14 +222,8 @@ impl RateLimiter {
                 }
             }
         }
-        self.local_decisions.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("shop_rate_limit_local_decisions_total").increment(1);
         self.check_local(buckets)
-    }
-
-    /// Decisions taken in memory because Redis was away, since start.
-    pub fn local_decisions(&self) -> u64 {
-        self.local_decisions.load(Ordering::Relaxed)
     }
 
     fn redis_due(&self) -> bool {

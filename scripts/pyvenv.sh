@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Makes DIR a Python virtualenv holding exactly the pinned PACKAGES (from PyPI), reusing it
+# while the pins are unchanged. Installs Debian's python3-venv when it is missing and we are
+# root; otherwise says what to do.
+#   scripts/pyvenv.sh DIR PACKAGE==VERSION...
+set -euo pipefail
+venv=$1; shift
+stamp="$venv/.pins-$(printf '%s ' "$@" | sha256sum | cut -c1-12)"
+[ -e "$stamp" ] && exit 0
+rm -rf "$venv"
+if ! python3 -m venv "$venv" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  else
+    echo "error: python3 with venv is needed (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  fi
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check "$@"
+touch "$stamp"
