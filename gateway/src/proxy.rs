@@ -1,10 +1,5 @@
 //! Forwards an allowed request to its service: identity from the verified token, a clean set
-//! of headers, the body streamed through under a size limit, and the answer streamed back.
-
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+//! of headers, the body read whole under a size limit, and the answer streamed back.
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -16,7 +11,7 @@ use actix_web::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use shop_client::{ClientError, InFlight, reqwest};
+use shop_client::{InFlight, reqwest};
 use shop_contracts::Role;
 use shop_http::{ApiError, ErrorCode, RequestContext, headers};
 
@@ -111,10 +106,10 @@ pub async fn forward(
         }
     }
 
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let has_body = declared_length.is_some_and(|len| len > 0)
-        || req.headers().contains_key("transfer-encoding");
-    let body = has_body.then(|| stream_body(payload, state.max_body_bytes, overflowed.clone()));
+    // Read whole before anything is forwarded: a body over the limit must be refused before
+    // the service acts, and a service that takes no body would act before seeing it end.
+    let body = read_body(payload, state.max_body_bytes).await?;
+    let body = (!body.is_empty()).then(|| reqwest::Body::from(body));
 
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::not_found())?;
@@ -128,10 +123,6 @@ pub async fn forward(
         .await
     {
         Ok(answer) => answer,
-        // The body stream failed because it outgrew the limit: that is the client's error.
-        Err(ClientError::Transport { .. }) if overflowed.load(Ordering::SeqCst) => {
-            return Err(too_large());
-        }
         Err(error) => return Err(error.into()),
     };
     let mut response = relay(response, slot);
@@ -149,37 +140,23 @@ pub async fn forward(
     Ok(response)
 }
 
-/// Streams the client's body to the service, failing the stream past `limit` bytes.
-/// actix's payload is bound to its worker thread, so a local task pumps it into a channel.
-fn stream_body(
-    mut payload: web::Payload,
-    limit: usize,
-    overflowed: Arc<AtomicBool>,
-) -> reqwest::Body {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    actix_web::rt::spawn(async move {
-        let mut seen = 0usize;
-        while let Some(chunk) = payload.next().await {
-            let item = match chunk {
-                Ok(bytes) => {
-                    seen += bytes.len();
-                    if seen > limit {
-                        overflowed.store(true, Ordering::SeqCst);
-                        Err(std::io::Error::other("request body too large"))
-                    } else {
-                        Ok(bytes)
-                    }
-                }
-                Err(error) => Err(std::io::Error::other(error.to_string())),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
+/// The request body, read whole up to `limit` bytes (API bodies are small JSON documents);
+/// past it, 413 `payload-too-large`.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body could not be read: {error}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
         }
-    });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    reqwest::Body::wrap_stream(stream)
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The service's answer, streamed back without hop-by-hop headers. The upstream's in-flight

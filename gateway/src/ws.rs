@@ -257,8 +257,12 @@ pub struct TicketResponse {
         (status = 503, description = "Tickets cannot be stored right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem)))]
 pub async fn create_ticket(
     req: HttpRequest,
+    payload: web::Payload,
     state: web::Data<GatewayState>,
 ) -> Result<HttpResponse, ApiError> {
+    // No body is needed, but one left unread would be taken for the connection's next
+    // request; one over the limit is refused like anywhere else.
+    crate::proxy::read_body(payload, state.max_body_bytes).await?;
     let context = RequestContext::from_request(&req);
     let claims = state.auth.authenticate(&req, &context).await?;
     let mut bytes = [0u8; 32];

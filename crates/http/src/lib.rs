@@ -12,7 +12,7 @@ mod problem;
 mod server;
 
 pub use context::{RequestContext, TraceParent, continue_trace, headers};
-pub use extract::{common_config, not_found};
+pub use extract::{Json, common_config, not_found};
 pub use health::{Readiness, health_routes};
 pub use identity::{Admin, Identity};
 pub use middleware::{RouteTemplate, ServiceName, require_internal_token, trace_requests};

@@ -200,6 +200,11 @@ impl ApiError {
         }
     }
 
+    /// Its per-field errors (422).
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
     /// 422 with per-field errors.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         Self {

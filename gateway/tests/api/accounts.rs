@@ -88,7 +88,7 @@ async fn invalid_registrations_are_422_and_create_nothing() {
         (json!({"password": "long enough"}), "email"),
         (
             json!({"email": "a@example.com", "password": 12345678}),
-            "body",
+            "password",
         ),
     ];
     for (body, field) in cases {

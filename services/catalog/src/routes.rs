@@ -217,7 +217,7 @@ pub struct CreateProductRequest {
 pub async fn create_product(
     Admin(admin): Admin,
     state: State,
-    body: web::Json<CreateProductRequest>,
+    body: shop_http::Json<CreateProductRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = ProductInput {
@@ -266,7 +266,7 @@ pub async fn update_product(
     state: State,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateProductRequest>,
+    body: shop_http::Json<UpdateProductRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = ProductInput {
@@ -325,7 +325,7 @@ pub async fn adjust_stock(
     Admin(admin): Admin,
     state: State,
     id: web::Path<Uuid>,
-    body: web::Json<StockAdjustmentRequest>,
+    body: shop_http::Json<StockAdjustmentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let versioned = products::adjust_stock(&state, &admin, *id, body.delta, &body.reason).await?;
     Ok(with_etag(
@@ -364,7 +364,7 @@ pub async fn reserve_stock(
     state: State,
     req: HttpRequest,
     order_id: web::Path<Uuid>,
-    body: web::Json<ReserveRequest>,
+    body: shop_http::Json<ReserveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     require_order_service(&req)?;
     let reservation = reservations::reserve(&state, *order_id, &body.items).await?;

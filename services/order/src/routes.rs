@@ -107,7 +107,7 @@ pub async fn create_order(
     state: State,
     context: RequestContext,
     req: HttpRequest,
-    body: web::Json<CreateOrderRequest>,
+    body: shop_http::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let items: Vec<(Uuid, i64)> = body
@@ -258,7 +258,7 @@ pub async fn set_order_status(
     state: State,
     context: RequestContext,
     id: web::Path<Uuid>,
-    body: web::Json<SetStatusRequest>,
+    body: shop_http::Json<SetStatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .json(orders::set_status(&state, &admin, *id, body.status, &context).await?))
@@ -283,7 +283,7 @@ pub struct ReplaceCartRequest {
 pub async fn replace_cart(
     identity: Identity,
     state: State,
-    body: web::Json<ReplaceCartRequest>,
+    body: shop_http::Json<ReplaceCartRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let items: Vec<(Uuid, i64)> = body
         .items
@@ -327,7 +327,7 @@ pub async fn put_cart_item(
     identity: Identity,
     state: State,
     product_id: web::Path<Uuid>,
-    body: web::Json<CartItemRequest>,
+    body: shop_http::Json<CartItemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .json(cart::put_item(&state, &identity, *product_id, body.quantity).await?))
@@ -364,7 +364,7 @@ pub async fn report_payment(
     req: HttpRequest,
     context: RequestContext,
     id: web::Path<Uuid>,
-    body: web::Json<PaymentEvent>,
+    body: shop_http::Json<PaymentEvent>,
 ) -> Result<HttpResponse, ApiError> {
     if req
         .headers()

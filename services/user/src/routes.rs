@@ -57,7 +57,7 @@ pub struct RegisterRequest {
         (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn register(
     state: State,
-    body: web::Json<RegisterRequest>,
+    body: shop_http::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = accounts::register(&state, &body.email, body.password, body.name.as_deref()).await?;
@@ -95,7 +95,7 @@ pub struct LoginRequest {
 pub async fn login(
     state: State,
     context: RequestContext,
-    body: web::Json<LoginRequest>,
+    body: shop_http::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let tokens = sessions::login(&state, &body.email, body.password, context.client_ip).await?;
@@ -124,7 +124,7 @@ pub struct RefreshRequest {
         (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
 pub async fn refresh(
     state: State,
-    body: web::Json<RefreshRequest>,
+    body: shop_http::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = sessions::refresh(&state, &body.refresh_token).await?;
     Ok(HttpResponse::Ok().json(tokens))
@@ -181,7 +181,7 @@ pub struct UpdateMeRequest {
 pub async fn update_me(
     state: State,
     identity: Identity,
-    body: web::Json<UpdateMeRequest>,
+    body: shop_http::Json<UpdateMeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = match &body.name {
         Some(name) => accounts::update_me(&state, &identity, name.as_deref()).await?,
@@ -217,7 +217,7 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: State,
     identity: Identity,
-    body: web::Json<ChangePasswordRequest>,
+    body: shop_http::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     accounts::change_password(&state, &identity, body.current_password, body.new_password).await?;
@@ -293,7 +293,7 @@ pub async fn update_user(
     Admin(admin): Admin,
     state: State,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateUserRequest>,
+    body: shop_http::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // Administrators manage other accounts: changing one's own would end one's own sessions,
     // and disabling or demoting it could leave the shop without an administrator. Another

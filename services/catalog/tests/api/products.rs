@@ -162,7 +162,7 @@ async fn invalid_products_are_422_per_field_and_malformed_ids_400() {
         (json!({"name": "ok", "stock": 1}), "priceCents"),
         (
             json!({"name": "ok", "priceCents": "cheap", "stock": 1}),
-            "body",
+            "priceCents",
         ),
     ];
     for (body, field) in cases {
