@@ -8,6 +8,7 @@ mod docs;
 mod edge;
 mod hardening;
 mod resilience;
+mod scenarios;
 mod sessions;
 mod tokens;
 mod ws;
