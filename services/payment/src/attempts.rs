@@ -34,27 +34,44 @@ pub struct Simulation {
 
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Leases due payments and runs their attempts until cancelled.
+/// Leases due payments and runs their attempts until cancelled. A finished attempt makes room
+/// at once and a new payment wakes the loop ([`AppState::due`]); the poll is only for retries
+/// coming due and for payments other instances created.
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(state.simulation.concurrency));
     let running = TaskTracker::new();
     loop {
-        let free = slots.available_permits();
-        let leased = if free == 0 {
-            Vec::new()
-        } else {
-            match lease(&state, free).await {
-                Ok(leased) => leased,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot lease due payments");
-                    Vec::new()
-                }
+        let first = tokio::select! {
+            () = cancel.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let leased = match lease(&state, 1 + slots.available_permits()).await {
+            Ok(leased) => leased,
+            Err(error) => {
+                tracing::warn!(%error, "cannot lease due payments");
+                Vec::new()
             }
         };
-        let idle = leased.is_empty();
+        if leased.is_empty() {
+            drop(first);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = state.due.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let mut first = Some(first);
         for payment in leased {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
             };
             let state = state.clone();
             running.spawn(async move {
@@ -65,14 +82,6 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
                 }
                 drop(permit);
             });
-        }
-        if idle {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
-        } else if cancel.is_cancelled() {
-            break;
         }
     }
     running.close();

@@ -340,13 +340,13 @@ impl Consumer {
             traceparent: envelope.traceparent.clone(),
         };
         let mut conn = shop_db::conn(&self.state.pool).await?;
-        conn.transaction::<_, shop_db::DbError, _>(async |conn| {
+        let created = conn.transaction::<_, shop_db::DbError, _>(async |conn| {
             if repo::insert_if_missing(conn, &new).await? {
                 tracing::info!(order.id = %new.order_id, amount_cents = new.amount_cents, "payment requested");
-                return Ok(());
+                return Ok(true);
             }
             let Some(payment) = repo::find_by_order(conn, envelope.order_id).await? else {
-                return Ok(());
+                return Ok(false);
             };
             let last_final = repo::attempts(conn, payment.id).await?.into_iter().rev().find(|a| a.is_final);
             if let Some(attempt) = last_final {
@@ -364,9 +364,13 @@ impl Consumer {
                 };
                 shop_outbox::enqueue(conn, events::CHANNEL, &[events::report(&payment, &event)]).await?;
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
+        if created {
+            // Committed: the attempt loop can lease it now.
+            self.state.due.notify_one();
+        }
         self.state.relay.wake();
         Ok(())
     }

@@ -40,6 +40,8 @@ pub struct AppState {
     pool: Pool,
     relay: RelayHandle,
     simulation: Simulation,
+    /// Signalled when a payment is created: the attempt loop need not wait for its poll.
+    due: Arc<tokio::sync::Notify>,
 }
 
 /// Applies this service's migrations.
@@ -103,6 +105,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             concurrency: settings.payment_concurrency,
             worker: name.clone(),
         },
+        due: Arc::default(),
     };
     let consumer = Arc::new(Consumer {
         state: state.clone(),
