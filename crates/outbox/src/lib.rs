@@ -22,6 +22,10 @@ pub use relay::{CommandHandler, Relay, RelayConfig, RelayHandle};
 /// The table's DDL; each producer's migration holds a copy (tests compare them).
 pub const TABLE_DDL: &str = include_str!("../outbox.sql");
 
+/// The index the relay's scan needs, added after the table; each producer has a migration
+/// holding a copy.
+pub const PENDING_INDEX_DDL: &str = include_str!("../outbox-pending-index.sql");
+
 /// What a row asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -79,4 +83,49 @@ pub async fn enqueue(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod ddl_tests {
+    use super::{PENDING_INDEX_DDL, TABLE_DDL};
+
+    #[test]
+    fn every_producer_holds_the_shared_ddl() {
+        let migrations = [
+            (
+                "order",
+                include_str!(
+                    "../../../services/order/migrations/2026-11-21-000001_create_orders/up.sql"
+                ),
+                TABLE_DDL,
+            ),
+            (
+                "payment",
+                include_str!(
+                    "../../../services/payment/migrations/2026-11-21-000001_create_payments/up.sql"
+                ),
+                TABLE_DDL,
+            ),
+            (
+                "order",
+                include_str!(
+                    "../../../services/order/migrations/2026-11-22-000001_outbox_pending_index/up.sql"
+                ),
+                PENDING_INDEX_DDL,
+            ),
+            (
+                "payment",
+                include_str!(
+                    "../../../services/payment/migrations/2026-11-22-000001_outbox_pending_index/up.sql"
+                ),
+                PENDING_INDEX_DDL,
+            ),
+        ];
+        for (service, migration, ddl) in migrations {
+            assert!(
+                migration.contains(ddl),
+                "the {service} migrations must hold the outbox DDL verbatim"
+            );
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use diesel::{
     prelude::*,
-    sql_types::{BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{StreamExt, future::BoxFuture};
@@ -236,11 +236,15 @@ impl Relay {
 
     /// One batch of one kind, in its own transaction. Returns the rows handled and whether
     /// the batch stopped early because the destination is away.
+    ///
+    /// Events go to Redis one after another, stopping at the first sign that Redis is away.
+    /// Commands call other services, so a batch's calls run at once: each row heads its own
+    /// lane, so none can overtake an earlier row of its lane.
     async fn process_kind(&self, kind: Kind) -> Result<(usize, bool), DbError> {
         let batch_size = match kind {
             Kind::Event => self.config.batch_size,
-            // Commands call other services: keep their transactions short.
-            Kind::Command => self.config.batch_size.min(10),
+            // The rows stay locked while their calls run: keep command batches modest.
+            Kind::Command => self.config.batch_size.min(32),
         };
         let mut conn = shop_db::conn(&self.pool).await?;
         conn.transaction::<_, DbError, _>(async |conn| {
@@ -249,20 +253,38 @@ impl Relay {
                 .bind::<Text, _>(kind.as_str())
                 .load(conn)
                 .await?;
-            let mut handled = 0;
-            for row in &rows {
-                handled += 1;
-                match self.send(row).await {
-                    Sent::Done => mark_sent(conn, row.id).await?,
-                    Sent::Failed(error) => self.reschedule(conn, row, &error).await?,
+            let outcomes = match kind {
+                Kind::Event => {
+                    let mut outcomes = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let sent = self.send(row).await;
+                        let away = matches!(sent, Sent::Away(_));
+                        outcomes.push(sent);
+                        if away {
+                            break;
+                        }
+                    }
+                    outcomes
+                }
+                Kind::Command => {
+                    futures_util::future::join_all(rows.iter().map(|row| self.send(row))).await
+                }
+            };
+            let mut sent = Vec::with_capacity(outcomes.len());
+            let mut stopped = false;
+            for (row, outcome) in rows.iter().zip(&outcomes) {
+                match outcome {
+                    Sent::Done => sent.push(row.id),
+                    Sent::Failed(error) => self.reschedule(conn, row, error).await?,
                     Sent::Away(error) => {
-                        // The rest of the batch would fail the same way: leave it for later.
-                        self.reschedule(conn, row, &error).await?;
-                        return Ok((handled, true));
+                        // The rest would fail the same way: they wait for the next pass.
+                        self.reschedule(conn, row, error).await?;
+                        stopped = true;
                     }
                 }
             }
-            Ok((handled, false))
+            mark_sent(conn, &sent).await?;
+            Ok((outcomes.len(), stopped))
         })
         .await
     }
@@ -422,9 +444,12 @@ impl RelayHandle {
     }
 }
 
-async fn mark_sent(conn: &mut AsyncPgConnection, id: i64) -> Result<(), DbError> {
-    diesel::sql_query("UPDATE outbox SET sent_at = now() WHERE id = $1")
-        .bind::<BigInt, _>(id)
+async fn mark_sent(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+        .bind::<Array<BigInt>, _>(ids)
         .execute(conn)
         .await?;
     Ok(())

@@ -14,7 +14,9 @@ use diesel_async::AsyncConnection;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use shop_db::Pool;
-use shop_outbox::{CommandHandler, Kind, NewMessage, Relay, RelayConfig, TABLE_DDL, enqueue};
+use shop_outbox::{
+    CommandHandler, Kind, NewMessage, PENDING_INDEX_DDL, Relay, RelayConfig, TABLE_DDL, enqueue,
+};
 use shop_redis::{RedisPool, redis};
 use shop_settings::{Service, Settings};
 use shop_testkit::{TcpProxy, TestDb, TestRedis, wait};
@@ -54,7 +56,7 @@ async fn fixture(redis_url: Option<String>) -> Fixture {
     db.client()
         .await
         .batch_execute(&format!(
-            "CREATE SCHEMA orders; SET search_path TO orders; {TABLE_DDL}"
+            "CREATE SCHEMA orders; SET search_path TO orders; {TABLE_DDL} {PENDING_INDEX_DDL}"
         ))
         .await
         .unwrap();
