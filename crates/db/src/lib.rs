@@ -33,12 +33,19 @@ pub enum DbError {
 
 impl From<diesel::result::Error> for DbError {
     fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
         match error {
-            // The connection died under the query: an outage, not a bad query.
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ClosedConnection,
+            // The connection died under the query (closed, or terminated by the server: a
+            // restart, a failover, an operator): an outage, not a bad query.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => DbError::Unavailable(info.message().to_owned()),
+            Error::DatabaseError(_, info)
+                if info.message().starts_with("terminating connection") =>
+            {
+                DbError::Unavailable(info.message().to_owned())
+            }
             other => DbError::Query(other),
         }
     }
