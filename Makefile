@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test contract deploy-check services fmt lint check migrate seed openapi clean
+.PHONY: run test bench chaos contract deploy-check services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -15,6 +15,16 @@ test: services
 	@$(STAGE) clippy $(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	@$(STAGE) tests scripts/test.sh
 	@$(STAGE) contract scripts/contract.sh
+
+## The system as five release processes on loopback, measured against this machine's ceilings
+## (wrk, redis-benchmark, pgbench, bcrypt) in the same run; writes bench/results/<date>.*.
+bench: services
+	@$(STAGE) bench scripts/bench.sh
+
+## Faults injected into the running system under a stream of orders (kills, a crash between
+## reservation and commit, Redis lost, connections terminated, catalog down); one line each.
+chaos: services
+	@$(STAGE) chaos scripts/chaos.sh
 
 ## schemathesis (PyPI, pinned, in target/contract-venv) against a live system through the
 ## gateway: anonymous, user and admin passes; fails on any 5xx or off-document answer.

@@ -1,14 +1,13 @@
-//! DESIGN.md's stock invariant, checked against a test's database.
+//! DESIGN.md's stock invariant and the saga's promises, as queries over a system's database.
+//! Each check returns what breaks it, one line per offending row: empty means it holds.
 
+use tokio_postgres::Client;
 use uuid::Uuid;
-
-use crate::TestDb;
 
 /// Per product: Σ initial + Σ adjust = stock + Σ held reservations, and the ledger's signed
 /// sum equals the stock.
-pub async fn assert_ledger_invariant(db: &TestDb) {
-    let client = db.client().await;
-    let broken = client
+pub async fn ledger_violations(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
         .query(
             "SELECT p.id, p.stock, coalesce(m.added, 0), coalesce(m.total, 0), coalesce(r.held, 0)
              FROM catalog.products p
@@ -23,27 +22,20 @@ pub async fn assert_ledger_invariant(db: &TestDb) {
                 OR coalesce(m.total, 0) <> p.stock",
             &[],
         )
-        .await
-        .unwrap();
-    let rows: Vec<String> = broken
+        .await?;
+    Ok(rows
         .iter()
         .map(|row| {
             let (id, stock, added, total, held): (Uuid, i32, i64, i64, i64) =
                 (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
             format!("{id}: stock {stock}, initial+adjust {added}, ledger sum {total}, held {held}")
         })
-        .collect();
-    assert!(
-        rows.is_empty(),
-        "ledger invariant broken:\n{}",
-        rows.join("\n")
-    );
+        .collect())
 }
 
 /// Held reservations belong exactly to orders in reserving, pending, paid, shipped or
 /// delivered (when the system is quiet).
-pub async fn assert_holds_match_orders(db: &TestDb) {
-    let client = db.client().await;
+pub async fn hold_violations(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT r.order_id, o.status FROM catalog.reservation_orders r
@@ -52,18 +44,53 @@ pub async fn assert_holds_match_orders(db: &TestDb) {
                AND (r.state = 'held' OR o.status IS NOT NULL)",
             &[],
         )
-        .await
-        .unwrap();
-    let wrong: Vec<String> = rows
+        .await?;
+    Ok(rows
         .iter()
         .map(|row| {
             let (order, status): (Uuid, Option<String>) = (row.get(0), row.get(1));
             format!("{order}: order status {status:?}")
         })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "held reservations and orders disagree:\n{}",
-        wrong.join("\n")
-    );
+        .collect())
+}
+
+/// Exactly-once payment: no order was charged twice, every paid order was charged once, and
+/// no order that ended unpaid keeps a charge that was not refunded.
+pub async fn payment_violations(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "WITH charges AS (
+                 SELECT p.order_id,
+                        count(*) FILTER (WHERE a.outcome = 'succeeded') AS charged,
+                        count(*) FILTER (WHERE a.outcome = 'refunded') AS refunded
+                 FROM payments.payments p
+                 LEFT JOIN payments.payment_attempts a ON a.payment_id = p.id
+                 GROUP BY p.order_id),
+             paid_entries AS (
+                 SELECT order_id, count(*) AS entries FROM orders.order_status_history
+                 WHERE status = 'paid' GROUP BY order_id)
+             SELECT o.id, o.status, coalesce(c.charged, 0), coalesce(c.refunded, 0),
+                    coalesce(h.entries, 0)
+             FROM orders.orders o
+             LEFT JOIN charges c ON c.order_id = o.id
+             LEFT JOIN paid_entries h ON h.order_id = o.id
+             WHERE coalesce(c.charged, 0) > 1
+                OR coalesce(h.entries, 0) > 1
+                OR (o.status IN ('paid', 'shipped', 'delivered') AND coalesce(c.charged, 0) <> 1)
+                OR (o.status IN ('failed', 'cancelled')
+                    AND coalesce(c.charged, 0) > coalesce(c.refunded, 0))",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (order, status, charged, refunded, entries): (Uuid, String, i64, i64, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+            format!(
+                "{order}: {status}, {charged} charge(s), {refunded} refund(s), \
+                 {entries} paid entr(ies) in its history"
+            )
+        })
+        .collect())
 }

@@ -1,4 +1,4 @@
-//! A `redis-server` of the test's own, for tests that lose, restart or corrupt Redis.
+//! A `redis-server` of one's own, for tests and runs that lose, restart or corrupt Redis.
 
 use std::{
     net::SocketAddr,
@@ -8,18 +8,13 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::free_port;
+
 /// A running private Redis, killed when dropped.
 #[derive(Debug)]
 pub struct PrivateRedis {
     port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 async fn answers(port: u16) -> bool {

@@ -4,18 +4,16 @@
 use crate::TestDb;
 
 fn assert_none(what: &str, violations: Vec<String>) {
-    assert!(
-        violations.is_empty(),
-        "{what}:\n{}",
-        violations.join("\n")
-    );
+    assert!(violations.is_empty(), "{what}:\n{}", violations.join("\n"));
 }
 
 /// Per product: Σ initial + Σ adjust = stock + Σ held reservations, and the ledger's signed
 /// sum equals the stock.
 pub async fn assert_ledger_invariant(db: &TestDb) {
     let client = db.client().await;
-    let violations = shop_proof::invariant::ledger_violations(&client).await.unwrap();
+    let violations = shop_proof::invariant::ledger_violations(&client)
+        .await
+        .unwrap();
     assert_none("ledger invariant broken", violations);
 }
 
@@ -23,6 +21,8 @@ pub async fn assert_ledger_invariant(db: &TestDb) {
 /// delivered (when the system is quiet).
 pub async fn assert_holds_match_orders(db: &TestDb) {
     let client = db.client().await;
-    let violations = shop_proof::invariant::hold_violations(&client).await.unwrap();
+    let violations = shop_proof::invariant::hold_violations(&client)
+        .await
+        .unwrap();
     assert_none("held reservations and orders disagree", violations);
 }

@@ -15,7 +15,6 @@ mod app;
 mod db;
 mod documents;
 mod invariant;
-mod private_redis;
 mod proxy;
 mod shop;
 pub use shop::expect_problem;
@@ -26,6 +25,6 @@ pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, Component, TestApp, TestAppBuilder, T
 pub use db::TestDb;
 pub use documents::{assert_document, operations};
 pub use invariant::{assert_holds_match_orders, assert_ledger_invariant};
-pub use private_redis::PrivateRedis;
 pub use proxy::TcpProxy;
+pub use shop_proof::PrivateRedis;
 pub use test_redis::{SHARED_REDIS, TestRedis};

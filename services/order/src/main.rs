@@ -14,6 +14,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let listener = TcpListener::bind(settings.order_addr)?;
             let metrics = shop_http::start_metrics(&settings)?;
+            // A test build (`make chaos`) can be told to crash at the worst moment.
+            #[cfg(feature = "test-hooks")]
+            let running = order_service::start_with_hooks(
+                settings,
+                listener,
+                std::sync::Arc::new(order_service::hooks::Hooks::from_env()),
+            )
+            .await?;
+            #[cfg(not(feature = "test-hooks"))]
             let running = order_service::start(settings, listener).await?;
             let mut servers = vec![running];
             servers.extend(metrics);

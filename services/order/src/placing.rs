@@ -348,6 +348,15 @@ pub async fn place(
         )
         .await;
     #[cfg(feature = "test-hooks")]
+    if matches!(&reply, Ok(reply) if reply.status == 200)
+        && state
+            .hooks
+            .abort_after_reserve
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        std::process::abort();
+    }
+    #[cfg(feature = "test-hooks")]
     if state
         .hooks
         .crash_after_reserve
