@@ -161,6 +161,22 @@ async fn ensure_template(admin: &Client) -> anyhow::Result<String> {
         anyhow::Ok(())
     }
     .await;
+    // Housekeeping under the same lock, so test processes never sweep at once (a DROP in
+    // progress marks its database invalid, and touching an invalid database is a FATAL error
+    // that closes the session), and on a connection of its own: a sweep never fails a test.
+    if result.is_ok() {
+        let swept = async {
+            let own = connect(&with_database(&server_url(), "postgres")).await?;
+            sweep(&own, &template).await
+        }
+        .await;
+        if let Err(error) = swept {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "stale test databases not swept"
+            );
+        }
+    }
     admin
         .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
         .await?;
@@ -190,8 +206,8 @@ async fn sweep(admin: &Client, current_template: &str) -> anyhow::Result<()> {
     let cutoff = now_secs().saturating_sub(STALE_AFTER.as_secs());
     let templates = admin
         .query(
-            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database \
-             WHERE datname LIKE 'shop\\_tpl\\_%'",
+            "SELECT datname, shobj_description(oid, 'pg_database'), datconnlimit = -2 \
+             FROM pg_database WHERE datname LIKE 'shop\\_tpl\\_%'",
             &[],
         )
         .await?;
@@ -202,12 +218,16 @@ async fn sweep(admin: &Client, current_template: &str) -> anyhow::Result<()> {
             .as_deref()
             .and_then(|c| c.strip_prefix("created "))
             .and_then(|secs| secs.parse().ok());
-        if name != current_template && stamped.is_some_and(|at| at < cutoff) {
+        // Left invalid by an interrupted DROP: only another DROP may touch it.
+        let invalid: bool = row.get(2);
+        if name != current_template && (invalid || stamped.is_some_and(|at| at < cutoff)) {
             // A template must stop being one before it can be dropped.
             // (Two statements: DROP DATABASE refuses to run in an implicit transaction.)
-            let _ = admin
-                .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
-                .await;
+            if !invalid {
+                let _ = admin
+                    .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
+                    .await;
+            }
             let _ = admin
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await;
@@ -261,11 +281,7 @@ impl TestDb {
             panic!("cannot reach Postgres at {admin_url} (run `make services`): {e}")
         });
         let template = PREPARED
-            .get_or_try_init(|| async {
-                let template = ensure_template(&admin).await?;
-                sweep(&admin, &template).await?;
-                anyhow::Ok(template)
-            })
+            .get_or_try_init(|| async { ensure_template(&admin).await })
             .await
             .unwrap_or_else(|e| panic!("cannot prepare the template database: {e:#}"));
         let name = format!("{TEST_PREFIX}{}_{:08x}", now_secs(), rand::random::<u32>());
