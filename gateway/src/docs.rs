@@ -47,7 +47,8 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
             `RateLimit-Remaining` and `RateLimit-Reset`, and a refusal is 429 with `Retry-After`."
     ),
     paths(
-        home,
+        crate::storefront::index,
+        crate::storefront::asset,
         api_page,
         api_document,
         ws::create_ticket,
@@ -65,6 +66,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
         (name = "orders", description = "Orders and their lifecycle"),
         (name = "payments", description = "Payments and their attempts"),
         (name = "notifications", description = "Live order and payment updates over WebSocket"),
+        (name = "storefront", description = "The web storefront and live order tracker"),
         (name = "documentation", description = "This document and its viewer"),
         (name = "operations", description = "Probes for orchestrators"),
     )
@@ -312,29 +314,9 @@ pub async fn api_document() -> Result<HttpResponse, ApiError> {
         .body(docs()?.document.as_str()))
 }
 
-const HOME: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title></head>
-<body>
-<h1>Shop</h1>
-<p>The Shop API is served here. Its reference, with a console to try each call, is at <a href="/api">/api</a>; the OpenAPI document is <a href="/api/openapi.json">/api/openapi.json</a>.</p>
-</body>
-</html>
-"#;
-
-/// The home page.
-#[utoipa::path(get, path = "/", tag = "documentation",
-    responses((status = 200, description = "The home page", content_type = "text/html")))]
-pub async fn home() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(HOME)
-}
-
 /// The routes above.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route("/", web::get().to(home))
         .route("/api", web::get().to(api_page))
         .route(DOCUMENT_PATH, web::get().to(api_document))
         .route("/api/{file}", web::get().to(api_asset));

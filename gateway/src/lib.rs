@@ -9,6 +9,7 @@ mod forwarded;
 mod limits;
 mod proxy;
 pub mod routes;
+pub mod storefront;
 mod ws;
 
 use std::{
@@ -123,8 +124,8 @@ impl GatewayState {
     }
 }
 
-/// Headers on every answer (kept where a handler set its own, as the API docs page does for
-/// its Content-Security-Policy).
+/// Headers on every answer (kept where a handler set its own, as the API docs page and the
+/// storefront do for their Content-Security-Policy).
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add(("X-Content-Type-Options", "nosniff"))
@@ -169,6 +170,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             .route("/ws", web::get().to(ws::connect))
             .route("/ws/ticket", web::post().to(ws::create_ticket))
             .configure(docs::routes)
+            .configure(storefront::routes)
             .default_service(web::to(proxy::forward))
             .wrap(from_fn(limits::rate_limit))
             .wrap(from_fn(cors::cors))

@@ -36,7 +36,7 @@ fn the_checked_in_public_document_matches_the_code() {
 #[test]
 fn the_public_document_lists_exactly_the_routes_of_the_api_table() {
     let table = readme_routes();
-    assert_eq!(table.len(), 36, "{table:?}");
+    assert_eq!(table.len(), 37, "{table:?}");
     assert_eq!(operations(&public_json()), table);
 
     // And the gateway serves exactly those: its proxy allowlist plus its own routes.
@@ -46,6 +46,7 @@ fn the_public_document_lists_exactly_the_routes_of_the_api_table() {
         .chain(
             [
                 "GET /",
+                "GET /assets/{file}",
                 "GET /api",
                 "GET /api/openapi.json",
                 "GET /healthz",
@@ -179,5 +180,9 @@ async fn swagger_ui_and_its_assets_load_from_the_gateway_alone() {
     );
     let home = app.get("/").send().await.unwrap();
     assert_eq!(home.status(), 200);
+    assert_eq!(
+        home.headers()["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
     assert!(home.text().await.unwrap().contains("href=\"/api\""));
 }

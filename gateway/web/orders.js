@@ -1,0 +1,349 @@
+// Orders: the shopper's list, and an order's page that follows the order live: its status,
+// its payment attempts as they fail and retry, its timeline, and the stock of what it holds.
+
+import { ApiError, call, get, isAdmin } from './api.js';
+import { clock, field, h, money, notice, shortId, show, when } from './dom.js';
+import { isLive, onEvent, onState } from './live.js';
+import { EVENTS, PAYMENT, STATUS, actor, cause } from './words.js';
+import { stockBadge } from './catalogue.js';
+
+const PAGE_SIZE = 20;
+
+export function statusBadge(status) {
+  return h('span', { class: ['badge', status], 'data-status': status }, STATUS[status] ?? status);
+}
+
+function itemCount(order) {
+  const units = order.items.reduce((sum, item) => sum + item.quantity, 0);
+  return units === 1 ? '1 item' : `${units} items`;
+}
+
+/**
+ * A table of orders; `actions(order)` adds a last column (the admin's status buttons).
+ */
+export function ordersTable(orders, { actions = null, owner = false } = {}) {
+  return h('table', { class: 'table orders' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, 'Order'),
+      h('th', { scope: 'col' }, 'Placed'),
+      owner ? h('th', { scope: 'col' }, 'Customer') : null,
+      h('th', { scope: 'col' }, 'Items'),
+      h('th', { scope: 'col', class: 'number' }, 'Total'),
+      h('th', { scope: 'col' }, 'Status'),
+      actions ? h('th', { scope: 'col' }, 'Next step') : null)),
+    h('tbody', {}, orders.map((order) => h('tr', { 'data-order-id': order.id },
+      h('td', { 'data-label': 'Order' }, h('a', { href: `#/orders/${order.id}` }, shortId(order.id))),
+      h('td', { 'data-label': 'Placed' }, when(order.createdAt)),
+      owner ? h('td', { 'data-label': 'Customer' }, shortId(order.userId)) : null,
+      h('td', { 'data-label': 'Items' }, itemCount(order)),
+      h('td', { class: 'number', 'data-label': 'Total' }, money(order.totalCents, order.currency)),
+      h('td', { 'data-label': 'Status' }, statusBadge(order.status)),
+      actions ? h('td', { 'data-label': 'Next step' }, actions(order)) : null))));
+}
+
+/** A status filter and pager shared by the shopper's and the admin's lists. */
+export function listControls(ctx, { base, status, page, total }) {
+  const go = (changes) => {
+    const next = new URLSearchParams();
+    const values = { status, page, ...changes };
+    if (values.status) next.set('status', values.status);
+    if (values.page > 1) next.set('page', values.page);
+    ctx.navigate(`${base}${next.size ? `?${next}` : ''}`);
+  };
+  const filter = field({
+    label: 'Show',
+    name: 'status',
+    value: status,
+    options: [['', 'All orders'], ...Object.entries(STATUS).filter(([s]) => s !== 'reserving')],
+  });
+  filter.input.addEventListener('change', () => go({ status: filter.input.value, page: 1 }));
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  return {
+    filter: h('div', { class: 'filters' }, filter, h('p', { class: 'muted', role: 'status' }, total === 1 ? '1 order' : `${total} orders`)),
+    pager: pages > 1
+      ? h('nav', { class: 'pager', 'aria-label': 'Pages' },
+          h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go({ page: page - 1 }) }, 'Previous'),
+          h('span', {}, `Page ${page} of ${pages}`),
+          h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onclick: () => go({ page: page + 1 }) }, 'Next'))
+      : null,
+  };
+}
+
+export function listParams(ctx) {
+  const status = STATUS[ctx.query.get('status')] ? ctx.query.get('status') : '';
+  const page = Math.max(1, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1);
+  const params = new URLSearchParams({ page, limit: PAGE_SIZE });
+  if (status) params.set('status', status);
+  return { status, page, params };
+}
+
+/** Reruns `render` when an event about an order arrives (or the socket had to resync). */
+export function followOrders(ctx, render, matches = () => true) {
+  let timer = null;
+  const again = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (!ctx.stale()) render().catch(() => {});
+    }, 150);
+  };
+  const off = onEvent((event) => {
+    if (event.type === 'resync' || (event.orderId && matches(event))) again();
+  });
+  let first = true;
+  const offState = onState((state) => {
+    // Back after an outage: whatever happened meanwhile arrives as events, but a resync or a
+    // fresh socket may not replay it all, so read again.
+    if (state === 'live' && !first) again();
+    first = false;
+  });
+  ctx.onLeave(() => {
+    off();
+    offState();
+    clearTimeout(timer);
+  });
+}
+
+/** `#/orders?status=&page=` */
+export async function list(ctx) {
+  ctx.setTitle('Your orders');
+  const { status, page, params } = listParams(ctx);
+  const render = async () => {
+    const body = await get(`/orders?${params}`);
+    if (ctx.stale()) return;
+    const { filter, pager } = listControls(ctx, { base: '#/orders', status, page, total: body.total });
+    show(ctx.main,
+      h('h1', {}, 'Your orders'),
+      filter,
+      body.items.length
+        ? ordersTable(body.items)
+        : h('div', { class: 'empty' }, h('p', {}, status ? `You have no orders that are ${STATUS[status].toLowerCase()}.` : 'You have not ordered anything yet.'),
+            h('p', {}, h('a', { href: '#/' }, 'Browse the products'))),
+      pager);
+  };
+  await render();
+  followOrders(ctx, render);
+}
+
+/** The payment, or null before the payment service has it. */
+async function payment(id) {
+  try {
+    return await get(`/orders/${id}/payment`, { cache: 'no-store' });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+function stockNow(productId) {
+  return get(`/products/${productId}`, { auth: false, cache: 'no-cache' }).catch(() => null);
+}
+
+const FINAL = new Set(['paid', 'failed', 'cancelled', 'shipped', 'delivered']);
+
+function headline(order, pay) {
+  switch (order.status) {
+    case 'reserving':
+      return notice('info', 'We are reserving the stock for your order.');
+    case 'pending':
+      if (pay?.attempts?.some((a) => a.outcome === 'failed')) {
+        return notice('warning', 'A payment attempt failed. We will try again automatically; this page updates by itself.');
+      }
+      return notice('info', 'Your stock is reserved and payment is being processed. This page updates by itself.');
+    case 'paid':
+      return notice('success', 'Payment received. Your order is being prepared.');
+    case 'failed':
+      if (order.payment?.status === 'failed') {
+        return notice('error', 'Payment failed after every attempt, so the order was not completed. Nothing was charged and the items went back on sale.');
+      }
+      return notice('error', 'This order could not be completed. Nothing was charged.');
+    case 'cancelled':
+      return notice('info', 'This order was cancelled. Nothing was charged and the items went back on sale.');
+    case 'shipped':
+      return notice('success', 'Your order is on its way.');
+    case 'delivered':
+      return notice('success', 'Your order was delivered.');
+    default:
+      return null;
+  }
+}
+
+function attemptLine(attempt) {
+  const outcome = attempt.outcome === 'failed' ? 'failed' : attempt.outcome === 'succeeded' ? 'succeeded' : 'processing';
+  return h('li', { 'data-attempt': attempt.attemptNo, 'data-outcome': attempt.outcome },
+    h('strong', {}, `Attempt ${attempt.attemptNo}`),
+    h('span', { class: ['badge', outcome] }, PAYMENT[outcome] ?? attempt.outcome),
+    h('time', { datetime: attempt.at }, clock(attempt.at)),
+    attempt.error ? h('span', {}, attempt.error) : null,
+    attempt.nextRetryAt ? h('span', { class: 'muted' }, `Next try at ${clock(attempt.nextRetryAt)}`) : null);
+}
+
+function paymentPanel(order, pay) {
+  if (!pay) {
+    return h('section', { class: 'panel', id: 'payment', 'aria-labelledby': 'payment-h' },
+      h('h2', { id: 'payment-h' }, 'Payment'),
+      h('p', { class: 'muted' }, FINAL.has(order.status) ? 'No payment was taken for this order.' : 'Payment has not started yet.'));
+  }
+  return h('section', { class: 'panel', id: 'payment', 'aria-labelledby': 'payment-h', 'data-payment-status': pay.status },
+    h('h2', { id: 'payment-h' }, 'Payment'),
+    h('p', { class: 'status-line' },
+      h('span', {}, money(pay.amountCents, pay.currency)),
+      h('span', { class: ['badge', pay.status] }, PAYMENT[pay.status] ?? pay.status),
+      pay.nextAttemptAt && pay.status === 'processing' ? h('span', { class: 'muted' }, `Next attempt at ${clock(pay.nextAttemptAt)}`) : null),
+    pay.attempts.length
+      ? h('ol', { class: 'attempts', 'aria-label': 'Payment attempts' }, pay.attempts.map(attemptLine))
+      : h('p', { class: 'muted' }, 'The first attempt is starting.'));
+}
+
+function timelinePanel(entries) {
+  return h('section', { class: 'panel', id: 'timeline', 'aria-labelledby': 'timeline-h' },
+    h('h2', { id: 'timeline-h' }, 'Timeline'),
+    h('ol', { class: 'timeline' }, entries.map((entry) => {
+      const bad = ['failed', 'cancelled'].includes(entry.status);
+      return h('li', { class: bad ? 'bad' : null, 'data-status': entry.status },
+        h('strong', {}, STATUS[entry.status] ?? entry.status),
+        entry.cause ? ` · ${cause(entry.cause)}` : null,
+        entry.actor ? h('span', { class: 'muted' }, ` · by ${actor(entry.actor)}`) : null,
+        h('time', { datetime: entry.at }, when(entry.at)));
+    })));
+}
+
+function itemsTable(order, stock) {
+  return h('table', { class: 'table', id: 'items' },
+    h('thead', {}, h('tr', {},
+      h('th', { scope: 'col' }, 'Product'),
+      h('th', { scope: 'col', class: 'number' }, 'Price'),
+      h('th', { scope: 'col' }, 'Quantity'),
+      h('th', { scope: 'col', class: 'number' }, 'Subtotal'),
+      h('th', { scope: 'col' }, 'In stock now'))),
+    h('tbody', {}, order.items.map((item, index) => h('tr', { 'data-product-id': item.productId },
+      h('td', { 'data-label': 'Product' }, h('a', { href: `#/products/${item.productId}` }, item.name ?? 'Product')),
+      h('td', { class: 'number', 'data-label': 'Price' }, money(item.unitPriceCents, order.currency)),
+      h('td', { 'data-label': 'Quantity' }, String(item.quantity)),
+      h('td', { class: 'number', 'data-label': 'Subtotal' }, item.unitPriceCents === null ? '–' : money(item.unitPriceCents * item.quantity, order.currency)),
+      h('td', { 'data-label': 'In stock now', class: 'stock-now' }, stock[index] ? stockBadge(stock[index].stock) : h('span', { class: 'muted' }, 'Not sold any more'))))),
+    h('tfoot', {}, h('tr', {},
+      h('td', { colspan: 3 }, 'Total'),
+      h('td', { class: 'number', 'data-label': 'Total' }, money(order.totalCents, order.currency)),
+      h('td', {}))));
+}
+
+/** `#/orders/{id}`: the order, live. */
+export async function detail(ctx, id) {
+  const heading = h('h1', { tabindex: -1 }, `Order ${shortId(id)}`);
+  const status = h('div', { class: 'summary', 'aria-live': 'polite' });
+  const body = h('div', {});
+  const activity = h('ol', { class: 'timeline', id: 'activity' });
+  const activityPanel = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'activity-h' },
+    h('h2', { id: 'activity-h' }, 'Live activity'), activity);
+  const message = h('div', { 'aria-live': 'polite' });
+  let rendered = false;
+  let inFlight = null;
+  let again = false;
+
+  const load = async () => {
+    const order = await get(`/orders/${id}`, { cache: 'no-store' });
+    const [timeline, pay, stock] = await Promise.all([
+      get(`/orders/${id}/timeline`, { cache: 'no-store' }),
+      payment(id),
+      Promise.all(order.items.map((item) => stockNow(item.productId))),
+    ]);
+    return { order, timeline, pay, stock };
+  };
+
+  const render = async () => {
+    // One read at a time; events arriving meanwhile ask for one more afterwards.
+    if (inFlight) {
+      again = true;
+      return inFlight;
+    }
+    inFlight = (async () => {
+      try {
+        do {
+          again = false;
+          const { order, timeline, pay, stock } = await load();
+          if (ctx.stale()) return;
+          paint(order, timeline, pay, stock);
+        } while (again && !ctx.stale());
+      } finally {
+        inFlight = null;
+      }
+    })();
+    return inFlight;
+  };
+
+  const paint = (order, timeline, pay, stock) => {
+    ctx.setTitle(`Order ${shortId(order.id)} · ${STATUS[order.status] ?? order.status}`);
+    const cancel = order.status === 'pending' && !isAdmin()
+      ? h('button', { type: 'button', class: 'danger', onclick: () => cancelOrder(ctx, order, cancel, message, render) }, 'Cancel order')
+      : null;
+    show(status,
+      h('span', { class: 'status-line' }, 'Status: ', statusBadge(order.status)),
+      h('span', {}, `Placed ${when(order.createdAt)}`),
+      h('span', { class: 'price' }, money(order.totalCents, order.currency)),
+      cancel);
+    show(body,
+      headline(order, pay),
+      itemsTable(order, stock),
+      paymentPanel(order, pay),
+      timelinePanel(timeline));
+    document.body.dataset.orderStatus = order.status;
+    rendered = true;
+  };
+
+  try {
+    await render();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      ctx.setTitle('Order not found');
+      show(ctx.main, h('section', {}, h('h1', {}, 'Order not found'),
+        notice('info', 'We could not find this order. It may belong to another account.'),
+        h('p', {}, h('a', { href: '#/orders' }, 'Your orders'))));
+      return;
+    }
+    throw error;
+  }
+  if (ctx.stale() || !rendered) return;
+  show(ctx.main,
+    h('p', {}, h('a', { href: isAdmin() ? '#/admin/orders' : '#/orders' }, isAdmin() ? '← All orders' : '← Your orders')),
+    heading, status, message, body, activityPanel,
+    h('p', { class: 'muted', id: 'live-note' }, isLive() ? '' : 'Live updates are connecting; the page refreshes itself when they arrive.'));
+  ctx.onLeave(() => delete document.body.dataset.orderStatus);
+
+  onEventLines(ctx, id, activity, activityPanel);
+  followOrders(ctx, () => render().catch((error) => {
+    if (!ctx.stale()) message.replaceChildren(notice('warning', ctx.failed(error, { context: 'order' })));
+  }), (event) => event.orderId === id);
+  const offState = onState((state) => {
+    const note = document.getElementById('live-note');
+    if (note) note.textContent = state === 'live' ? '' : state === 'off' ? '' : 'Live updates are reconnecting; the page catches up when they return.';
+  });
+  ctx.onLeave(offState);
+}
+
+/** Each live event about this order, as it arrives. */
+function onEventLines(ctx, id, list, panel) {
+  const off = onEvent((event) => {
+    if (event.orderId !== id || !EVENTS[event.type]) return;
+    const data = event.data ?? {};
+    let text = EVENTS[event.type];
+    if (event.type === 'payment.attempt_failed') {
+      text = `Payment attempt ${data.attemptNo ?? ''} failed${data.error ? `: ${data.error}` : ''}`;
+      if (data.nextRetryAt) text += `; next try at ${clock(data.nextRetryAt)}`;
+    }
+    const bad = /failed|cancelled/.test(event.type);
+    list.append(h('li', { class: bad ? 'bad' : null, 'data-event': event.type }, h('strong', {}, text), h('time', { datetime: event.occurredAt }, clock(event.occurredAt))));
+    panel.hidden = false;
+  });
+  ctx.onLeave(off);
+}
+
+async function cancelOrder(ctx, order, button, message, render) {
+  button.disabled = true;
+  try {
+    await call('POST', `/orders/${order.id}/cancel`);
+    ctx.toast('Your order is cancelled.');
+  } catch (error) {
+    message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
+  }
+  await render().catch(() => {});
+}

@@ -1,0 +1,146 @@
+// What the API says, in words a shopper understands.
+
+/** Order statuses. */
+export const STATUS = {
+  reserving: 'Reserving stock',
+  pending: 'Awaiting payment',
+  paid: 'Paid',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+  shipped: 'Shipped',
+  delivered: 'Delivered',
+};
+
+/** Why an order changed (timeline causes). */
+const CAUSES = {
+  placed: 'Order placed',
+  reserved: 'Stock reserved for you',
+  insufficient_stock: 'Not enough stock',
+  product_unavailable: 'A product is no longer sold',
+  unknown_product: 'A product does not exist',
+  reservation_refused: 'Stock could not be reserved',
+  catalog_unavailable: 'The catalogue was unavailable',
+  reservation_abandoned: 'Stock reservation timed out',
+  payment_succeeded: 'Payment received',
+  payment_failed: 'Payment failed',
+  payment_timeout: 'Payment took too long',
+  payment_refunded: 'Payment refunded',
+  cancelled_by_user: 'Cancelled by you',
+  fulfilment: 'Fulfilment update',
+  payment: 'Payment update',
+};
+
+export function cause(code) {
+  if (!code) return '';
+  return CAUSES[code] ?? code.replaceAll('_', ' ');
+}
+
+/** Who made a change. */
+export function actor(text) {
+  if (!text) return '';
+  if (text.startsWith('user:')) return 'you';
+  if (text.startsWith('admin:')) return 'the shop';
+  if (text === 'payment') return 'payments';
+  return 'the system';
+}
+
+/** Payment statuses. */
+export const PAYMENT = {
+  processing: 'Processing',
+  succeeded: 'Succeeded',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+  refunded: 'Refunded',
+};
+
+/** Live event types, as a line in the order's activity. */
+export const EVENTS = {
+  'order.created': 'Order confirmed, payment requested',
+  'order.paid': 'Order paid',
+  'order.failed': 'Order failed',
+  'order.cancelled': 'Order cancelled',
+  'order.shipped': 'Order shipped',
+  'order.delivered': 'Order delivered',
+  'payment.attempt_failed': 'Payment attempt failed',
+  'payment.succeeded': 'Payment succeeded',
+  'payment.failed': 'Payment failed for good',
+  'payment.refunded': 'Payment refunded',
+};
+
+function seconds(n) {
+  return n === 1 ? '1 second' : `${n} seconds`;
+}
+
+/**
+ * One sentence for an `ApiError`. `context` names what was being done (`login`, `register`,
+ * `checkout`, `load`, `save`, …) where the same code means different things.
+ */
+export function explain(error, context = '') {
+  const wait = error.retryAfter ? ` Please try again in ${seconds(error.retryAfter)}.` : ' Please try again in a moment.';
+  switch (error.code) {
+    case 'network':
+      return 'We could not reach the shop. Check your connection and try again.';
+    case 'unauthorized':
+      return context === 'login'
+        ? 'That email and password do not match an account.'
+        : 'Your session has ended. Please sign in again.';
+    case 'forbidden':
+      return 'Your account is not allowed to do that.';
+    case 'not-found':
+      return context === 'order'
+        ? 'We could not find this order.'
+        : 'We could not find that. It may have been removed.';
+    case 'email-taken':
+      return 'An account with this email already exists. Try signing in instead.';
+    case 'insufficient-stock':
+      return 'Sorry, there is not enough stock for everything in your cart.';
+    case 'product-unavailable':
+      return 'One of the products is no longer sold. Remove it and try again.';
+    case 'version-conflict':
+    case 'precondition-failed':
+      return 'Someone else changed this product while you were editing it.';
+    case 'idempotency-in-progress':
+      return 'Your order is still being placed. Give it a moment.';
+    case 'idempotency-key-reused':
+      return 'Your cart changed while the order was being placed. Please check out again.';
+    case 'illegal-transition':
+      return 'The order cannot move to that status from where it is now.';
+    case 'order-not-pending':
+      return 'This order can no longer be cancelled.';
+    case 'payload-too-large':
+      return 'That is more than we can take in one go. Try something shorter.';
+    case 'validation-failed':
+      return context === 'checkout'
+        ? 'Your cart cannot be ordered as it is.'
+        : 'Some of the details need another look.';
+    case 'rate-limited':
+      return `You are going faster than the shop allows.${wait}`;
+    case 'dependency-unavailable':
+      return `Part of the shop is unavailable right now.${wait}`;
+    default:
+      if (error.status === 503 || error.status === 504) {
+        return `Part of the shop is unavailable right now.${wait}`;
+      }
+      if (error.status >= 500) return 'Something went wrong on our side. Please try again.';
+      return error.problem?.detail || 'That did not work. Please try again.';
+  }
+}
+
+/** Field names in problems → the labels the forms show. */
+const FIELDS = {
+  email: 'Email',
+  password: 'Password',
+  name: 'Name',
+  description: 'Description',
+  priceCents: 'Price',
+  stock: 'Stock',
+  delta: 'Change',
+  reason: 'Reason',
+  quantity: 'Quantity',
+};
+
+/** A field error's message with the field's label in front. */
+export function fieldMessage(field, message) {
+  const label = FIELDS[field] ?? field;
+  return `${label} ${message}`;
+}
