@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test bench chaos contract deploy-check services fmt lint check migrate seed openapi clean
+.PHONY: run test bench chaos e2e contract deploy-check services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -25,6 +25,11 @@ bench: services
 ## reservation and commit, Redis lost, connections terminated, catalog down); one line each.
 chaos: services
 	@$(STAGE) chaos scripts/chaos.sh
+
+## The storefront in headless Chromium (Debian's, driven by playwright-core from npm):
+## shopper, failed-payment, admin-conflict and outage flows; screenshots in target/e2e/screenshots.
+e2e: services
+	@$(STAGE) e2e scripts/e2e.sh
 
 ## schemathesis (PyPI, pinned, in target/contract-venv) against a live system through the
 ## gateway: anonymous, user and admin passes; fails on any 5xx or off-document answer.

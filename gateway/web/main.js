@@ -143,7 +143,9 @@ function loadFailed(error, retry, context = 'load') {
   const status = h('p', { class: 'muted' });
   show(main, h('section', { class: 'unavailable' },
     h('h1', {}, transient ? 'This part of the shop is unavailable' : 'This page could not be shown'),
-    notice('error', message), again, status));
+    // Outages and limits already have the banner with its countdown.
+    transient ? h('p', {}, 'This page will try again by itself; you can also try now.') : notice('error', message),
+    again, status));
   if (transient) {
     let left = Math.max(2, Math.min(error.retryAfter ?? 5, 30));
     const timer = setInterval(() => {
@@ -167,6 +169,8 @@ async function route() {
   const { path, query } = parseHash();
   const match = ROUTES.map(([pattern, view, who]) => [pattern.exec(path), view, who]).find(([m]) => m);
   renderNav(path);
+  // The search box shows the catalogue's query, and nothing elsewhere.
+  if (path !== '/') document.getElementById('search-q').value = '';
   if (!match) {
     setTitle('Not found');
     show(main, h('section', {}, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the shop'))));

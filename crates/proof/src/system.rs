@@ -252,14 +252,23 @@ impl System {
                 .timeout(Duration::from_secs(2))
                 .build()?,
         };
-        // The services migrate their own schemas as they start; the gateway needs none.
-        for name in ["user", "catalog", "order", "payment", "gateway"] {
-            system.spawn(name)?;
-        }
-        for name in ["user", "catalog", "order", "payment", "gateway"] {
-            system.await_ready(name, Duration::from_secs(60)).await?;
+        if let Err(error) = system.start_all().await {
+            // Nothing of a failed start outlives it, the database included.
+            let _ = system.shutdown().await;
+            return Err(error);
         }
         Ok(system)
+    }
+
+    async fn start_all(&mut self) -> anyhow::Result<()> {
+        // The services migrate their own schemas as they start; the gateway needs none.
+        for name in ["user", "catalog", "order", "payment", "gateway"] {
+            self.spawn(name)?;
+        }
+        for name in ["user", "catalog", "order", "payment", "gateway"] {
+            self.await_ready(name, Duration::from_secs(60)).await?;
+        }
+        Ok(())
     }
 
     /// The system's database.
