@@ -166,6 +166,40 @@ describe('shopper', () => {
     assert.deepEqual(page.problems, []);
   });
 
+  test('a checkout refused for stock says what is left, and succeeds once the stock is back', async () => {
+    const shopper = newShopper('Unlucky');
+    await registerUser(system, shopper);
+    const token = await loginToken(system, shopper.email, shopper.password);
+    const kettle = await createProduct(system, admin, { name: 'Stovetop kettle', description: 'Enamel.', priceCents: 3900, stock: 2 });
+    await putInCart(system, token, kettle.id, 2);
+    const page = await newPage(browser, { url: system.url });
+    await signIn(page, system, shopper);
+    await open(page, system, '#/cart');
+    await page.getByRole('button', { name: 'Place order' }).waitFor();
+
+    // Someone else takes one while the shopper looks at the cart.
+    const adjust = (delta) => api(system.url, 'POST', `/products/${kettle.id}/stock-adjustments`, { token: admin, body: { delta, reason: 'e2e' } });
+    assert.equal((await adjust(-1)).status, 200);
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.getByText('Only 1 of one product are left').waitFor();
+    await page.getByText('Only 1 left').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Place order' }).isDisabled(), true);
+    await screenshot(page, 'cart-short');
+    assert.equal((await productNow(system, kettle.id)).stock, 1);
+
+    // The stock comes back: the refusal is not replayed, the next checkout is a new one.
+    assert.equal((await adjust(1)).status, 200);
+    await open(page, system, '#/orders');
+    await open(page, system, '#/cart');
+    await page.getByRole('button', { name: 'Place order' }).click();
+    await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/);
+    await orderStatus(page, 'paid');
+    const placed = (await ordersOf(system, token)).filter((order) => order.status !== 'failed');
+    assert.equal(placed.length, 1, JSON.stringify(placed));
+    assert.equal((await productNow(system, kettle.id)).stock, 0);
+    assert.deepEqual(page.problems, []);
+  });
+
   test('at phone width every page fits the screen and every field has a label', async () => {
     const shopper = newShopper('Phone');
     await registerUser(system, shopper);

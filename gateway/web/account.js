@@ -105,9 +105,6 @@ export async function register(ctx) {
     submit.disabled = true;
     try {
       await signUp(values.email, values.password, values.name);
-      await signIn(values.email, values.password);
-      ctx.toast('Your account is ready.');
-      ctx.navigate(next(ctx));
     } catch (error) {
       if (ctx.stale()) return;
       const text = ctx.failed(error, { context: 'register', button: submit });
@@ -117,6 +114,16 @@ export async function register(ctx) {
         if (error instanceof ApiError && error.code === 'email-taken') email.setError('This email already has an account.');
       }
       if (!(error instanceof ApiError && error.retryAfter)) submit.disabled = false;
+      return;
+    }
+    try {
+      await signIn(values.email, values.password);
+      ctx.toast('Your account is ready.');
+      ctx.navigate(next(ctx));
+    } catch {
+      // The account exists; only signing in did not work this time.
+      ctx.toast('Your account is ready. Please sign in.');
+      ctx.navigate(`#/login${ctx.query.has('next') ? `?next=${encodeURIComponent(ctx.query.get('next'))}` : ''}`);
     }
   },
   h('h1', {}, 'Create an account'),

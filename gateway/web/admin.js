@@ -2,7 +2,7 @@
 // customer's orders with their fulfilment steps.
 
 import { ApiError, call, get } from './api.js';
-import { field, h, money, moneyInput, notice, parseMoney, shortId, show, when } from './dom.js';
+import { field, h, keepFocus, money, moneyInput, notice, parseMoney, shortId, show, when } from './dom.js';
 import { placeFieldErrors } from './account.js';
 import { stockBadge } from './catalogue.js';
 import { followOrders, listControls, listParams, ordersTable } from './orders.js';
@@ -216,7 +216,13 @@ export async function editProduct(ctx, id) {
       ctx.toast(`${saved.name} is saved.`);
     } catch (error) {
       if (error instanceof ApiError && (error.code === 'version-conflict' || error.code === 'precondition-failed')) {
-        const theirs = await get(`/products/${id}`, { cache: 'no-cache' });
+        let theirs;
+        try {
+          theirs = await get(`/products/${id}`, { cache: 'no-cache' });
+        } catch (readError) {
+          message.replaceChildren(notice('error', `${ctx.failed(error)} ${ctx.failed(readError, { context: 'load' })}`));
+          return;
+        }
         if (ctx.stale()) return;
         conflictArea.replaceChildren(conflictPanel(base, body, theirs, {
           onSave: (resolved) => save(resolved, theirs.version),
@@ -338,9 +344,12 @@ export async function orders(ctx) {
   ctx.setTitle('All orders');
   const { status, page, params } = listParams(ctx);
   const message = h('div', { 'aria-live': 'polite' });
+  let latest = 0;
   const render = async () => {
+    // Reads can overlap (every order's events, the buttons): only the newest one paints.
+    const mine = ++latest;
     const body = await get(`/orders?${params}`, { cache: 'no-store' });
-    if (ctx.stale()) return;
+    if (ctx.stale() || mine !== latest) return;
     const { filter, pager } = listControls(ctx, { base: '#/admin/orders', status, page, total: body.total });
     const actions = (order) => {
       const next = NEXT[order.status];
@@ -348,6 +357,8 @@ export async function orders(ctx) {
       const button = h('button', {
         type: 'button',
         class: 'secondary',
+        // The same id for the order's next step, so the keyboard stays on it after a step.
+        id: `next-${order.id}`,
         'aria-label': `Mark order ${shortId(order.id)} ${STATUS[next].toLowerCase()}`,
         onclick: async () => {
           button.disabled = true;
@@ -356,18 +367,19 @@ export async function orders(ctx) {
             ctx.toast(`Order ${shortId(order.id)} is ${STATUS[next].toLowerCase()}.`);
           } catch (error) {
             message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
+            if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
           }
           await render().catch(() => {});
         },
       }, `Mark ${STATUS[next].toLowerCase()}`);
       return button;
     };
-    show(ctx.main,
+    keepFocus(() => show(ctx.main,
       h('h1', {}, 'All orders'),
       message,
       filter,
       body.items.length ? ordersTable(body.items, { actions, owner: true }) : h('div', { class: 'empty' }, h('p', {}, 'No orders here.')),
-      pager);
+      pager));
   };
   await render();
   followOrders(ctx, render);

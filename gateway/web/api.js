@@ -45,10 +45,20 @@ function keep(answer) {
     refresh: answer.refreshToken,
     expiresAt: Date.now() + answer.expiresIn * 1000,
   };
-  clearTimeout(refreshTimer);
   // A minute early (or halfway, for short lifetimes), so calls never carry an expired token.
   const lead = Math.min(60, answer.expiresIn / 2) * 1000;
-  refreshTimer = setTimeout(() => refresh().catch(() => {}), answer.expiresIn * 1000 - lead);
+  scheduleRefresh(answer.expiresIn * 1000 - lead);
+}
+
+/** The next refresh in `delay` ms (kept within what timers take, and at least a second). */
+function scheduleRefresh(delay) {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => {
+    refresh().catch(() => {
+      // An outage or a limit: the session is still good, so try again a little later.
+      if (tokens) scheduleRefresh(10_000);
+    });
+  }, Math.min(Math.max(delay, 1000), 2 ** 31 - 1));
 }
 
 function forget() {
@@ -97,8 +107,10 @@ async function read(response) {
 export async function call(method, path, options = {}) {
   let response = await send(method, path, options);
   if (response.status === 401 && tokens && options.auth !== false) {
-    const refreshed = await refresh().then(() => true, () => false);
-    if (refreshed) response = await send(method, path, options);
+    // A refused refresh ends the session (refresh() says so); an outage or a limit during it
+    // is that error, and the session stays for the next try.
+    await refresh();
+    response = await send(method, path, options);
   }
   const body = await read(response);
   if (!response.ok && response.status !== 304) {

@@ -1,6 +1,8 @@
 // The cart: a small store of the server's cart lines (so the header can count them), and the
 // cart page with checkout. Checkout sends one `Idempotency-Key` per cart content: a double
-// click, a retry after a lost answer or a second tab all place the same single order.
+// click or a retry after a lost answer places the same single order. (Two tabs have a key
+// each: checking out in both at the same instant can place two orders; once one is placed,
+// the cart is empty and the other tab's checkout is refused.)
 
 import { ApiError, call, get, newKey } from './api.js';
 import { h, money, notice, show } from './dom.js';
@@ -200,17 +202,22 @@ async function placeOrder(ctx, button, message) {
     button.textContent = 'Place order';
     if (ctx.stale()) return;
     const text = ctx.failed(error, { context: 'checkout', button });
-    if (error instanceof ApiError && error.code === 'insufficient-stock') {
+    const refused = error instanceof ApiError && [409, 422].includes(error.status) && error.code !== 'idempotency-in-progress';
+    if (refused) {
+      // The server keeps a refusal on its key and would repeat it: the next try is a new one.
+      cart.checkoutKey = newKey();
       const available = error.problem.available;
       flash = notice('error',
         h('p', {}, text),
-        available !== undefined
+        error.code === 'insufficient-stock' && available !== undefined
           ? h('p', {}, available ? `Only ${available} of one product are left; lower its quantity and try again.` : 'One product has just sold out; remove it and try again.')
           : null);
       // The cart's lines show what is left now, under the message.
       ctx.reload();
       return;
     }
+    // Anything else (no answer, an outage, still in progress) may yet have placed the order:
+    // the key stays, so trying again cannot place a second one.
     message.replaceChildren(notice('error', text));
     if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
   }

@@ -43,10 +43,11 @@ function addButton(ctx, product, quantityOf = () => 1) {
       try {
         await cart.add(product.id, quantity);
         ctx.toast(`${product.name} is in your cart.`);
+        button.disabled = false;
       } catch (error) {
         ctx.toast(ctx.failed(error, { context: 'cart', button }));
-      } finally {
-        button.disabled = false;
+        // A limit or an outage leaves the button counting its wait down.
+        if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
       }
     },
   }, 'Add to cart');

@@ -35,6 +35,25 @@ function append(parent, children) {
   }
 }
 
+/**
+ * Runs `repaint` (which replaces elements) and puts the keyboard focus back on the element
+ * that stands where the focused one stood: same id, or same label, name or text.
+ */
+export function keepFocus(repaint) {
+  const active = document.activeElement;
+  const key = active && active !== document.body
+    ? (active.id && `#${CSS.escape(active.id)}`)
+      || (active.getAttribute('aria-label') && `${active.tagName}[aria-label="${CSS.escape(active.getAttribute('aria-label'))}"]`)
+      || (active.getAttribute('name') && `${active.tagName}[name="${CSS.escape(active.getAttribute('name'))}"]`)
+      || null
+    : null;
+  const text = active?.tagName === 'BUTTON' || active?.tagName === 'A' ? active.textContent : null;
+  repaint();
+  if (!active || active === document.body || document.contains(active)) return;
+  const candidates = key ? [...document.querySelectorAll(key)] : text ? [...document.querySelectorAll(active.tagName)].filter((e) => e.textContent === text) : [];
+  candidates[0]?.focus({ preventScroll: true });
+}
+
 /** Replaces what `parent` shows. */
 export function show(parent, ...children) {
   parent.replaceChildren();

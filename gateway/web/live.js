@@ -2,7 +2,7 @@
 // cannot set headers on a socket), reopened after any loss with `since` set to the last event
 // seen, so nothing published in between is missed.
 
-import { ApiError, call, currentUser, isAdmin, refresh, session } from './api.js';
+import { ApiError, accessToken, call, currentUser, isAdmin, session } from './api.js';
 
 const listeners = new Set();
 const states = new Set();
@@ -68,6 +68,8 @@ async function open(mine) {
   const ws = new WebSocket(`${scheme}://${location.host}/ws?${query}`);
   socket = ws;
   ws.addEventListener('message', (message) => {
+    // A socket of an earlier session may still deliver what it had queued: not for this one.
+    if (mine !== generation) return;
     let data;
     try {
       data = JSON.parse(message.data);
@@ -89,9 +91,10 @@ async function open(mine) {
     if (socket === ws) socket = null;
     if (mine !== generation) return;
     if (closed.code === 4401) {
-      // The token expired or the session ended: a new token, or the session is over.
+      // The token expired or the session ended: a fresh token if this one is at its end (a
+      // revoked session shows when the next ticket is refused).
       try {
-        await refresh();
+        await accessToken();
       } catch {
         if (!currentUser()) return;
       }

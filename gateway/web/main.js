@@ -50,22 +50,27 @@ function parseHash() {
 
 let bannerTimer = null;
 
-/** A message across the top; rate limits and outages count down their `Retry-After`. */
+/**
+ * A message across the top; rate limits and outages count down their `Retry-After`. The
+ * sentence is announced once; the countdown beside it is for the eye only.
+ */
 function showBanner(error, context) {
   clearInterval(bannerTimer);
   let left = error.retryAfter ?? 0;
-  const render = () => {
-    const message = explain({ ...error, code: error.code, status: error.status, retryAfter: left, problem: error.problem }, context);
-    show(banner, h('p', {}, message), h('button', { type: 'button', class: 'link', onclick: hideBanner }, 'Dismiss'));
+  const sentence = explain(error, context, { wait: false });
+  const countdown = h('span', { class: 'countdown', 'aria-hidden': 'true' });
+  const tick = () => {
+    countdown.textContent = left > 0 ? `Try again in ${left} s.` : 'Please try again in a moment.';
   };
-  render();
+  tick();
+  show(banner, h('p', {}, sentence, ' ', countdown), h('button', { type: 'button', class: 'link', onclick: hideBanner }, 'Dismiss'));
   banner.hidden = false;
   banner.dataset.code = error.code;
   if (left > 0) {
     bannerTimer = setInterval(() => {
       left -= 1;
       if (left <= 0) hideBanner();
-      else render();
+      else tick();
     }, 1000);
   }
 }
@@ -82,12 +87,9 @@ let toastTimer = null;
 /** A short confirmation that goes away by itself. */
 export function toast(message) {
   clearTimeout(toastTimer);
+  // The live region stays in the page (empty, it takes no room) so screen readers announce it.
   show(toastArea, h('p', {}, message));
-  toastArea.hidden = false;
-  toastTimer = setTimeout(() => {
-    toastArea.hidden = true;
-    toastArea.replaceChildren();
-  }, 4000);
+  toastTimer = setTimeout(() => toastArea.replaceChildren(), 4000);
 }
 
 /** Disables `button` for `seconds`, counting down on it. */
@@ -123,8 +125,10 @@ function failed(error, { context = '', button = null } = {}) {
   const message = explain(error, context);
   if (error.code === 'rate-limited' || error.status === 503 || error.status === 504 || error.code === 'network') {
     showBanner(error, context);
-    cooldown(button, error.retryAfter);
   }
+  // Whatever asks to wait (limits, outages, a checkout still in progress) disables its button
+  // for that long, and only that long.
+  if (error.retryAfter) cooldown(button, error.retryAfter);
   if (error.code === 'unauthorized' && context !== 'login' && !currentUser()) {
     navigate(`#/login?next=${encodeURIComponent(location.hash)}`);
   }

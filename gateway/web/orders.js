@@ -2,7 +2,7 @@
 // its payment attempts as they fail and retry, its timeline, and the stock of what it holds.
 
 import { ApiError, call, get, isAdmin } from './api.js';
-import { clock, field, h, money, notice, shortId, show, when } from './dom.js';
+import { clock, field, h, keepFocus, money, notice, shortId, show, when } from './dom.js';
 import { isLive, onEvent, onState } from './live.js';
 import { EVENTS, PAYMENT, STATUS, actor, cause } from './words.js';
 import { stockBadge } from './catalogue.js';
@@ -107,18 +107,21 @@ export function followOrders(ctx, render, matches = () => true) {
 export async function list(ctx) {
   ctx.setTitle('Your orders');
   const { status, page, params } = listParams(ctx);
+  let latest = 0;
   const render = async () => {
-    const body = await get(`/orders?${params}`);
-    if (ctx.stale()) return;
+    // Reads can overlap (events, actions): only the newest one paints.
+    const mine = ++latest;
+    const body = await get(`/orders?${params}`, { cache: 'no-store' });
+    if (ctx.stale() || mine !== latest) return;
     const { filter, pager } = listControls(ctx, { base: '#/orders', status, page, total: body.total });
-    show(ctx.main,
+    keepFocus(() => show(ctx.main,
       h('h1', {}, 'Your orders'),
       filter,
       body.items.length
         ? ordersTable(body.items)
         : h('div', { class: 'empty' }, h('p', {}, status ? `You have no orders that are ${STATUS[status].toLowerCase()}.` : 'You have not ordered anything yet.'),
             h('p', {}, h('a', { href: '#/' }, 'Browse the products'))),
-      pager);
+      pager));
   };
   await render();
   followOrders(ctx, render);
@@ -168,10 +171,10 @@ function headline(order, pay) {
 }
 
 function attemptLine(attempt) {
-  const outcome = attempt.outcome === 'failed' ? 'failed' : attempt.outcome === 'succeeded' ? 'succeeded' : 'processing';
-  return h('li', { 'data-attempt': attempt.attemptNo, 'data-outcome': attempt.outcome },
+  const outcome = attempt.outcome;
+  return h('li', { 'data-attempt': attempt.attemptNo, 'data-outcome': outcome },
     h('strong', {}, `Attempt ${attempt.attemptNo}`),
-    h('span', { class: ['badge', outcome] }, PAYMENT[outcome] ?? attempt.outcome),
+    h('span', { class: ['badge', outcome] }, PAYMENT[outcome] ?? outcome),
     h('time', { datetime: attempt.at }, clock(attempt.at)),
     attempt.error ? h('span', {}, attempt.error) : null,
     attempt.nextRetryAt ? h('span', { class: 'muted' }, `Next try at ${clock(attempt.nextRetryAt)}`) : null);
@@ -274,13 +277,13 @@ export async function detail(ctx, id) {
   const paint = (order, timeline, pay, stock) => {
     ctx.setTitle(`Order ${shortId(order.id)} · ${STATUS[order.status] ?? order.status}`);
     const cancel = order.status === 'pending' && !isAdmin()
-      ? h('button', { type: 'button', class: 'danger', onclick: () => cancelOrder(ctx, order, cancel, message, render) }, 'Cancel order')
+      ? h('button', { type: 'button', class: 'danger', onclick: () => cancelOrder(ctx, order, cancel, message, render, heading) }, 'Cancel order')
       : null;
-    show(status,
+    keepFocus(() => show(status,
       h('span', { class: 'status-line' }, 'Status: ', statusBadge(order.status)),
       h('span', {}, `Placed ${when(order.createdAt)}`),
       h('span', { class: 'price' }, money(order.totalCents, order.currency)),
-      cancel);
+      cancel));
     show(body,
       headline(order, pay),
       itemsTable(order, stock),
@@ -337,13 +340,16 @@ function onEventLines(ctx, id, list, panel) {
   ctx.onLeave(off);
 }
 
-async function cancelOrder(ctx, order, button, message, render) {
+async function cancelOrder(ctx, order, button, message, render, heading) {
   button.disabled = true;
   try {
     await call('POST', `/orders/${order.id}/cancel`);
     ctx.toast('Your order is cancelled.');
   } catch (error) {
-    message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
+    message.replaceChildren(notice('error', ctx.failed(error, { context: 'cancel', button })));
+    if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
   }
   await render().catch(() => {});
+  // The button is gone once the order moved on; the keyboard continues from the heading.
+  if (!document.contains(document.activeElement) || document.activeElement === document.body) heading.focus();
 }

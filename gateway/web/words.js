@@ -75,8 +75,9 @@ function seconds(n) {
  * One sentence for an `ApiError`. `context` names what was being done (`login`, `register`,
  * `checkout`, `load`, `save`, …) where the same code means different things.
  */
-export function explain(error, context = '') {
-  const wait = error.retryAfter ? ` Please try again in ${seconds(error.retryAfter)}.` : ' Please try again in a moment.';
+export function explain(error, context = '', { wait: sayWait = true } = {}) {
+  let wait = error.retryAfter ? ` Please try again in ${seconds(error.retryAfter)}.` : ' Please try again in a moment.';
+  if (!sayWait) wait = '';
   switch (error.code) {
     case 'network':
       return 'We could not reach the shop. Check your connection and try again.';
@@ -104,7 +105,9 @@ export function explain(error, context = '') {
     case 'idempotency-key-reused':
       return 'Your cart changed while the order was being placed. Please check out again.';
     case 'illegal-transition':
-      return 'The order cannot move to that status from where it is now.';
+      return context === 'cancel'
+        ? 'This order can no longer be cancelled: it has moved on meanwhile.'
+        : 'The order cannot move to that status from where it is now.';
     case 'order-not-pending':
       return 'This order can no longer be cancelled.';
     case 'payload-too-large':
