@@ -119,12 +119,44 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
+/// The process id in a run's database name (`shop_<label>_p<pid>_<random>`).
+fn owner_pid(name: &str) -> Option<u32> {
+    name.rsplit_once('_')?.0.rsplit_once("_p")?.1.parse().ok()
+}
+
+/// Drops the databases of runs whose process is gone (killed before it could clean up).
+async fn sweep_abandoned(admin: &Client) -> anyhow::Result<()> {
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname ~ '^shop_[a-z0-9_]+_p[0-9]+_[0-9a-f]{32}$'",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let name: String = row.get(0);
+        let alive = owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .with_context(|| format!("dropping the abandoned database {name}"))?;
+        }
+    }
+    Ok(())
+}
+
 impl Database {
-    /// Creates `shop_<label>_<random>` with the bootstrap SQL applied; the services migrate it.
+    /// Creates `shop_<label>_p<pid>_<random>` with the bootstrap SQL applied; the services
+    /// migrate it. Databases of earlier runs whose process is gone are dropped first.
     pub async fn create(label: &str) -> anyhow::Result<Self> {
         let admin_url = with_database(&server_url(), "postgres");
-        let name = format!("shop_{label}_{}", uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "shop_{label}_p{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         let admin = connect(&admin_url).await?;
+        sweep_abandoned(&admin).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
@@ -516,5 +548,21 @@ impl Drop for System {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_pid;
+
+    #[test]
+    fn the_owner_of_a_run_database_is_read_from_its_name() {
+        assert_eq!(
+            owner_pid("shop_e2e_shopper_p4242_0123456789abcdef0123456789abcdef"),
+            Some(4242)
+        );
+        assert_eq!(owner_pid("shop_chaos_p1_00"), Some(1));
+        assert_eq!(owner_pid("shop_chaos_0123"), None);
+        assert_eq!(owner_pid("shop"), None);
     }
 }
