@@ -74,6 +74,8 @@ export async function screenshot(page, name) {
   const dir = path.resolve(root, process.env.E2E_SCREENSHOTS ?? 'target/e2e/screenshots');
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, `${name}.png`);
+  // A passing confirmation would sit in the middle of a full-page picture: it goes early.
+  await page.evaluate(() => document.getElementById('toast')?.replaceChildren());
   await page.screenshot({ path: file, fullPage: true });
   return file;
 }
