@@ -14,7 +14,7 @@ use actix_web::{
     web,
 };
 use sha2::{Digest, Sha256};
-use shop_http::ApiError;
+use shop_http::{ApiError, conditional::not_modified};
 
 /// Everything the storefront may load or reach; `'self'` covers its WebSocket too.
 pub const STOREFRONT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -75,15 +75,7 @@ fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, ApiError> {
         .find(|(_, asset)| asset.name == name)
         .ok_or_else(ApiError::not_found)?;
     let etag = &ETAGS[index];
-    let fresh = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == etag
-        });
+    let fresh = not_modified(req, etag);
     let mut response = if fresh {
         HttpResponse::NotModified()
     } else {

@@ -1,7 +1,8 @@
 //! HTTP building blocks shared by the services and the gateway: RFC 9457 problem+json errors
-//! with stable codes, extractor error mapping, health endpoints, the internal-credential guard,
-//! caller identity, request context, and server lifecycle.
+//! with stable codes, extractor error mapping, conditional requests, health endpoints, the
+//! internal-credential guard, caller identity, request context, and server lifecycle.
 
+pub mod conditional;
 mod context;
 mod extract;
 pub mod health;

@@ -7,7 +7,11 @@ use actix_web::{
 };
 use serde::Deserialize;
 use shop_contracts::ReserveRequest;
-use shop_http::{Admin, ApiError, FieldError, PageQuery, Problem, headers};
+use shop_http::{
+    Admin, ApiError, FieldError, PageQuery, Problem,
+    conditional::{entity_tags, not_modified},
+    headers,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -52,19 +56,6 @@ fn with_etag(mut response: HttpResponse, versioned: &Versioned) -> HttpResponse 
         response.headers_mut().insert(header::ETAG, value);
     }
     response
-}
-
-/// The entity tags of a conditional header (`None` when absent).
-fn entity_tags(req: &HttpRequest, name: header::HeaderName) -> Option<Vec<String>> {
-    let values: Vec<String> = req
-        .headers()
-        .get_all(name)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|tag| tag.trim().to_owned())
-        .filter(|tag| !tag.is_empty())
-        .collect();
-    (!values.is_empty()).then_some(values)
 }
 
 /// Listing parameters.
@@ -183,13 +174,7 @@ pub async fn get_product(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let versioned = products::get(&state, *id).await?;
-    let current = versioned.etag();
-    // Weak comparison, as RFC 9110 asks for If-None-Match.
-    let unchanged = entity_tags(&req, header::IF_NONE_MATCH).is_some_and(|tags| {
-        tags.iter()
-            .any(|t| t == "*" || t.trim_start_matches("W/") == current)
-    });
-    if unchanged {
+    if not_modified(&req, &versioned.etag()) {
         return Ok(with_etag(HttpResponse::NotModified().finish(), &versioned));
     }
     Ok(with_etag(
