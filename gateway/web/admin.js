@@ -2,10 +2,10 @@
 // customer's orders with their fulfilment steps.
 
 import { ApiError, call, get } from './api.js';
-import { field, h, keepFocus, money, moneyInput, notice, parseMoney, shortId, show, when } from './dom.js';
+import { field, h, money, moneyInput, notFound, notice, pageOf, pager, parseMoney, shortId, show, when } from './dom.js';
 import { placeFieldErrors } from './account.js';
 import { stockBadge } from './catalogue.js';
-import { followOrders, listControls, listParams, ordersTable } from './orders.js';
+import { ordersList } from './orders.js';
 import { STATUS } from './words.js';
 
 const PAGE_SIZE = 20;
@@ -14,7 +14,7 @@ const PAGE_SIZE = 20;
 export async function products(ctx) {
   ctx.setTitle('Manage products');
   const q = ctx.query.get('q') ?? '';
-  const page = Math.max(1, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1);
+  const page = pageOf(ctx.query);
   const params = new URLSearchParams({ page, limit: PAGE_SIZE, sort: '-createdAt' });
   if (q) params.set('q', q);
   const body = await get(`/products?${params}`, { cache: 'no-cache' });
@@ -32,7 +32,6 @@ export async function products(ctx) {
     event.preventDefault();
     go({ q: search.input.value.trim(), page: 1 });
   });
-  const pages = Math.max(1, Math.ceil(body.total / PAGE_SIZE));
   show(ctx.main,
     h('h1', {}, 'Manage products'),
     h('div', { class: 'actions' }, h('a', { class: 'button', href: '#/admin/products/new' }, 'New product')),
@@ -50,12 +49,7 @@ export async function products(ctx) {
             h('td', { 'data-label': 'Stock' }, stockBadge(product.stock)),
             h('td', { 'data-label': 'Updated' }, when(product.updatedAt))))))
       : h('div', { class: 'empty' }, h('p', {}, q ? `No product matches “${q}”.` : 'There are no products yet.')),
-    pages > 1
-      ? h('nav', { class: 'pager', 'aria-label': 'Pages' },
-          h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go({ page: page - 1 }) }, 'Previous'),
-          h('span', {}, `Page ${page} of ${pages}`),
-          h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onclick: () => go({ page: page + 1 }) }, 'Next'))
-      : null);
+    pager(page, body.total, PAGE_SIZE, (to) => go({ page: to })));
 }
 
 /** The editable fields as a form; `values()` reads them back (null when one is invalid). */
@@ -179,8 +173,7 @@ export async function editProduct(ctx, id) {
     product = await get(`/products/${id}`, { cache: 'no-cache' });
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
-      show(ctx.main, h('section', {}, h('h1', {}, 'Product not found'),
-        notice('info', 'This product does not exist or was deleted.'), h('p', {}, h('a', { href: '#/admin/products' }, 'All products'))));
+      notFound(ctx, 'Product not found', 'This product does not exist or was deleted.', ['#/admin/products', 'All products']);
       return;
     }
     throw error;
@@ -339,48 +332,37 @@ export async function editProduct(ctx, id) {
 
 const NEXT = { paid: 'shipped', shipped: 'delivered' };
 
-/** `#/admin/orders?status=&page=`: every customer's orders. */
-export async function orders(ctx) {
-  ctx.setTitle('All orders');
-  const { status, page, params } = listParams(ctx);
+/** `#/admin/orders?status=&page=`: every customer's orders, with their next step. */
+export function orders(ctx) {
   const message = h('div', { 'aria-live': 'polite' });
-  let latest = 0;
-  const render = async () => {
-    // Reads can overlap (every order's events, the buttons): only the newest one paints.
-    const mine = ++latest;
-    const body = await get(`/orders?${params}`, { cache: 'no-store' });
-    if (ctx.stale() || mine !== latest) return;
-    const { filter, pager } = listControls(ctx, { base: '#/admin/orders', status, page, total: body.total });
-    const actions = (order) => {
-      const next = NEXT[order.status];
-      if (!next) return h('span', { class: 'muted' }, '–');
-      const button = h('button', {
-        type: 'button',
-        class: 'secondary',
-        // The same id for the order's next step, so the keyboard stays on it after a step.
-        id: `next-${order.id}`,
-        'aria-label': `Mark order ${shortId(order.id)} ${STATUS[next].toLowerCase()}`,
-        onclick: async () => {
-          button.disabled = true;
-          try {
-            await call('PUT', `/orders/${order.id}/status`, { body: { status: next } });
-            ctx.toast(`Order ${shortId(order.id)} is ${STATUS[next].toLowerCase()}.`);
-          } catch (error) {
-            message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
-            if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
-          }
-          await render().catch(() => {});
-        },
-      }, `Mark ${STATUS[next].toLowerCase()}`);
-      return button;
-    };
-    keepFocus(() => show(ctx.main,
-      h('h1', {}, 'All orders'),
-      message,
-      filter,
-      body.items.length ? ordersTable(body.items, { actions, owner: true }) : h('div', { class: 'empty' }, h('p', {}, 'No orders here.')),
-      pager));
+  const nextStep = (render) => (order) => {
+    const next = NEXT[order.status];
+    if (!next) return h('span', { class: 'muted' }, '–');
+    const button = h('button', {
+      type: 'button',
+      class: 'secondary',
+      // The same id for the order's next step, so the keyboard stays on it after a step.
+      id: `next-${order.id}`,
+      'aria-label': `Mark order ${shortId(order.id)} ${STATUS[next].toLowerCase()}`,
+      onclick: async () => {
+        button.disabled = true;
+        try {
+          await call('PUT', `/orders/${order.id}/status`, { body: { status: next } });
+          ctx.toast(`Order ${shortId(order.id)} is ${STATUS[next].toLowerCase()}.`);
+        } catch (error) {
+          message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
+          if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
+        }
+        await render().catch(() => {});
+      },
+    }, `Mark ${STATUS[next].toLowerCase()}`);
+    return button;
   };
-  await render();
-  followOrders(ctx, render);
+  return ordersList(ctx, {
+    title: 'All orders',
+    base: '#/admin/orders',
+    top: message,
+    table: (render) => ({ actions: nextStep(render), owner: true }),
+    empty: () => h('p', {}, 'No orders here.'),
+  });
 }

@@ -1,7 +1,7 @@
 // Browsing: the product list (search, sorting, in-stock filter, pages) and a product's page.
 
 import { ApiError, currentUser, get } from './api.js';
-import { field, h, money, notice, show } from './dom.js';
+import { field, h, money, notFound, notice, pageOf, pager, show } from './dom.js';
 import { cart } from './cart.js';
 
 const PAGE_SIZE = 12;
@@ -67,7 +67,7 @@ export async function list(ctx) {
   const q = ctx.query.get('q') ?? '';
   const sort = SORTS.some(([value]) => value === ctx.query.get('sort')) ? ctx.query.get('sort') : 'name';
   const inStock = ctx.query.get('inStock') === 'true';
-  const page = Math.max(1, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1);
+  const page = pageOf(ctx.query);
   ctx.setTitle(q ? `“${q}”` : 'Products');
   document.getElementById('search-q').value = q;
 
@@ -83,7 +83,6 @@ export async function list(ctx) {
   const inStockBox = h('input', { type: 'checkbox', id: 'in-stock', name: 'inStock', checked: inStock });
   inStockBox.addEventListener('change', () => go({ inStock: inStockBox.checked || null }));
 
-  const pages = Math.max(1, Math.ceil(body.total / PAGE_SIZE));
   const heading = q ? `Results for “${q}”` : 'Products';
   const count = body.total === 1 ? '1 product' : `${body.total} products`;
 
@@ -105,12 +104,7 @@ export async function list(ctx) {
       : h('div', { class: 'empty' },
           h('p', {}, q ? `Nothing matches “${q}”.` : 'There are no products yet.'),
           q || inStock ? h('p', {}, h('a', { href: '#/' }, 'Show every product')) : null),
-    pages > 1
-      ? h('nav', { class: 'pager', 'aria-label': 'Pages' },
-          h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go({ page: page - 1 === 1 ? null : page - 1 }) }, 'Previous'),
-          h('span', { 'aria-live': 'polite' }, `Page ${page} of ${pages}`),
-          h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onclick: () => go({ page: page + 1 }) }, 'Next'))
-      : null);
+    pager(page, body.total, PAGE_SIZE, (to) => go({ page: to === 1 ? null : to })));
 }
 
 /** `#/products/{id}`: one product, with a quantity to add. */
@@ -120,10 +114,7 @@ export async function product(ctx, id) {
     item = await get(`/products/${id}`, { auth: false });
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
-      ctx.setTitle('Not found');
-      show(ctx.main, h('section', {}, h('h1', {}, 'Product not found'),
-        notice('info', 'This product does not exist or is no longer sold.'),
-        h('p', {}, h('a', { href: '#/' }, 'Back to the products'))));
+      notFound(ctx, 'Product not found', 'This product does not exist or is no longer sold.', ['#/', 'Back to the products']);
       return;
     }
     throw error;

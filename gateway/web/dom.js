@@ -138,6 +138,27 @@ export function field({ label, hint, options, multiline, ...attributes }) {
   return wrapper;
 }
 
+/** The page a list view is on (`page` in its query; 1 when absent or not a number). */
+export function pageOf(query) {
+  return Math.max(1, Number.parseInt(query.get('page') ?? '1', 10) || 1);
+}
+
+/** Previous, "Page x of y" and Next for `total` items, `size` a page; null for one page. */
+export function pager(page, total, size, go) {
+  const pages = Math.max(1, Math.ceil(total / size));
+  if (pages <= 1) return null;
+  return h('nav', { class: 'pager', 'aria-label': 'Pages' },
+    h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go(page - 1) }, 'Previous'),
+    h('span', { 'aria-live': 'polite' }, `Page ${page} of ${pages}`),
+    h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onclick: () => go(page + 1) }, 'Next'));
+}
+
+/** What a view shows for something that does not exist: a title, why, and where to go. */
+export function notFound(ctx, title, text, [href, label]) {
+  ctx.setTitle(title);
+  show(ctx.main, h('section', {}, h('h1', {}, title), notice('info', text), h('p', {}, h('a', { href }, label))));
+}
+
 /** A message box: `kind` is `error`, `warning`, `info` or `success`. */
 export function notice(kind, ...children) {
   return h('div', { class: ['notice', kind], role: kind === 'error' ? 'alert' : 'status' }, ...children);

@@ -2,7 +2,7 @@
 // its payment attempts as they fail and retry, its timeline, and the stock of what it holds.
 
 import { ApiError, call, get, isAdmin } from './api.js';
-import { clock, field, h, keepFocus, money, notice, shortId, show, when } from './dom.js';
+import { clock, field, h, keepFocus, money, notFound, notice, pageOf, pager, shortId, show, when } from './dom.js';
 import { isLive, onEvent, onState } from './live.js';
 import { EVENTS, PAYMENT, STATUS, actor, cause } from './words.js';
 import { stockBadge } from './catalogue.js';
@@ -42,7 +42,7 @@ export function ordersTable(orders, { actions = null, owner = false } = {}) {
 }
 
 /** A status filter and pager shared by the shopper's and the admin's lists. */
-export function listControls(ctx, { base, status, page, total }) {
+function listControls(ctx, { base, status, page, total }) {
   const go = (changes) => {
     const next = new URLSearchParams();
     const values = { status, page, ...changes };
@@ -57,28 +57,14 @@ export function listControls(ctx, { base, status, page, total }) {
     options: [['', 'All orders'], ...Object.entries(STATUS).filter(([s]) => s !== 'reserving')],
   });
   filter.input.addEventListener('change', () => go({ status: filter.input.value, page: 1 }));
-  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
   return {
     filter: h('div', { class: 'filters' }, filter, h('p', { class: 'muted', role: 'status' }, total === 1 ? '1 order' : `${total} orders`)),
-    pager: pages > 1
-      ? h('nav', { class: 'pager', 'aria-label': 'Pages' },
-          h('button', { type: 'button', class: 'secondary', disabled: page <= 1, onclick: () => go({ page: page - 1 }) }, 'Previous'),
-          h('span', {}, `Page ${page} of ${pages}`),
-          h('button', { type: 'button', class: 'secondary', disabled: page >= pages, onclick: () => go({ page: page + 1 }) }, 'Next'))
-      : null,
+    pager: pager(page, total, PAGE_SIZE, (to) => go({ page: to })),
   };
 }
 
-export function listParams(ctx) {
-  const status = STATUS[ctx.query.get('status')] ? ctx.query.get('status') : '';
-  const page = Math.max(1, Number.parseInt(ctx.query.get('page') ?? '1', 10) || 1);
-  const params = new URLSearchParams({ page, limit: PAGE_SIZE });
-  if (status) params.set('status', status);
-  return { status, page, params };
-}
-
 /** Reruns `render` when an event about an order arrives (or the socket had to resync). */
-export function followOrders(ctx, render, matches = () => true) {
+function followOrders(ctx, render, matches = () => true) {
   let timer = null;
   const again = () => {
     clearTimeout(timer);
@@ -103,28 +89,45 @@ export function followOrders(ctx, render, matches = () => true) {
   });
 }
 
-/** `#/orders?status=&page=` */
-export async function list(ctx) {
-  ctx.setTitle('Your orders');
-  const { status, page, params } = listParams(ctx);
+/**
+ * A list of orders at `base?status=&page=` that follows them live: the shopper's own and the
+ * admin's all. `table(render)` gives `ordersTable`'s options (render repaints the list), `top`
+ * goes above the filter and `empty(status)` is shown for no orders.
+ */
+export async function ordersList(ctx, { title, base, top = null, table = () => ({}), empty }) {
+  ctx.setTitle(title);
+  const status = STATUS[ctx.query.get('status')] ? ctx.query.get('status') : '';
+  const page = pageOf(ctx.query);
+  const params = new URLSearchParams({ page, limit: PAGE_SIZE });
+  if (status) params.set('status', status);
   let latest = 0;
   const render = async () => {
     // Reads can overlap (events, actions): only the newest one paints.
     const mine = ++latest;
     const body = await get(`/orders?${params}`, { cache: 'no-store' });
     if (ctx.stale() || mine !== latest) return;
-    const { filter, pager } = listControls(ctx, { base: '#/orders', status, page, total: body.total });
+    const { filter, pager: pages } = listControls(ctx, { base, status, page, total: body.total });
     keepFocus(() => show(ctx.main,
-      h('h1', {}, 'Your orders'),
+      h('h1', {}, title),
+      top,
       filter,
-      body.items.length
-        ? ordersTable(body.items)
-        : h('div', { class: 'empty' }, h('p', {}, status ? `You have no orders that are ${STATUS[status].toLowerCase()}.` : 'You have not ordered anything yet.'),
-            h('p', {}, h('a', { href: '#/' }, 'Browse the products'))),
-      pager));
+      body.items.length ? ordersTable(body.items, table(render)) : h('div', { class: 'empty' }, empty(status)),
+      pages));
   };
   await render();
   followOrders(ctx, render);
+}
+
+/** `#/orders?status=&page=` */
+export function list(ctx) {
+  return ordersList(ctx, {
+    title: 'Your orders',
+    base: '#/orders',
+    empty: (status) => [
+      h('p', {}, status ? `You have no orders that are ${STATUS[status].toLowerCase()}.` : 'You have not ordered anything yet.'),
+      h('p', {}, h('a', { href: '#/' }, 'Browse the products')),
+    ],
+  });
 }
 
 /** The payment, or null before the payment service has it. */
@@ -297,10 +300,7 @@ export async function detail(ctx, id) {
     await render();
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
-      ctx.setTitle('Order not found');
-      show(ctx.main, h('section', {}, h('h1', {}, 'Order not found'),
-        notice('info', 'We could not find this order. It may belong to another account.'),
-        h('p', {}, h('a', { href: '#/orders' }, 'Your orders'))));
+      notFound(ctx, 'Order not found', 'We could not find this order. It may belong to another account.', ['#/orders', 'Your orders']);
       return;
     }
     throw error;
