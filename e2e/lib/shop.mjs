@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 
-import { api } from './system.mjs';
+import { newPage } from './browser.mjs';
+import { api, loginToken, registerUser } from './system.mjs';
 
 let counter = 0;
 
@@ -87,6 +88,26 @@ export async function productNow(system, id) {
 export async function putInCart(system, token, productId, quantity) {
   const { status, body } = await api(system.url, 'PUT', `/cart/items/${productId}`, { token, body: { quantity } });
   assert.equal(status, 200, JSON.stringify(body));
+}
+
+/**
+ * A new shopper, registered through the API, with `lines` (`[[productId, quantity], …]`) in
+ * the cart: `{ shopper, token }`.
+ */
+export async function shopperWithCart(system, name, lines = []) {
+  const shopper = newShopper(name);
+  await registerUser(system, shopper);
+  const token = await loginToken(system, shopper.email, shopper.password);
+  for (const [productId, quantity] of lines) await putInCart(system, token, productId, quantity);
+  return { shopper, token };
+}
+
+/** A new page where `shopper` has signed in and looks at the cart. */
+export async function atCart(browser, system, shopper) {
+  const page = await newPage(browser, { url: system.url });
+  await signIn(page, system, shopper);
+  await open(page, system, '#/cart');
+  return page;
 }
 
 /** Polls until `check()` is truthy (for state the page does not show). */

@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 
 import { launch, newPage, screenshot } from '../lib/browser.mjs';
 import {
-  open, orderIdOf, orderStatus, newShopper, productNow, putInCart, signIn,
+  atCart, open, orderIdOf, orderStatus, newShopper, productNow, shopperWithCart,
 } from '../lib/shop.mjs';
-import { adminToken, api, createProduct, loginToken, registerUser, startSystem } from '../lib/system.mjs';
+import { adminToken, api, createProduct, registerUser, startSystem } from '../lib/system.mjs';
 
 let browser;
 
@@ -41,14 +41,8 @@ describe('payments that keep failing', () => {
   test('the order page shows each failed attempt, then the failure, and the stock returns', async () => {
     const admin = await adminToken(system);
     const lamp = await createProduct(system, admin, { name: 'Desk lamp', description: 'Brass.', priceCents: 4500, stock: 5 });
-    const shopper = newShopper('Declined');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
-    await putInCart(system, token, lamp.id, 2);
-
-    const page = await newPage(browser, { url: system.url });
-    await signIn(page, system, shopper);
-    await open(page, system, '#/cart');
+    const { shopper, token } = await shopperWithCart(system, 'Declined', [[lamp.id, 2]]);
+    const page = await atCart(browser, system, shopper);
     await page.getByRole('button', { name: 'Place order' }).click();
     await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/);
     // While the payment is tried, the two lamps are held.

@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { launch, newPage, screenshot } from '../lib/browser.mjs';
 import {
-  addToCart, assertReadable, open, orderIdOf, orderStatus, ordersOf, newShopper, productNow,
-  putInCart, register, search, signIn,
+  addToCart, assertReadable, atCart, open, orderIdOf, orderStatus, ordersOf, newShopper,
+  productNow, register, search, shopperWithCart, signIn,
 } from '../lib/shop.mjs';
 import { adminToken, api, createProduct, loginToken, registerUser, startSystem } from '../lib/system.mjs';
 
@@ -101,13 +101,8 @@ describe('shopper', () => {
   });
 
   test('two quick clicks on checkout place one order', async () => {
-    const shopper = newShopper('Quick');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
-    await putInCart(system, token, products.cup.id, 1);
-    const page = await newPage(browser, { url: system.url });
-    await signIn(page, system, shopper);
-    await open(page, system, '#/cart');
+    const { shopper, token } = await shopperWithCart(system, 'Quick', [[products.cup.id, 1]]);
+    const page = await atCart(browser, system, shopper);
     await page.getByRole('button', { name: 'Place order' }).dblclick();
     await page.waitForURL(/#\/orders\/[0-9a-f-]{36}$/);
     await orderStatus(page, 'paid');
@@ -117,13 +112,8 @@ describe('shopper', () => {
   });
 
   test('a checkout whose answer is lost is tried again and still makes one order', async () => {
-    const shopper = newShopper('Lost');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
-    await putInCart(system, token, products.jug.id, 1);
-    const page = await newPage(browser, { url: system.url });
-    await signIn(page, system, shopper);
-    await open(page, system, '#/cart');
+    const { shopper, token } = await shopperWithCart(system, 'Lost', [[products.jug.id, 1]]);
+    const page = await atCart(browser, system, shopper);
 
     // The first checkout reaches the server and places the order; its answer never arrives.
     let lost = 0;
@@ -148,14 +138,9 @@ describe('shopper', () => {
   });
 
   test('a cart line beyond the stock is flagged and cannot be ordered', async () => {
-    const shopper = newShopper('Greedy');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
     const scarce = await createProduct(system, admin, { name: 'Rare teapot', description: 'One of a few.', priceCents: 9900, stock: 2 });
-    await putInCart(system, token, scarce.id, 3);
-    const page = await newPage(browser, { url: system.url });
-    await signIn(page, system, shopper);
-    await open(page, system, '#/cart');
+    const { shopper } = await shopperWithCart(system, 'Greedy', [[scarce.id, 3]]);
+    const page = await atCart(browser, system, shopper);
     await page.getByText('Only 2 left').waitFor();
     assert.equal(await page.getByRole('button', { name: 'Place order' }).isDisabled(), true);
     await page.getByLabel('Quantity of Rare teapot').fill('2');
@@ -167,14 +152,9 @@ describe('shopper', () => {
   });
 
   test('a checkout refused for stock says what is left, and succeeds once the stock is back', async () => {
-    const shopper = newShopper('Unlucky');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
     const kettle = await createProduct(system, admin, { name: 'Stovetop kettle', description: 'Enamel.', priceCents: 3900, stock: 2 });
-    await putInCart(system, token, kettle.id, 2);
-    const page = await newPage(browser, { url: system.url });
-    await signIn(page, system, shopper);
-    await open(page, system, '#/cart');
+    const { shopper, token } = await shopperWithCart(system, 'Unlucky', [[kettle.id, 2]]);
+    const page = await atCart(browser, system, shopper);
     await page.getByRole('button', { name: 'Place order' }).waitFor();
 
     // Someone else takes one while the shopper looks at the cart.
@@ -201,10 +181,7 @@ describe('shopper', () => {
   });
 
   test('at phone width every page fits the screen and every field has a label', async () => {
-    const shopper = newShopper('Phone');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
-    await putInCart(system, token, products.cup.id, 1);
+    const { shopper } = await shopperWithCart(system, 'Phone', [[products.cup.id, 1]]);
     const page = await newPage(browser, { url: system.url, viewport: { width: 390, height: 844 } });
     await open(page, system);
     await assertReadable(page, 'catalogue');
@@ -300,13 +277,8 @@ describe('shopper', () => {
     assert.equal((await productNow(system, product.id)).stock, 20);
 
     // A paid order moves on, and its owner's page follows.
-    const shopper = newShopper('Waiting');
-    await registerUser(system, shopper);
-    const token = await loginToken(system, shopper.email, shopper.password);
-    await putInCart(system, token, product.id, 1);
-    const owner = await newPage(browser, { url: system.url });
-    await signIn(owner, system, shopper);
-    await open(owner, system, '#/cart');
+    const { shopper } = await shopperWithCart(system, 'Waiting', [[product.id, 1]]);
+    const owner = await atCart(browser, system, shopper);
     await owner.getByRole('button', { name: 'Place order' }).click();
     await orderStatus(owner, 'paid');
     const id = orderIdOf(owner);
