@@ -62,9 +62,14 @@ async fn apply(
     schema: &str,
     migrations: EmbeddedMigrations,
 ) -> Result<(AsyncPgConnection, Vec<String>), MigrationError> {
-    // Quoted identifier; schema names are our own constants.
-    conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await?;
+    // Quoted identifier; schema names are our own constants. The search path is set again
+    // after the schema exists: diesel creates its migrations table unqualified, and a path
+    // resolved while the schema was missing would put that table in `public` (seen once, under
+    // three concurrent starters).
+    conn.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\", public"
+    ))
+    .await?;
     // The harness blocks on the runtime; keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         let mut harness = AsyncMigrationHarness::new(conn);
