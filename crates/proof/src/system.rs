@@ -245,6 +245,25 @@ pub struct System {
     http: reqwest::Client,
 }
 
+/// How many times `System::start` tries when a port was taken under it.
+const START_ATTEMPTS: usize = 3;
+
+/// What a service says when its port is taken (`std::io::ErrorKind::AddrInUse`).
+const ADDRESS_IN_USE: &str = "Address already in use";
+
+/// The last non-empty line of a log, for an error message.
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "no output".to_owned())
+}
+
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<File> {
     let path = dir.join(format!("{name}.log"));
     OpenOptions::new()
@@ -284,12 +303,33 @@ impl System {
                 .timeout(Duration::from_secs(2))
                 .build()?,
         };
-        if let Err(error) = system.start_all().await {
-            // Nothing of a failed start outlives it, the database included.
-            let _ = system.shutdown().await;
-            return Err(error);
+        let mut attempt = 1;
+        loop {
+            match system.start_all().await {
+                Ok(()) => return Ok(system),
+                // A port picked as free can be taken before its process binds it (by another
+                // connection's ephemeral port): everything again, on fresh ports.
+                Err(error)
+                    if attempt < START_ATTEMPTS
+                        && format!("{error:#}").contains(ADDRESS_IN_USE) =>
+                {
+                    eprintln!("system: {error:#}; starting again on other ports");
+                    for process in &mut system.processes {
+                        if let Some(mut child) = process.child.take() {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                        }
+                        process.port = free_port();
+                    }
+                    attempt += 1;
+                }
+                Err(error) => {
+                    // Nothing of a failed start outlives it, the database included.
+                    let _ = system.shutdown().await;
+                    return Err(error);
+                }
+            }
         }
-        Ok(system)
     }
 
     async fn start_all(&mut self) -> anyhow::Result<()> {
@@ -402,9 +442,11 @@ impl System {
         let url = format!("{}/readyz", self.url(name));
         loop {
             if let Some(status) = self.exited(name) {
+                let log = self.log_path(name);
                 bail!(
-                    "{name} exited ({status}) before it was ready; see {}",
-                    self.log_path(name).display()
+                    "{name} exited ({status}) before it was ready: {}; see {}",
+                    last_line(&log),
+                    log.display()
                 );
             }
             if let Ok(response) = self.http.get(&url).send().await
