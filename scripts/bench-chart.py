@@ -21,7 +21,11 @@ def margin(target):
     if "% of" in target["goal"]:
         ratio = float(re.search(r"= ([\d.]+)%", measured).group(1))
         return ratio / goal
-    value = float(re.search(r"[\d.]+", measured).group())
+    number = re.search(r"[\d.]+", measured)
+    if goal == 0 or number is None:
+        # Nothing to divide by (a goal of zero, a figure not counted): met or not.
+        return 10.0 if target["met"] else 0.1
+    value = float(number.group())
     return goal / value if value > 0 else 10.0
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the system as five release processes on loopback, its own database and
-# redis-server, rate limits off; the machine's ceilings measured in the same run. Writes
-# bench/results/<date>.{json,md,png} and prints the table. BENCH_DURATION, BENCH_WARMUP,
-# BENCH_CONNECTIONS, BENCH_BACKLOG, BENCH_SHOPPERS and BENCH_PRODUCTS change the run.
+# redis-server, rate limits on at a high limit; the machine's ceilings measured in the same
+# run; commits and statements per order counted. Writes bench/results/<date>.{json,md,png}
+# and prints the table. BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_BACKLOG,
+# BENCH_SHOPPERS and BENCH_PRODUCTS change the run; BENCH_BIN_DIR measures another build's
+# binaries (an older commit's) with this driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

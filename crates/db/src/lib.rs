@@ -1,18 +1,21 @@
 //! Postgres access shared by the services: a diesel-async pool whose connections live in the
-//! service's schema, and the migration runner.
+//! service's schema and count the statements they send, and the migration runner.
 
 mod migrate;
+mod statements;
 
 use std::time::Duration;
 
 use diesel_async::{
-    AsyncPgConnection, RunQueryDsl,
-    pooled_connection::{AsyncDieselConnectionManager, PoolError},
+    AsyncConnection, AsyncPgConnection, RunQueryDsl,
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError},
 };
+use futures_util::FutureExt;
 use shop_settings::{Service, Settings};
 
 pub use diesel_migrations::EmbeddedMigrations;
 pub use migrate::{MigrationError, run_migrations};
+pub use statements::StatementCounter;
 
 /// The pool type every service uses.
 pub type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
@@ -83,10 +86,21 @@ pub fn url_with_schema(url: &str, schema: &str) -> String {
 }
 
 /// Builds the pool of a service. Connections are made lazily, so a service starts (and answers
-/// `/healthz`) while Postgres is still coming up; `/readyz` tells when it is usable.
+/// `/healthz`) while Postgres is still coming up; `/readyz` tells when it is usable. Every
+/// connection counts what it sends in `shop_db_statements_total{service}`.
 pub fn pool(settings: &Settings, service: Service) -> Pool {
     let url = url_with_schema(settings.database_url(service), service.schema());
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.set_instrumentation(StatementCounter::new(service.name()));
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(settings.database_pool_size)
         .connection_timeout(settings.database_acquire_timeout)

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod bench;
 pub mod chaos;
+pub mod counts;
 pub mod invariant;
 mod private_redis;
 pub mod procfs;

@@ -218,6 +218,8 @@ struct Process {
     name: String,
     service: Service,
     port: u16,
+    /// Where its `GET /metrics` listens (`METRICS_ADDR`).
+    metrics_port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -295,6 +297,7 @@ impl System {
                     name: service.name().to_owned(),
                     service,
                     port: free_port(),
+                    metrics_port: free_port(),
                     env: Vec::new(),
                     child: None,
                 })
@@ -320,6 +323,7 @@ impl System {
                             let _ = child.wait();
                         }
                         process.port = free_port();
+                        process.metrics_port = free_port();
                     }
                     attempt += 1;
                 }
@@ -365,6 +369,28 @@ impl System {
         format!("http://127.0.0.1:{}", self.process(name).port)
     }
 
+    /// The Prometheus text a live process serves on its `METRICS_ADDR` (empty if it runs
+    /// none or does not answer).
+    pub async fn metrics(&self, name: &str) -> String {
+        let url = format!(
+            "http://127.0.0.1:{}/metrics",
+            self.process(name).metrics_port
+        );
+        match self.http.get(&url).send().await {
+            Ok(response) if response.status() == 200 => response.text().await.unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    /// The names of the live processes.
+    pub fn names(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .filter(|p| p.child.is_some())
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// The process id of every live process, by name.
     pub fn pids(&self) -> Vec<(String, u32)> {
         self.processes
@@ -398,7 +424,6 @@ impl System {
             ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
             ("APP_ENV".to_owned(), "development".to_owned()),
             ("LOG_FORMAT".to_owned(), "json".to_owned()),
-            ("METRICS_ADDR".to_owned(), String::new()),
             ("RUN_MIGRATIONS_ON_START".to_owned(), "true".to_owned()),
             ("DATABASE_URL".to_owned(), self.database().url().to_owned()),
             ("REDIS_URL".to_owned(), self.redis.url()),
@@ -421,6 +446,10 @@ impl System {
         env.push((
             service.addr_variable().to_owned(),
             format!("127.0.0.1:{}", process.port),
+        ));
+        env.push((
+            "METRICS_ADDR".to_owned(),
+            format!("127.0.0.1:{}", process.metrics_port),
         ));
         env.extend(process.env.iter().cloned());
         let binary = self.options.bin_dir.join(service.binary());
@@ -553,6 +582,7 @@ impl System {
             name: name.to_owned(),
             service,
             port: free_port(),
+            metrics_port: free_port(),
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
