@@ -2,19 +2,23 @@
 //! service's schema and count the statements they send, and the migration runner.
 
 mod migrate;
+mod prepared;
 mod statements;
 
 use std::time::Duration;
 
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection,
+    },
 };
 use futures_util::FutureExt;
 use shop_settings::{Service, Settings};
 
 pub use diesel_migrations::EmbeddedMigrations;
 pub use migrate::{MigrationError, run_migrations};
+pub use prepared::{Prepared, prepared};
 pub use statements::StatementCounter;
 
 /// The pool type every service uses.
@@ -105,12 +109,71 @@ pub fn pool(settings: &Settings, service: Service) -> Pool {
         .max_size(settings.database_pool_size)
         .connection_timeout(settings.database_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
+        // No test query per checkout (DESIGN, "The cost of a write"): see `conn`.
+        .test_on_check_out(false)
         .build_unchecked(manager)
 }
 
-/// Checks out a connection, mapping pool failures to [`DbError::Unavailable`].
+/// Checks out a connection, mapping pool failures to [`DbError::Unavailable`]. Nothing is
+/// sent to test it: a connection the server already closed (a restart, a terminated backend)
+/// is known as closed without a round trip and is replaced; one that dies unnoticed fails the
+/// request that uses it (503) and is dropped when it returns to the pool.
 pub async fn conn(pool: &Pool) -> Result<PooledConn<'_>, DbError> {
-    Ok(pool.get().await?)
+    let mut attempts = pool.state().connections + 1;
+    loop {
+        let mut conn = pool.get().await?;
+        attempts = attempts.saturating_sub(1);
+        if !conn.is_broken() || attempts == 0 {
+            return Ok(conn);
+        }
+        // Dropped here: the pool sees it is broken and discards it.
+    }
+}
+
+/// An async closure over a connection whose future is `Send` (what `tokio::spawn` needs), as
+/// diesel-async's own `transaction` requires it.
+pub trait TransactionFn<C, R>:
+    AsyncFnOnce(C) -> R + FnOnce(C) -> <Self as TransactionFn<C, R>>::Fut
+{
+    type Fut: Future<Output = R>;
+}
+
+impl<F, C, Fut, R> TransactionFn<C, R> for F
+where
+    F: AsyncFnOnce(C) -> R + FnOnce(C) -> Fut,
+    Fut: Future<Output = R>,
+{
+    type Fut = Fut;
+}
+
+/// Runs `f` in a transaction whose commit does not wait for its WAL to reach disk
+/// (`SET LOCAL synchronous_commit = off`, sent with the `BEGIN` in one round trip). Only for
+/// work whose loss in a crash an idempotent retry heals and which nobody was told about (DESIGN,
+/// "The cost of a write"): relay bookkeeping and leases. Each caller says why its loss is
+/// harmless.
+pub async fn transaction_unflushed<T, E, F>(conn: &mut AsyncPgConnection, f: F) -> Result<T, E>
+where
+    for<'r> F: AsyncFnOnce(&'r mut AsyncPgConnection) -> Result<T, E>
+        + TransactionFn<&'r mut AsyncPgConnection, Result<T, E>, Fut: Send>
+        + Send,
+    E: From<diesel::result::Error>,
+{
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::begin_transaction_sql(
+        conn,
+        "BEGIN; SET LOCAL synchronous_commit = off",
+    )
+    .await?;
+    match f(conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(error) => {
+            AnsiTransactionManager::rollback_transaction(conn).await?;
+            Err(error)
+        }
+    }
 }
 
 /// A round trip to Postgres, for readiness probes.

@@ -1,20 +1,21 @@
 //! Redis access shared by the binaries: a pool whose keys all carry one prefix, a windowed
 //! counter and a request rate limiter, both falling back to process memory while Redis is away.
 
+mod connection;
 mod counter;
 mod ratelimit;
 
 use std::sync::Arc;
 
-use bb8_redis::RedisConnectionManager;
 use shop_settings::Settings;
 
+pub use connection::{Connection, Manager};
 pub use counter::{Count, WindowCounter};
 pub use ratelimit::{Bucket, Decision, Quota, RateLimiter};
 pub use redis;
 
 /// A connection checked out of the pool.
-pub type RedisConn<'a> = bb8::PooledConnection<'a, RedisConnectionManager>;
+pub type RedisConn<'a> = bb8::PooledConnection<'a, Manager>;
 
 /// Redis could not be reached or answered with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,7 @@ impl From<bb8::RunError<redis::RedisError>> for RedisUnavailable {
 /// The pool and the prefix every key and stream name carries.
 #[derive(Clone, Debug)]
 pub struct RedisPool {
-    pool: bb8::Pool<RedisConnectionManager>,
+    pool: bb8::Pool<Manager>,
     prefix: Arc<str>,
 }
 
@@ -51,17 +52,19 @@ impl RedisPool {
         )
     }
 
-    /// Builds a pool for an explicit URL and prefix.
+    /// Builds a pool for an explicit URL and prefix. A checkout sends nothing (no `PING`): a
+    /// connection that broke fails the command that found out, and the pool drops it.
     pub fn with_url(
         url: &str,
         prefix: &str,
         size: u32,
         acquire_timeout: std::time::Duration,
     ) -> Result<Self, RedisUnavailable> {
-        let manager = RedisConnectionManager::new(url)?;
+        let manager = Manager::new(url)?;
         let pool = bb8::Pool::builder()
             .max_size(size)
             .connection_timeout(acquire_timeout)
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Ok(Self {
             pool,
