@@ -105,7 +105,7 @@ pub struct PaymentEvent {
 }
 
 /// What an attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentOutcome {
@@ -123,4 +123,48 @@ impl PaymentOutcome {
             PaymentOutcome::Refunded => "refunded",
         }
     }
+}
+
+/// `POST /internal/payment-reports` body (payment → order): many reports in one call, each
+/// order's in the order they happened. Each is idempotent on (order, attempt, outcome), as at
+/// `POST /internal/orders/{id}/payment-events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentReports {
+    pub reports: Vec<PaymentReport>,
+}
+
+/// One report of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentReport {
+    pub order_id: Uuid,
+    pub event: PaymentEvent,
+    /// W3C trace context of the payment: the order service records the report in that trace.
+    #[serde(default)]
+    pub traceparent: Option<String>,
+}
+
+/// The answer to a batch: one per report, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentReportAnswers {
+    pub answers: Vec<PaymentReportAnswer>,
+}
+
+/// What one report was answered, as the single-report route would: 200 recorded, 404 no such
+/// order, 409 the order is no longer pending (a success must be refunded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentReportAnswer {
+    pub order_id: Uuid,
+    pub attempt_no: i32,
+    pub outcome: PaymentOutcome,
+    pub status: u16,
+    /// The order's status after the report (absent for an unknown order).
+    pub order_status: Option<String>,
 }

@@ -1,23 +1,29 @@
 //! The transactional outbox shared by the producers (order, payment).
 //!
 //! A service writes [`NewMessage`]s with [`enqueue`] in the same transaction as the change
-//! they describe, so a message exists exactly when its change committed. A [`Relay`] then
-//! sends them: events to Redis streams (one Lua script appends to the stream and, for a user's
-//! notifications, to that user's capped stream with the same id), commands to the service's
-//! [`CommandHandler`], retried with backoff until they succeed. Rows of one aggregate and kind
-//! go out in id order; instances share the work with `FOR UPDATE SKIP LOCKED`. Relays wake
-//! in-process, on `LISTEN/NOTIFY`, and by polling. Sent rows are purged after a retention.
+//! they describe, so a message exists exactly when its change committed, and after the commit
+//! wakes its relay with what it wrote ([`RelayHandle::wake`]). A [`Relay`] then sends them:
+//! events to Redis streams, a batch in one pipeline (a script per event appends it to its
+//! stream and, for a user's notifications, to that user's capped stream with the same id),
+//! commands to the service's [`CommandHandler`] a batch at a time; failures are retried with
+//! backoff. Rows of one aggregate and kind go out in id order and exactly once to readers, even
+//! when a pipeline's answer is lost; instances share the work with `FOR UPDATE SKIP LOCKED`.
+//! Nothing here takes a cluster-wide lock inside the business transaction (no `pg_notify`):
+//! the writing instance's relay is woken in-process, other instances by a throttled Redis
+//! publish, and polling is the fallback. Sent rows are purged after a retention.
 
 mod relay;
+mod wake;
 
 use diesel::{
-    prelude::*,
-    sql_types::{Jsonb, Nullable, Text, Uuid as SqlUuid},
+    QueryResult,
+    sql_types::{Array, Jsonb, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-pub use relay::{CommandHandler, Relay, RelayConfig, RelayHandle};
+pub use relay::{Command, CommandHandler, Outcome, Relay, RelayConfig, run_lanes};
+pub use wake::{RelayHandle, Written};
 
 /// The table's DDL; each producer's migration holds a copy (tests compare them).
 pub const TABLE_DDL: &str = include_str!("../outbox.sql");
@@ -57,32 +63,30 @@ pub struct NewMessage {
     pub payload: serde_json::Value,
 }
 
-/// Writes messages in the caller's transaction and notifies listening relays on commit.
-pub async fn enqueue(
-    conn: &mut AsyncPgConnection,
-    channel: &str,
-    messages: &[NewMessage],
-) -> QueryResult<()> {
-    for message in messages {
-        diesel::sql_query(
-            "INSERT INTO outbox (kind, topic, aggregate_id, user_id, payload) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind::<Text, _>(message.kind.as_str())
-        .bind::<Text, _>(&message.topic)
-        .bind::<SqlUuid, _>(message.aggregate_id)
-        .bind::<Nullable<SqlUuid>, _>(message.user_id)
-        .bind::<Jsonb, _>(&message.payload)
-        .execute(conn)
+const INSERT: &str = "INSERT INTO outbox (kind, topic, aggregate_id, user_id, payload) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])";
+
+/// Writes messages in the caller's transaction, in order, with one statement. Returns what was
+/// written: pass it to [`RelayHandle::wake`] once the transaction has committed. It takes a
+/// shared connection so that it can be sent together with the change's other statements.
+pub async fn enqueue(conn: &AsyncPgConnection, messages: &[NewMessage]) -> QueryResult<Written> {
+    if messages.is_empty() {
+        return Ok(Written::NOTHING);
+    }
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+    let aggregates: Vec<Uuid> = messages.iter().map(|m| m.aggregate_id).collect();
+    let users: Vec<Option<Uuid>> = messages.iter().map(|m| m.user_id).collect();
+    let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| &m.payload).collect();
+    shop_db::prepared(INSERT)
+        .bind::<Array<Text>, _>(kinds)
+        .bind::<Array<Text>, _>(topics)
+        .bind::<Array<SqlUuid>, _>(aggregates)
+        .bind::<Array<Nullable<SqlUuid>>, _>(users)
+        .bind::<Array<Jsonb>, _>(payloads)
+        .execute(&mut &*conn)
         .await?;
-    }
-    if !messages.is_empty() {
-        // Delivered at commit, and only then.
-        diesel::sql_query("SELECT pg_notify($1, '')")
-            .bind::<Text, _>(channel)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
+    Ok(Written::of(messages))
 }
 
 #[cfg(test)]

@@ -1,47 +1,122 @@
 //! Sends outbox rows: events to Redis streams, commands to the service's handler.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use diesel::{
-    prelude::*,
-    sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
+    QueryableByName,
+    sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::{StreamExt, future::BoxFuture};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
 use rand::Rng;
-use shop_db::{DbError, Pool};
+use shop_db::{DbError, Pool, prepared};
 use shop_redis::{RedisPool, redis};
-use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use crate::Kind;
+use crate::{
+    Kind,
+    wake::{RelayHandle, Signals, subscribe},
+};
 
-/// Executes the service's commands (e.g. `stock.release` → the catalog). Must be idempotent:
-/// a command may run again if its success could not be recorded.
+/// A command row handed to a [`CommandHandler`].
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The row's id: commands of one aggregate come in id order.
+    pub id: i64,
+    /// The command's name (e.g. `stock.release`).
+    pub topic: String,
+    /// Its ordering lane.
+    pub aggregate_id: Uuid,
+    pub payload: serde_json::Value,
+}
+
+/// What became of one row of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent (or executed): never again.
+    Done,
+    /// Not sent: retried later, with backoff.
+    Failed(String),
+    /// Not tried, because an earlier row of its lane failed: it waits for that row.
+    Skipped,
+}
+
+/// Executes the service's commands (e.g. `stock.release` → the catalog). Must be idempotent: a
+/// command may run again if its success could not be recorded.
 pub trait CommandHandler: Send + Sync + 'static {
-    /// Runs the command; an error is retried later with backoff.
+    /// Runs a batch (in id order; each aggregate's commands in order) and returns one outcome
+    /// per command. A failed command must stop the later commands of its aggregate
+    /// ([`run_lanes`] does that for handlers that run commands one at a time).
+    ///
+    /// `conn` is the relay's transaction, which commits with the rows' sent marks and does not
+    /// wait for its WAL flush: only bookkeeping that running the command again restores may be
+    /// written there. Anything that must not be lost commits on its own connection before this
+    /// returns.
     fn run<'a>(
         &'a self,
-        topic: &'a str,
-        payload: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<(), String>>;
+        conn: &'a mut AsyncPgConnection,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Outcome>>;
+}
+
+/// Runs each aggregate's commands in order with `run`, the aggregates at once; after a failure
+/// the rest of that aggregate's commands are skipped.
+pub async fn run_lanes<'a, F, Fut>(commands: &'a [Command], run: F) -> Vec<Outcome>
+where
+    F: Fn(&'a Command) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut lane_of: HashMap<Uuid, usize> = HashMap::new();
+    for (index, command) in commands.iter().enumerate() {
+        let lane = *lane_of.entry(command.aggregate_id).or_insert_with(|| {
+            lanes.push(Vec::new());
+            lanes.len() - 1
+        });
+        lanes[lane].push(index);
+    }
+    let run = &run;
+    let ran = futures_util::future::join_all(lanes.into_iter().map(|lane| async move {
+        let mut outcomes = Vec::with_capacity(lane.len());
+        let mut failed = false;
+        for index in lane {
+            let outcome = if failed {
+                Outcome::Skipped
+            } else {
+                match run(&commands[index]).await {
+                    Ok(()) => Outcome::Done,
+                    Err(error) => {
+                        failed = true;
+                        Outcome::Failed(error)
+                    }
+                }
+            };
+            outcomes.push((index, outcome));
+        }
+        outcomes
+    }))
+    .await;
+    let mut outcomes = vec![Outcome::Skipped; commands.len()];
+    for (index, outcome) in ran.into_iter().flatten() {
+        outcomes[index] = outcome;
+    }
+    outcomes
 }
 
 /// Tuning of a relay.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// The producing service (the `service` label of the backlog gauges).
+    /// The producing service (the `service` label of the backlog gauges, and the name of its
+    /// wake-up channel).
     pub service: &'static str,
-    /// `LISTEN` channel the producer notifies (an identifier, e.g. `orders_outbox`).
-    pub channel: String,
-    /// Database the listener connects to.
-    pub database_url: String,
+    /// Redis for other instances' wake-ups (a subscription needs a connection of its own).
+    pub redis_url: String,
     /// The stream whose events are also appended to per-user streams.
     pub notifications_topic: String,
     /// Polling fallback when no wake-up arrives.
     pub poll_interval: Duration,
-    /// Rows per transaction.
+    /// Lanes (aggregates) per batch.
     pub batch_size: i64,
     /// Sent rows are deleted after this long.
     pub retention: Duration,
@@ -53,20 +128,23 @@ pub struct RelayConfig {
     pub user_stream_ttl: Duration,
     /// Longest wait between attempts of a failing row.
     pub max_backoff: Duration,
+    /// How long Redis remembers the last event published per aggregate, so that a batch sent
+    /// again after its answer was lost publishes nothing twice.
+    pub dedup_window: Duration,
+    /// Other instances are told of new rows at most this often per kind.
+    pub wake_throttle: Duration,
 }
 
 impl RelayConfig {
     /// From the `OUTBOX_*`, `NOTIFICATIONS_MAX_LEN` and `USER_STREAM_*` settings, for the
-    /// producer `service` whose outbox notifies `channel`.
+    /// producer `service`.
     pub fn from_settings(
         settings: &shop_settings::Settings,
         service: shop_settings::Service,
-        channel: &str,
     ) -> Self {
         Self {
             service: service.name(),
-            channel: channel.to_owned(),
-            database_url: settings.database_url(service).to_owned(),
+            redis_url: settings.redis_url(),
             notifications_topic: shop_contracts::events::NOTIFICATIONS.into(),
             poll_interval: settings.outbox_poll_interval,
             batch_size: 100,
@@ -75,45 +153,75 @@ impl RelayConfig {
             user_stream_max_len: settings.user_stream_max_len,
             user_stream_ttl: settings.user_stream_ttl,
             max_backoff: Duration::from_secs(60),
+            dedup_window: Duration::from_secs(600),
+            wake_throttle: Duration::from_millis(100),
         }
     }
 }
 
-/// Appends ARGV[1] to KEYS[1] and, if KEYS[2] is not empty, to KEYS[2] with the same id.
+/// Publishes one event: appends ARGV[3] to KEYS[1] and, if KEYS[2] is not empty, to KEYS[2]
+/// with the same id, unless its lane (KEYS[3], the last row id published for the aggregate)
+/// says it went out already, or that the lane's previous row of this batch (ARGV[2]) did not.
+/// Row ids stay far below 2^53, so Lua's numbers compare them exactly.
 const PUBLISH: &str = r"
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if last >= tonumber(ARGV[1]) then
+  return 'duplicate'
+end
+if ARGV[2] ~= '' and last < tonumber(ARGV[2]) then
+  return 'blocked'
+end
 local id
-if tonumber(ARGV[2]) > 0 then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[1])
+if tonumber(ARGV[4]) > 0 then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[3])
 else
-  id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+  id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[3])
 end
 if KEYS[2] ~= '' then
   -- The copy must never make the (already appended) original fail and be sent again.
-  redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], id, 'event', ARGV[1])
-  redis.pcall('EXPIRE', KEYS[2], ARGV[4])
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], id, 'event', ARGV[3])
+  redis.pcall('EXPIRE', KEYS[2], ARGV[6])
 end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[7])
 return id
 ";
 
-/// The first unsent, due row of each (aggregate, kind) lane, for one kind. A lane whose head
-/// is locked by another relay, or waiting for a retry, sends nothing, so its rows never
-/// overtake each other.
-const HEADS: &str = "
-SELECT id, kind, topic, aggregate_id, user_id, payload, attempts FROM outbox o
-WHERE sent_at IS NULL AND available_at <= now() AND kind = $2
-  AND NOT EXISTS (
-    SELECT 1 FROM outbox e
-    WHERE e.aggregate_id = o.aggregate_id AND e.kind = o.kind AND e.sent_at IS NULL AND e.id < o.id)
-ORDER BY id
-LIMIT $1
-FOR UPDATE SKIP LOCKED";
+/// The due lanes of one kind, their heads locked (the lock holds the lane: another relay skips
+/// the head and, finding an earlier unsent row, every row behind it), with each head's
+/// followers, in id order. A lane whose head waits for a retry sends nothing, so its rows
+/// never overtake each other.
+const LANES: &str = "
+WITH heads AS (
+    SELECT o.id, o.aggregate_id FROM outbox o
+    WHERE o.sent_at IS NULL AND o.available_at <= now() AND o.kind = $2
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox e
+        WHERE e.aggregate_id = o.aggregate_id AND e.kind = o.kind AND e.sent_at IS NULL
+          AND e.id < o.id)
+    ORDER BY o.id
+    LIMIT $1
+    FOR UPDATE OF o SKIP LOCKED)
+SELECT o.id, o.topic, o.aggregate_id, o.user_id, o.payload, o.attempts, o.id = h.id AS head
+FROM heads h
+JOIN outbox o ON o.aggregate_id = h.aggregate_id AND o.kind = $2 AND o.sent_at IS NULL
+    AND o.id >= h.id
+ORDER BY o.id";
+
+/// Whether a pass would find anything: what a poll asks first, so a quiet outbox costs one
+/// read and no transaction.
+const DUE: &str = "SELECT EXISTS (SELECT 1 FROM outbox \
+     WHERE sent_at IS NULL AND available_at <= now() AND kind = $1) AS due";
+
+const MARK_SENT: &str = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1)";
+
+const RESCHEDULE: &str = "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error, \
+     available_at = now() + make_interval(secs => f.delay) \
+     FROM unnest($1::int8[], $2::text[], $3::float8[]) AS f(id, error, delay) WHERE o.id = f.id";
 
 #[derive(Debug, QueryableByName)]
 struct Row {
     #[diesel(sql_type = BigInt)]
     id: i64,
-    #[diesel(sql_type = Text)]
-    kind: String,
     #[diesel(sql_type = Text)]
     topic: String,
     #[diesel(sql_type = SqlUuid)]
@@ -124,6 +232,14 @@ struct Row {
     payload: serde_json::Value,
     #[diesel(sql_type = Integer)]
     attempts: i32,
+    #[diesel(sql_type = Bool)]
+    head: bool,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Due {
+    #[diesel(sql_type = Bool)]
+    due: bool,
 }
 
 const BACKLOG: &str = "SELECT count(*) AS unsent, \
@@ -138,16 +254,25 @@ struct Backlog {
     oldest_seconds: f64,
 }
 
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    /// Rows sent or rescheduled.
+    handled: usize,
+    /// Whether every lane it could take was taken: there may be more.
+    full: bool,
+}
+
 /// Relays one service's outbox.
 pub struct Relay {
     pool: Pool,
     redis: RedisPool,
     handler: Arc<dyn CommandHandler>,
     config: RelayConfig,
-    /// One per kind: events and commands are sent by separate loops, so a slow command
-    /// target never holds up events and a backlog of events never starves commands.
-    wake_events: Arc<Notify>,
-    wake_commands: Arc<Notify>,
+    script: redis::Script,
+    /// One per kind: events and commands are sent by separate loops, so a slow command target
+    /// never holds up events and a backlog of events never starves commands.
+    signals: Arc<Signals>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -158,14 +283,6 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-enum Sent {
-    Done,
-    /// This row failed; retry it later.
-    Failed(String),
-    /// The destination is away: retry this row later and stop the batch.
-    Away(String),
-}
-
 impl Relay {
     pub fn new(
         pool: Pool,
@@ -173,205 +290,282 @@ impl Relay {
         handler: Arc<dyn CommandHandler>,
         config: RelayConfig,
     ) -> Self {
+        let signals = Arc::new(Signals::new(
+            redis.clone(),
+            config.service,
+            config.wake_throttle,
+        ));
         Self {
             pool,
             redis,
             handler,
             config,
-            wake_events: Arc::new(Notify::new()),
-            wake_commands: Arc::new(Notify::new()),
+            script: redis::Script::new(PUBLISH),
+            signals,
         }
     }
 
-    /// Starts the two relay loops, the `LISTEN` task and the purge task.
+    /// A handle that wakes other instances' relays (and this one's, once spawned) without
+    /// starting any loop: for a writer that leaves the relaying to others.
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            signals: self.signals.clone(),
+            subscribed: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    /// Starts the two relay loops, the subscription to other instances' wake-ups, the purge
+    /// and the backlog sampler.
     pub fn spawn(self, tasks: &TaskTracker, cancel: &CancellationToken) -> RelayHandle {
-        let wakers = vec![self.wake_events.clone(), self.wake_commands.clone()];
-        let (listening_tx, listening) = tokio::sync::watch::channel(false);
+        let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
         let relay = Arc::new(self);
-        tasks.spawn(listen(
-            relay.config.database_url.clone(),
-            relay.config.channel.clone(),
-            wakers.clone(),
-            listening_tx,
+        tasks.spawn(subscribe(
+            relay.config.redis_url.clone(),
+            relay.signals.clone(),
+            subscribed_tx,
             cancel.clone(),
         ));
         tasks.spawn(relay.clone().purge_loop(cancel.clone()));
         tasks.spawn(relay.clone().metrics_loop(cancel.clone()));
         tasks.spawn(relay.clone().run(Kind::Event, cancel.clone()));
-        tasks.spawn(relay.run(Kind::Command, cancel.clone()));
-        RelayHandle { wakers, listening }
+        tasks.spawn(relay.clone().run(Kind::Command, cancel.clone()));
+        RelayHandle {
+            signals: relay.signals.clone(),
+            subscribed,
+        }
     }
 
+    /// One kind's loop: a pass after every wake-up (and at start, for rows left from before),
+    /// again while passes come back full; when nothing wakes it, a poll that asks first whether
+    /// anything is due.
     async fn run(self: Arc<Self>, kind: Kind, cancel: CancellationToken) {
-        let wake = match kind {
-            Kind::Event => self.wake_events.clone(),
-            Kind::Command => self.wake_commands.clone(),
-        };
+        let signal = self.signals.of(kind);
+        let mut look = true;
         loop {
-            let busy = match self.process_kind(kind).await {
-                Ok((handled, stopped)) => handled > 0 && !stopped,
-                Err(error) => {
-                    tracing::warn!(%error, "outbox relay: batch failed");
-                    false
+            if look {
+                signal.take();
+                match self.pass(kind).await {
+                    Ok(pass) if pass.full => continue,
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "outbox relay: batch failed"),
                 }
-            };
-            if busy {
-                continue;
             }
-            tokio::select! {
+            look = tokio::select! {
                 () = cancel.cancelled() => return,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
-            }
+                woken = signal.wait(self.config.poll_interval) => woken || self.due(kind).await,
+            };
         }
+    }
+
+    async fn due(&self, kind: Kind) -> bool {
+        let due = async {
+            let mut conn = shop_db::conn(&self.pool).await?;
+            let due: Due = prepared(DUE)
+                .bind::<Text, _>(kind.as_str())
+                .get_result(&mut conn)
+                .await?;
+            Ok::<_, DbError>(due.due)
+        };
+        // Unknown (the database is away): a pass will say so.
+        due.await.unwrap_or(true)
     }
 
     /// Sends one batch of each kind; returns how many rows were handled (sent or
     /// rescheduled).
     pub async fn process_batch(&self) -> Result<usize, DbError> {
-        let (events, _) = self.process_kind(Kind::Event).await?;
-        let (commands, _) = self.process_kind(Kind::Command).await?;
-        Ok(events + commands)
+        let events = self.pass(Kind::Event).await?;
+        let commands = self.pass(Kind::Command).await?;
+        Ok(events.handled + commands.handled)
     }
 
-    /// One batch of one kind, in its own transaction. Returns the rows handled and whether
-    /// the batch stopped early because the destination is away.
-    ///
-    /// Events go to Redis one after another, stopping at the first sign that Redis is away.
-    /// Commands call other services, so a batch's calls run at once: each row heads its own
-    /// lane, so none can overtake an earlier row of its lane.
-    async fn process_kind(&self, kind: Kind) -> Result<(usize, bool), DbError> {
-        let batch_size = match kind {
-            Kind::Event => self.config.batch_size,
-            // The rows stay locked while their calls run: keep command batches modest.
-            Kind::Command => self.config.batch_size.min(32),
-        };
+    /// One batch of one kind, in one transaction.
+    async fn pass(&self, kind: Kind) -> Result<Pass, DbError> {
         let mut conn = shop_db::conn(&self.pool).await?;
-        conn.transaction::<_, DbError, _>(async |conn| {
-            let rows: Vec<Row> = diesel::sql_query(HEADS)
-                .bind::<BigInt, _>(batch_size)
+        // The transaction only marks rows sent (or when to try again): lost in a crash, its
+        // rows go out again and the readers see nothing twice (events are deduplicated per
+        // aggregate in Redis, commands are idempotent). So its commit need not wait for disk.
+        shop_db::transaction_unflushed(&mut conn, async |conn| {
+            let rows: Vec<Row> = prepared(LANES)
+                .bind::<BigInt, _>(self.config.batch_size)
                 .bind::<Text, _>(kind.as_str())
                 .load(conn)
                 .await?;
+            if rows.is_empty() {
+                return Ok(Pass::default());
+            }
+            let heads = rows.iter().filter(|r| r.head).count();
             let outcomes = match kind {
-                Kind::Event => {
-                    let mut outcomes = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        let sent = self.send(row).await;
-                        let away = matches!(sent, Sent::Away(_));
-                        outcomes.push(sent);
-                        if away {
-                            break;
-                        }
-                    }
-                    outcomes
-                }
+                Kind::Event => self.publish(&rows).await,
                 Kind::Command => {
-                    futures_util::future::join_all(rows.iter().map(|row| self.send(row))).await
+                    let commands: Vec<Command> = rows
+                        .iter()
+                        .map(|r| Command {
+                            id: r.id,
+                            topic: r.topic.clone(),
+                            aggregate_id: r.aggregate_id,
+                            payload: r.payload.clone(),
+                        })
+                        .collect();
+                    let span = tracing::info_span!("outbox commands", outbox.rows = commands.len());
+                    tracing::Instrument::instrument(self.handler.run(conn, &commands), span).await
                 }
             };
-            let mut sent = Vec::with_capacity(outcomes.len());
-            let mut stopped = false;
-            for (row, outcome) in rows.iter().zip(&outcomes) {
-                match outcome {
-                    Sent::Done => sent.push(row.id),
-                    Sent::Failed(error) => self.reschedule(conn, row, error).await?,
-                    Sent::Away(error) => {
-                        // The rest would fail the same way: they wait for the next pass.
-                        self.reschedule(conn, row, error).await?;
-                        stopped = true;
-                    }
-                }
-            }
-            mark_sent(conn, &sent).await?;
-            Ok((outcomes.len(), stopped))
+            let handled = self.record(conn, &rows, &outcomes).await?;
+            Ok(Pass {
+                handled,
+                full: i64::try_from(heads).unwrap_or(i64::MAX) >= self.config.batch_size
+                    && !outcomes.iter().any(|o| matches!(o, Outcome::Failed(_))),
+            })
         })
         .await
     }
 
-    /// Sends one row, in a span that continues the trace of whatever wrote it.
-    async fn send(&self, row: &Row) -> Sent {
-        let span = tracing::info_span!("outbox publish", outbox.kind = %row.kind, outbox.topic = %row.topic);
-        shop_http::continue_trace(&span, row.payload["traceparent"].as_str());
-        tracing::Instrument::instrument(self.send_row(row), span).await
-    }
-
-    async fn send_row(&self, row: &Row) -> Sent {
-        if row.kind == "command" {
-            // A failing command usually means its target is down: stop the batch.
-            return match self.handler.run(&row.topic, &row.payload).await {
-                Ok(()) => Sent::Done,
-                Err(error) => Sent::Away(error),
+    /// Publishes a batch of events in one pipeline, each lane in order. An answer lost after
+    /// Redis ran the pipeline leaves every row to be sent again, and the lanes' marks make that
+    /// harmless.
+    async fn publish(&self, rows: &[Row]) -> Vec<Outcome> {
+        // A span per event, in the trace of whatever wrote it, open until Redis answers.
+        let _spans: Vec<tracing::Span> = rows
+            .iter()
+            .map(|row| {
+                let span = tracing::info_span!(
+                    "outbox publish",
+                    outbox.topic = %row.topic,
+                    outbox.id = row.id
+                );
+                shop_http::continue_trace(&span, row.payload["traceparent"].as_str());
+                span
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.load_script(&self.script);
+        let mut previous: HashMap<Uuid, i64> = HashMap::new();
+        let notifications_max_len = self.config.notifications_max_len;
+        for row in rows {
+            let notifications = row.topic == self.config.notifications_topic;
+            let user_stream = match (notifications, row.user_id) {
+                (true, Some(user)) => self.redis.key(&format!("{}:user:{user}", row.topic)),
+                _ => String::new(),
             };
+            let after = previous
+                .insert(row.aggregate_id, row.id)
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            let mut invocation = self.script.prepare_invoke();
+            invocation
+                .key(self.redis.key(&row.topic))
+                .key(user_stream)
+                .key(self.redis.key(&format!(
+                    "outbox:{}:lane:{}",
+                    self.config.service, row.aggregate_id
+                )))
+                .arg(row.id)
+                .arg(after)
+                .arg(row.payload.to_string())
+                .arg(if notifications {
+                    notifications_max_len
+                } else {
+                    0
+                })
+                .arg(self.config.user_stream_max_len)
+                .arg(self.config.user_stream_ttl.as_secs().max(1))
+                .arg(self.config.dedup_window.as_secs().max(1));
+            pipe.invoke_script(&invocation);
         }
-        let mut conn = match self.redis.get().await {
-            Ok(conn) => conn,
-            Err(error) => return Sent::Away(error.to_string()),
-        };
-        match self.publish(&mut conn, row).await {
-            Ok(()) => Sent::Done,
-            Err(error)
-                if error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal() =>
-            {
-                Sent::Away(error.to_string())
+        let answers: redis::RedisResult<Vec<redis::RedisResult<String>>> = async {
+            let mut conn = self.redis.get().await.map_err(|e| {
+                redis::RedisError::from((redis::ErrorKind::Io, "no connection", e.0))
+            })?;
+            pipe.query_async(&mut *conn).await
+        }
+        .await;
+        match answers {
+            // The first answer is the script's load.
+            Ok(answers) if answers.len() == rows.len() + 1 => answers
+                .into_iter()
+                .skip(1)
+                .map(|answer| match answer {
+                    Ok(answer) if answer == "blocked" => Outcome::Skipped,
+                    Ok(_) => Outcome::Done,
+                    // Redis ran it and refused (e.g. a key of the wrong type).
+                    Err(error) => Outcome::Failed(error.to_string()),
+                })
+                .collect(),
+            Ok(answers) => {
+                let error = format!("{} answers to {} events", answers.len(), rows.len());
+                vec![Outcome::Failed(error); rows.len()]
             }
-            // Redis answered, but refused this row (e.g. a key of the wrong type).
-            Err(error) => Sent::Failed(error.to_string()),
+            // Redis away, or the answer lost: all again later.
+            Err(error) => vec![Outcome::Failed(error.to_string()); rows.len()],
         }
     }
 
-    async fn publish(
-        &self,
-        conn: &mut shop_redis::RedisConn<'_>,
-        row: &Row,
-    ) -> redis::RedisResult<()> {
-        let notifications = row.topic == self.config.notifications_topic;
-        let user_stream = match (notifications, row.user_id) {
-            (true, Some(user)) => self.redis.key(&format!("{}:user:{user}", row.topic)),
-            _ => String::new(),
-        };
-        let max_len = if notifications {
-            self.config.notifications_max_len
-        } else {
-            0
-        };
-        let _id: String = redis::Script::new(PUBLISH)
-            .key(self.redis.key(&row.topic))
-            .key(user_stream)
-            .arg(row.payload.to_string())
-            .arg(max_len)
-            .arg(self.config.user_stream_max_len)
-            .arg(self.config.user_stream_ttl.as_secs().max(1))
-            .invoke_async(&mut **conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn reschedule(
+    /// Marks what was sent and reschedules what failed (a lane's later rows wait behind it),
+    /// pipelined. Returns how many rows it changed.
+    async fn record(
         &self,
         conn: &mut AsyncPgConnection,
-        row: &Row,
-        error: &str,
-    ) -> Result<(), DbError> {
-        let attempt = u32::try_from(row.attempts).unwrap_or(0).min(16);
+        rows: &[Row],
+        outcomes: &[Outcome],
+    ) -> Result<usize, DbError> {
+        let mut sent = Vec::new();
+        let (mut failed, mut errors, mut delays) = (Vec::new(), Vec::new(), Vec::new());
+        let mut blocked: Vec<Uuid> = Vec::new();
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done => sent.push(row.id),
+                // Only the first failure of a lane is rescheduled; the rows behind it wait.
+                Outcome::Failed(_) | Outcome::Skipped if blocked.contains(&row.aggregate_id) => {}
+                Outcome::Failed(error) => {
+                    blocked.push(row.aggregate_id);
+                    failed.push(row.id);
+                    errors.push(error.as_str());
+                    delays.push(self.backoff(row.attempts).as_secs_f64());
+                }
+                Outcome::Skipped => blocked.push(row.aggregate_id),
+            }
+        }
+        if let Some(error) = errors.as_slice().first() {
+            tracing::warn!(
+                outbox.rows = failed.len(),
+                outbox.first_id = failed[0],
+                %error,
+                "outbox rows not sent; will retry"
+            );
+        }
+        let conn: &AsyncPgConnection = conn;
+        let mark = async {
+            if sent.is_empty() {
+                return Ok(0);
+            }
+            prepared(MARK_SENT)
+                .bind::<Array<BigInt>, _>(&sent)
+                .execute(&mut &*conn)
+                .await
+        };
+        let reschedule = async {
+            if failed.is_empty() {
+                return Ok(0);
+            }
+            prepared(RESCHEDULE)
+                .bind::<Array<BigInt>, _>(&failed)
+                .bind::<Array<Text>, _>(&errors)
+                .bind::<Array<Double>, _>(&delays)
+                .execute(&mut &*conn)
+                .await
+        };
+        let (sent, rescheduled) = futures_util::future::try_join(mark, reschedule).await?;
+        Ok(sent + rescheduled)
+    }
+
+    /// 0.5 s doubling per attempt, up to `max_backoff`, with ±25% jitter.
+    fn backoff(&self, attempts: i32) -> Duration {
+        let attempt = u32::try_from(attempts).unwrap_or(0).min(16);
         let base = Duration::from_millis(500)
             .saturating_mul(1 << attempt)
             .min(self.config.max_backoff);
-        let delay = base.mul_f64(rand::rng().random_range(0.75..1.25));
-        tracing::warn!(outbox.id = row.id, outbox.topic = %row.topic, aggregate.id = %row.aggregate_id, attempt = row.attempts + 1, ?delay, %error, "outbox row not sent; will retry");
-        diesel::sql_query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
-             available_at = now() + make_interval(secs => $3) WHERE id = $1",
-        )
-        .bind::<BigInt, _>(row.id)
-        .bind::<Text, _>(error)
-        .bind::<Double, _>(delay.as_secs_f64())
-        .execute(conn)
-        .await?;
-        Ok(())
+        base.mul_f64(rand::rng().random_range(0.75..1.25))
     }
 
     /// Samples the backlog: unsent rows and the age of the oldest.
@@ -389,7 +583,7 @@ impl Relay {
 
     async fn record_backlog(&self) -> Result<(), DbError> {
         let mut conn = shop_db::conn(&self.pool).await?;
-        let backlog: Backlog = diesel::sql_query(BACKLOG).get_result(&mut conn).await?;
+        let backlog: Backlog = prepared(BACKLOG).get_result(&mut conn).await?;
         let service = self.config.service;
         #[allow(clippy::cast_precision_loss)]
         metrics::gauge!("shop_outbox_backlog", "service" => service).set(backlog.unsent as f64);
@@ -413,105 +607,48 @@ impl Relay {
     /// Deletes rows sent longer than the retention ago; returns how many.
     pub async fn purge(&self) -> Result<usize, DbError> {
         let mut conn = shop_db::conn(&self.pool).await?;
-        Ok(diesel::sql_query(
-            "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+        Ok(
+            prepared("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
+                .bind::<Double, _>(self.config.retention.as_secs_f64())
+                .execute(&mut conn)
+                .await?,
         )
-        .bind::<Double, _>(self.config.retention.as_secs_f64())
-        .execute(&mut conn)
-        .await?)
     }
 }
 
-/// A started relay: wake it after commits; see whether its listener is subscribed.
-#[derive(Debug, Clone)]
-pub struct RelayHandle {
-    wakers: Vec<Arc<Notify>>,
-    listening: tokio::sync::watch::Receiver<bool>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RelayHandle {
-    /// Wakes the relay loops at once.
-    pub fn wake(&self) {
-        for waker in &self.wakers {
-            waker.notify_one();
+    fn command(aggregate: Uuid, id: i64) -> Command {
+        Command {
+            id,
+            topic: "t".into(),
+            aggregate_id: aggregate,
+            payload: serde_json::json!({}),
         }
     }
 
-    /// Resolves once `LISTEN` is active (at once if it already is).
-    pub async fn listening(&self) {
-        let mut listening = self.listening.clone();
-        let _ = listening.wait_for(|on| *on).await;
-    }
-}
-
-async fn mark_sent(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), DbError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    diesel::sql_query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
-        .bind::<Array<BigInt>, _>(ids)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Wakes the relay on every `NOTIFY <channel>`, reconnecting when the connection drops.
-async fn listen(
-    url: String,
-    channel: String,
-    wakers: Vec<Arc<Notify>>,
-    listening: tokio::sync::watch::Sender<bool>,
-    cancel: CancellationToken,
-) {
-    loop {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-            Ok((client, mut connection)) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                                if tx.send(()).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(_) => return,
-                        }
-                    }
-                });
-                if client
-                    .batch_execute(&format!("LISTEN {channel}"))
-                    .await
-                    .is_ok()
-                {
-                    // Rows committed before this point are found by the polling fallback.
-                    listening.send_replace(true);
-                    loop {
-                        tokio::select! {
-                            () = cancel.cancelled() => {
-                                driver.abort();
-                                return;
-                            }
-                            message = rx.recv() => match message {
-                                Some(()) => wakers.iter().for_each(|w| w.notify_one()),
-                                None => break,
-                            },
-                        }
-                    }
-                }
-                listening.send_replace(false);
-                driver.abort();
+    #[tokio::test]
+    async fn lanes_run_in_order_and_stop_at_their_first_failure() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let commands = [command(a, 1), command(b, 2), command(a, 3), command(a, 4)];
+        let outcomes = run_lanes(&commands, |c| async move {
+            if c.id == 3 {
+                Err("down".to_owned())
+            } else {
+                Ok(())
             }
-            Err(error) => {
-                tracing::debug!(%error, "outbox listener cannot connect; polling meanwhile")
-            }
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        })
+        .await;
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Done,
+                Outcome::Done,
+                Outcome::Failed("down".into()),
+                Outcome::Skipped
+            ]
+        );
     }
 }

@@ -10,19 +10,18 @@ use std::{
     time::Duration,
 };
 
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use shop_db::Pool;
 use shop_outbox::{
-    CommandHandler, Kind, NewMessage, PENDING_INDEX_DDL, Relay, RelayConfig, TABLE_DDL, enqueue,
+    Command, CommandHandler, Kind, NewMessage, Outcome, PENDING_INDEX_DDL, Relay, RelayConfig,
+    TABLE_DDL, Written, enqueue, run_lanes,
 };
 use shop_redis::{RedisPool, redis};
 use shop_settings::{Service, Settings};
 use shop_testkit::{TcpProxy, TestDb, TestRedis, wait};
 use uuid::Uuid;
-
-const CHANNEL: &str = "outbox_test";
 
 /// Fails its first `failures` runs, then succeeds; records what it ran.
 #[derive(Default)]
@@ -33,14 +32,18 @@ struct Flaky {
 }
 
 impl CommandHandler for Flaky {
-    fn run<'a>(&'a self, _topic: &'a str, payload: &'a Value) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
+    fn run<'a>(
+        &'a self,
+        _conn: &'a mut AsyncPgConnection,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(run_lanes(commands, move |command| async move {
             if self.runs.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return Err("catalog unreachable".into());
+                return Err("catalog unreachable".to_owned());
             }
-            self.ran.lock().unwrap().push(payload.clone());
+            self.ran.lock().unwrap().push(command.payload.clone());
             Ok(())
-        })
+        }))
     }
 }
 
@@ -49,6 +52,9 @@ struct Fixture {
     pool: Pool,
     _redis: TestRedis,
     redis: RedisPool,
+    redis_url: String,
+    /// The same keys, never through a proxy: for assertions.
+    direct: RedisPool,
 }
 
 async fn fixture(redis_url: Option<String>) -> Fixture {
@@ -66,17 +72,21 @@ async fn fixture(redis_url: Option<String>) -> Fixture {
         ..Settings::default()
     };
     let test_redis = TestRedis::new();
-    let redis = match redis_url {
-        Some(url) => {
-            RedisPool::with_url(&url, test_redis.prefix(), 2, Duration::from_millis(300)).unwrap()
-        }
-        None => test_redis.pool(),
-    };
+    let redis_url = redis_url.unwrap_or_else(|| format!("redis://{}", shop_testkit::SHARED_REDIS));
+    let redis = RedisPool::with_url(
+        &redis_url,
+        test_redis.prefix(),
+        2,
+        Duration::from_millis(300),
+    )
+    .unwrap();
     Fixture {
         pool: shop_db::pool(&settings, Service::Order),
         db,
+        direct: test_redis.pool(),
         _redis: test_redis,
         redis,
+        redis_url,
     }
 }
 
@@ -87,8 +97,7 @@ fn relay(f: &Fixture, handler: Arc<dyn CommandHandler>, poll: Duration) -> Relay
         handler,
         RelayConfig {
             service: "test",
-            channel: CHANNEL.into(),
-            database_url: f.db.url().into(),
+            redis_url: f.redis_url.clone(),
             notifications_topic: "notifications".into(),
             poll_interval: poll,
             batch_size: 50,
@@ -97,6 +106,8 @@ fn relay(f: &Fixture, handler: Arc<dyn CommandHandler>, poll: Duration) -> Relay
             user_stream_max_len: 100,
             user_stream_ttl: Duration::from_secs(3600),
             max_backoff: Duration::from_secs(60),
+            dedup_window: Duration::from_secs(600),
+            wake_throttle: Duration::from_millis(100),
         },
     )
 }
@@ -121,13 +132,11 @@ fn command(aggregate: Uuid, n: u32) -> NewMessage {
     }
 }
 
-async fn write(f: &Fixture, messages: Vec<NewMessage>) {
+async fn write(f: &Fixture, messages: Vec<NewMessage>) -> Written {
     let mut conn = shop_db::conn(&f.pool).await.unwrap();
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        enqueue(conn, CHANNEL, &messages).await
-    })
-    .await
-    .unwrap();
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| enqueue(conn, &messages).await)
+        .await
+        .unwrap()
 }
 
 async fn drain(relay: &Relay) {
@@ -135,9 +144,9 @@ async fn drain(relay: &Relay) {
 }
 
 async fn stream(f: &Fixture, name: &str) -> Vec<(String, Value)> {
-    let mut conn = f.redis.get().await.unwrap();
+    let mut conn = f.direct.get().await.unwrap();
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(f.redis.key(name))
+        .arg(f.direct.key(name))
         .arg("-")
         .arg("+")
         .query_async(&mut *conn)
@@ -177,7 +186,7 @@ async fn make_due(f: &Fixture) {
 async fn events_go_out_in_order_with_per_user_copies() {
     let f = fixture(None).await;
     let (order_a, order_b, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    write(
+    let _ = write(
         &f,
         vec![
             event("notifications", order_a, Some(user), 1),
@@ -185,7 +194,7 @@ async fn events_go_out_in_order_with_per_user_copies() {
         ],
     )
     .await;
-    write(
+    let _ = write(
         &f,
         vec![
             event("notifications", order_a, Some(user), 2),
@@ -193,7 +202,7 @@ async fn events_go_out_in_order_with_per_user_copies() {
         ],
     )
     .await;
-    write(&f, vec![event("notifications", order_a, Some(user), 3)]).await;
+    let _ = write(&f, vec![event("notifications", order_a, Some(user), 3)]).await;
     drain(&relay(
         &f,
         Arc::new(Flaky::default()),
@@ -231,7 +240,7 @@ async fn with_redis_away_rows_wait_and_go_out_after() {
     let relay = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(1));
     proxy.cut();
     let order = Uuid::now_v7();
-    write(
+    let _ = write(
         &f,
         vec![
             event("notifications", order, None, 1),
@@ -267,7 +276,7 @@ async fn failing_commands_retry_in_order_without_holding_up_events() {
     });
     let relay = relay(&f, handler.clone(), Duration::from_secs(1));
     let order = Uuid::now_v7();
-    write(
+    let _ = write(
         &f,
         vec![
             command(order, 1),
@@ -313,23 +322,34 @@ async fn failing_commands_retry_in_order_without_holding_up_events() {
 }
 
 #[tokio::test]
-async fn a_notify_wakes_a_sleeping_relay_and_old_rows_are_purged() {
+async fn the_writer_wakes_its_relay_and_other_instances_and_old_rows_are_purged() {
     let f = fixture(None).await;
-    let relay = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(3600));
     let cancel = tokio_util::sync::CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     // A row from before the start goes out with the first batch, which proves that batch ran.
-    write(&f, vec![event("notifications", Uuid::now_v7(), None, 1)]).await;
-    let handle = relay.spawn(&tasks, &cancel);
-    handle.listening().await;
+    let _ = write(&f, vec![event("notifications", Uuid::now_v7(), None, 1)]).await;
+    // Polling every hour: only a wake-up can move it.
+    let running = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(3600));
+    let own = running.spawn(&tasks, &cancel);
+    own.subscribed().await;
     wait::until("the first batch", Duration::from_secs(10), || async {
         (unsent(&f).await == 0).then_some(())
     })
     .await;
-    // Now the relay sleeps (polling every hour): only NOTIFY can wake it.
-    write(&f, vec![event("notifications", Uuid::now_v7(), None, 2)]).await;
+    // The writer's own relay, woken in-process.
+    let written = write(&f, vec![event("notifications", Uuid::now_v7(), None, 2)]).await;
+    own.wake(written);
+    wait::until("its own wake-up", Duration::from_secs(10), || async {
+        (unsent(&f).await == 0).then_some(())
+    })
+    .await;
+    // Another instance that writes and relays nothing itself: its wake-up goes over Redis.
+    let other = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(3600)).handle();
+    let written = write(&f, vec![event("notifications", Uuid::now_v7(), None, 3)]).await;
+    assert_eq!(unsent(&f).await, 1);
+    other.wake(written);
     wait::until(
-        "NOTIFY to wake the relay",
+        "another instance's wake-up",
         Duration::from_secs(10),
         || async { (unsent(&f).await == 0).then_some(()) },
     )
@@ -345,5 +365,144 @@ async fn a_notify_wakes_a_sleeping_relay_and_old_rows_are_purged() {
         .batch_execute("UPDATE orders.outbox SET sent_at = now() - interval '2 hours'")
         .await
         .unwrap();
-    assert_eq!(purger.purge().await.unwrap(), 2);
+    assert_eq!(purger.purge().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_batch_whose_answer_is_lost_is_published_once_in_order() {
+    let proxy = TcpProxy::start(shop_testkit::SHARED_REDIS.parse().unwrap()).await;
+    let f = fixture(Some(format!("redis://{}", proxy.addr()))).await;
+    let relay = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(1));
+    // The relay's connection is made while answers still arrive.
+    let _ = write(
+        &f,
+        vec![event("payments.requests", Uuid::now_v7(), None, 0)],
+    )
+    .await;
+    drain(&relay).await;
+    let (orders, user) = (
+        [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()],
+        Uuid::now_v7(),
+    );
+    for n in 1..=3 {
+        let messages = orders
+            .iter()
+            .map(|order| event("notifications", *order, Some(user), n))
+            .collect();
+        let _ = write(&f, messages).await;
+    }
+    // Redis runs the whole pipeline; its answer never arrives.
+    proxy.mute();
+    relay.process_batch().await.unwrap();
+    assert_eq!(unsent(&f).await, 9, "no answer, nothing marked sent");
+    assert_eq!(
+        stream(&f, "notifications").await.len(),
+        9,
+        "and yet Redis has them all"
+    );
+
+    // The next pass sends the whole batch again: nothing is appended twice.
+    proxy.cut();
+    proxy.restore();
+    make_due(&f).await;
+    wait::until(
+        "the rows to be marked sent",
+        Duration::from_secs(10),
+        || async {
+            let _ = relay.process_batch().await;
+            make_due(&f).await;
+            (unsent(&f).await == 0).then_some(())
+        },
+    )
+    .await;
+    let all = stream(&f, "notifications").await;
+    assert_eq!(all.len(), 9, "each event once: {all:?}");
+    for order in orders {
+        let of_order: Vec<u64> = all
+            .iter()
+            .filter(|(_, e)| e["orderId"] == order.to_string())
+            .map(|(_, e)| e["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(of_order, [1, 2, 3], "one order's events in order");
+    }
+    assert_eq!(
+        stream(&f, &format!("notifications:user:{user}"))
+            .await
+            .len(),
+        9,
+        "the user's copies once each too"
+    );
+}
+
+#[tokio::test]
+async fn an_event_redis_refuses_holds_back_its_own_order_only() {
+    let f = fixture(None).await;
+    let relay = relay(&f, Arc::new(Flaky::default()), Duration::from_secs(1));
+    // A key of the wrong type where one order's stream would be: Redis refuses that XADD.
+    let mut conn = f.redis.get().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(f.redis.key("broken"))
+        .arg("not a stream")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    let (stuck, fine) = (Uuid::now_v7(), Uuid::now_v7());
+    let _ = write(
+        &f,
+        vec![
+            event("broken", stuck, None, 1),
+            event("notifications", stuck, None, 2),
+            event("notifications", fine, None, 1),
+            event("notifications", fine, None, 2),
+        ],
+    )
+    .await;
+    relay.process_batch().await.unwrap();
+    let sent: Vec<(String, u64)> = stream(&f, "notifications")
+        .await
+        .iter()
+        .map(|(_, e)| {
+            (
+                e["orderId"].as_str().unwrap().to_owned(),
+                e["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [(fine.to_string(), 1), (fine.to_string(), 2)],
+        "the other order's events go out; the refused one's later event waits behind it"
+    );
+    assert_eq!(unsent(&f).await, 2);
+    let attempts: Vec<i32> =
+        f.db.client()
+            .await
+            .query(
+                "SELECT attempts FROM orders.outbox WHERE sent_at IS NULL ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    assert_eq!(attempts, [1, 0], "only the refused event counts an attempt");
+
+    // Once Redis takes it, the order's events follow in order.
+    let _: () = redis::cmd("DEL")
+        .arg(f.redis.key("broken"))
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    make_due(&f).await;
+    drain(&relay).await;
+    assert_eq!(unsent(&f).await, 0);
+    let of_stuck: Vec<u64> = stream(&f, "notifications")
+        .await
+        .iter()
+        .filter(|(_, e)| e["orderId"] == stuck.to_string())
+        .map(|(_, e)| e["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(of_stuck, [2]);
+    assert_eq!(stream(&f, "broken").await.len(), 1);
 }

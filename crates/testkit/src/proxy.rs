@@ -21,6 +21,9 @@ enum Mode {
     Cut,
     /// Every chunk is held back this long in each direction.
     Slow(Duration),
+    /// Requests still reach the server, its answers are dropped: the server did the work and
+    /// the client never hears of it.
+    Mute,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,12 @@ impl TcpProxy {
     pub fn slow(&self, delay: Duration) {
         self.shared.mode.send_replace(Mode::Slow(delay));
     }
+
+    /// Lets requests through but drops every answer (until [`TcpProxy::cut`] or
+    /// [`TcpProxy::restore`]): a call that the server carried out and whose answer was lost.
+    pub fn mute(&self) {
+        self.shared.mode.send_replace(Mode::Mute);
+    }
 }
 
 impl Drop for TcpProxy {
@@ -106,8 +115,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let (server_read, server_write) = server.into_split();
             let mode = shared_for_task.mode.subscribe();
             tokio::join!(
-                pump(client_read, server_write, mode.clone()),
-                pump(server_read, client_write, mode),
+                pump(client_read, server_write, mode.clone(), false),
+                pump(server_read, client_write, mode, true),
             );
         });
         let mut connections = shared.connections.lock().unwrap();
@@ -120,6 +129,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: watch::Receiver<Mode>,
+    answers: bool,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -131,7 +141,8 @@ async fn pump(
         match current {
             Mode::Cut => break,
             Mode::Slow(delay) => tokio::time::sleep(delay).await,
-            Mode::Open => {}
+            Mode::Mute if answers => continue,
+            Mode::Mute | Mode::Open => {}
         }
         if to.write_all(&buffer[..read]).await.is_err() {
             break;

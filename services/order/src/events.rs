@@ -1,28 +1,28 @@
 //! The messages this service writes to its outbox with each change.
 
 use chrono::Utc;
-use diesel_async::AsyncPgConnection;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use shop_contracts::events::{self, Envelope, OrderStatusChanged, PaymentRequested, types};
 use shop_http::RequestContext;
 use shop_outbox::{Kind, NewMessage};
 use uuid::Uuid;
 
-use crate::{models::Order, repo};
+use crate::models::Order;
 
-/// The outbox's NOTIFY channel.
-pub const CHANNEL: &str = "orders_outbox";
 /// The command that gives an order's stock back.
 pub const RELEASE: &str = "stock.release";
 
-async fn envelope(
-    conn: &mut AsyncPgConnection,
+/// An event of `order`, numbered `seq` in its sequence.
+fn event(
     order: &Order,
+    seq: i32,
+    topic: &str,
+    user_stream: bool,
     kind: &str,
-    data: Value,
+    data: impl Serialize,
     context: &RequestContext,
-) -> diesel::QueryResult<Value> {
-    let seq = repo::next_seq(conn, order.id).await?;
+) -> serde_json::Result<NewMessage> {
     let envelope = Envelope {
         v: 1,
         id: Uuid::now_v7(),
@@ -33,80 +33,70 @@ async fn envelope(
         order_id: order.id,
         seq: i64::from(seq),
         traceparent: Some(context.traceparent.header_value()),
-        data,
+        data: serde_json::to_value(data)?,
     };
-    Ok(serde_json::to_value(envelope).unwrap_or_default())
+    Ok(NewMessage {
+        kind: Kind::Event,
+        topic: topic.into(),
+        aggregate_id: order.id,
+        user_id: user_stream.then_some(order.user_id),
+        payload: serde_json::to_value(envelope)?,
+    })
 }
 
 /// `order.<status>` for the user's notifications.
-pub async fn status_changed(
-    conn: &mut AsyncPgConnection,
+pub fn status_changed(
     order: &Order,
+    seq: i32,
     kind: &str,
     cause: Option<&str>,
     context: &RequestContext,
-) -> diesel::QueryResult<NewMessage> {
+) -> serde_json::Result<NewMessage> {
     let data = OrderStatusChanged {
-        status: order.status.clone(),
+        status: order.status.as_str().to_owned(),
         cause: cause.map(str::to_owned),
         total_cents: order.total_cents,
         currency: Some(order.currency.clone()),
     };
-    Ok(NewMessage {
-        kind: Kind::Event,
-        topic: events::NOTIFICATIONS.into(),
-        aggregate_id: order.id,
-        user_id: Some(order.user_id),
-        payload: envelope(
-            conn,
-            order,
-            kind,
-            serde_json::to_value(data).unwrap_or_default(),
-            context,
-        )
-        .await?,
-    })
+    event(order, seq, events::NOTIFICATIONS, true, kind, data, context)
 }
 
 /// `payment.requested` for the payment service.
-pub async fn payment_requested(
-    conn: &mut AsyncPgConnection,
+pub fn payment_requested(
     order: &Order,
+    seq: i32,
     context: &RequestContext,
-) -> diesel::QueryResult<NewMessage> {
+) -> serde_json::Result<NewMessage> {
     let data = PaymentRequested {
         amount_cents: order.total_cents.unwrap_or(0),
         currency: order.currency.clone(),
     };
-    Ok(NewMessage {
-        kind: Kind::Event,
-        topic: events::PAYMENT_REQUESTS.into(),
-        aggregate_id: order.id,
-        user_id: None,
-        payload: envelope(
-            conn,
-            order,
-            types::PAYMENT_REQUESTED,
-            serde_json::to_value(data).unwrap_or_default(),
-            context,
-        )
-        .await?,
-    })
+    event(
+        order,
+        seq,
+        events::PAYMENT_REQUESTS,
+        false,
+        types::PAYMENT_REQUESTED,
+        data,
+        context,
+    )
 }
 
 /// `payment.cancel`: the payment service stops before its next attempt.
-pub async fn payment_cancel(
-    conn: &mut AsyncPgConnection,
+pub fn payment_cancel(
     order: &Order,
+    seq: i32,
     context: &RequestContext,
-) -> diesel::QueryResult<NewMessage> {
-    Ok(NewMessage {
-        kind: Kind::Event,
-        topic: events::PAYMENT_REQUESTS.into(),
-        aggregate_id: order.id,
-        user_id: None,
-        payload: envelope(conn, order, types::PAYMENT_CANCEL, json!({}), context).await?,
-    })
+) -> serde_json::Result<NewMessage> {
+    event(
+        order,
+        seq,
+        events::PAYMENT_REQUESTS,
+        false,
+        types::PAYMENT_CANCEL,
+        json!({}),
+        context,
+    )
 }
 
 /// Gives the order's stock back through the catalog (retried until it succeeds).

@@ -7,6 +7,7 @@ mod error;
 mod events;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
+mod lifecycle;
 mod models;
 pub mod openapi;
 mod orders;
@@ -103,7 +104,7 @@ async fn start_inner(
         Arc::new(ReleaseStock {
             catalog: catalog.clone(),
         }),
-        RelayConfig::from_settings(&settings, SERVICE, events::CHANNEL),
+        RelayConfig::from_settings(&settings, SERVICE),
     )
     .spawn(&tasks, &cancel);
     let state = AppState {

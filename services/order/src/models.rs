@@ -1,14 +1,35 @@
 //! Rows of the `orders` schema and their API forms.
 
 use chrono::{DateTime, Utc};
-use diesel::{pg::Pg, prelude::*};
+use diesel::{
+    deserialize::{FromSql, FromSqlRow},
+    expression::AsExpression,
+    pg::{Pg, PgValue},
+    prelude::*,
+    serialize::{Output, ToSql},
+    sql_types::Text,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::schema::{cart_items, order_lines, order_status_history, orders};
 
-/// Order statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// Order statuses, stored in `orders.status` as their lowercase names (the table's CHECK lists
+/// them). Which may become which is [`crate::lifecycle`]'s business.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    AsExpression,
+    FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Reserving,
@@ -21,6 +42,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status.
+    pub const ALL: [Status; 7] = [
+        Status::Reserving,
+        Status::Pending,
+        Status::Paid,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Shipped,
+        Status::Delivered,
+    ];
+
     /// The stored and wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,46 +66,45 @@ impl Status {
         }
     }
 
-    /// Parses the stored spelling.
+    /// Parses the stored (and wire) spelling.
     pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "reserving" => Status::Reserving,
-            "pending" => Status::Pending,
-            "paid" => Status::Paid,
-            "failed" => Status::Failed,
-            "cancelled" => Status::Cancelled,
-            "shipped" => Status::Shipped,
-            "delivered" => Status::Delivered,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl ToSql<Text, Pg> for Status {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for Status {
+    fn from_sql(value: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(value)?;
+        Status::parse(&text).ok_or_else(|| format!("unknown order status {text:?}").into())
     }
 }
 
 /// An order as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = orders, check_for_backend(Pg))]
 pub struct Order {
     pub id: Uuid,
     pub user_id: Uuid,
-    pub status: String,
+    pub status: Status,
     pub total_cents: Option<i64>,
     pub currency: String,
     pub payment_status: Option<String>,
     pub payment_attempts: i32,
     pub payment_last_error: Option<String>,
+    /// The sequence number of the last event published for the order.
+    pub event_seq: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl Order {
-    /// The order's status (the table's CHECK admits only known ones).
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
-    }
-}
-
 /// A line as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = order_lines, check_for_backend(Pg))]
 pub struct Line {
     pub order_id: Uuid,
@@ -98,7 +129,7 @@ pub struct NewLine {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = order_status_history, check_for_backend(Pg))]
 pub struct HistoryEntry {
-    pub status: String,
+    pub status: Status,
     pub actor: String,
     pub cause: Option<String>,
     pub at: DateTime<Utc>,
@@ -157,7 +188,7 @@ impl OrderResponse {
         Self {
             id: order.id,
             user_id: order.user_id,
-            status: order.status(),
+            status: order.status,
             total_cents: order.total_cents,
             currency: order.currency.clone(),
             items: lines
@@ -184,7 +215,7 @@ impl OrderResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineEntry {
-    pub status: String,
+    pub status: Status,
     pub at: DateTime<Utc>,
     /// `user:<id>`, `admin:<id>`, `payment` or `system`.
     pub actor: String,

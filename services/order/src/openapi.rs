@@ -32,7 +32,7 @@ struct PublicApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shop orders (internal)", description = "Payment reports, for the payment service only. Every call carries X-Internal-Token."),
-    paths(routes::report_payment),
+    paths(routes::report_payment, routes::report_payments),
     tags((name = "payments", description = "What the payment service reports"))
 )]
 struct InternalApi;

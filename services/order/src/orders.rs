@@ -1,14 +1,14 @@
 //! Reading orders, cancelling them, and the administrator's fulfilment transitions.
 
 use diesel_async::AsyncConnection;
-use shop_contracts::{Page, events::types};
+use shop_contracts::Page;
 use shop_http::{Identity, RequestContext};
 use uuid::Uuid;
 
 use crate::{
     AppState,
     error::OrderError,
-    events,
+    lifecycle::{self, Transition},
     models::{Order, OrderResponse, Status, TimelineEntry},
     repo::{self, OrderFilter},
 };
@@ -89,46 +89,8 @@ pub async fn cancel(
     id: Uuid,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {
-    let mut conn = shop_db::conn(&state.pool).await?;
-    let order = conn
-        .transaction::<_, OrderError, _>(async |conn| {
-            let current = repo::lock_order(conn, id)
-                .await?
-                .filter(|o| o.user_id == identity.user_id)
-                .ok_or(OrderError::NotFound)?;
-            let order = repo::transition(conn, id, &[Status::Pending], Status::Cancelled)
-                .await?
-                .ok_or(OrderError::IllegalTransition {
-                    status: current.status(),
-                })?;
-            repo::add_history(
-                conn,
-                id,
-                Status::Cancelled,
-                &format!("user:{}", identity.user_id),
-                Some("cancelled_by_user"),
-            )
-            .await?;
-            let messages = vec![
-                events::release(id),
-                events::payment_cancel(conn, &order, context).await?,
-                events::status_changed(
-                    conn,
-                    &order,
-                    types::ORDER_CANCELLED,
-                    Some("cancelled_by_user"),
-                    context,
-                )
-                .await?,
-            ];
-            shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
-            Ok(order)
-        })
-        .await?;
-    state.relay.wake();
-    tracing::info!(order.id = %id, "order cancelled");
-    let lines = repo::lines(&mut conn, id).await?;
-    Ok(OrderResponse::new(&order, lines))
+    let transition = Transition::cancelled_by(identity.user_id);
+    change(state, id, Some(identity.user_id), &transition, context).await
 }
 
 /// An administrator moves a paid order on: `paid → shipped → delivered`, nothing else.
@@ -139,41 +101,49 @@ pub async fn set_status(
     to: Status,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {
-    let (from, kind) = match to {
-        Status::Shipped => (Status::Paid, types::ORDER_SHIPPED),
-        Status::Delivered => (Status::Shipped, types::ORDER_DELIVERED),
-        _ => (Status::Delivered, ""),
+    let Some(transition) = Transition::fulfilment(to, admin.user_id) else {
+        let mut conn = shop_db::conn(&state.pool).await?;
+        let order = repo::find_order(&mut conn, id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        return Err(OrderError::IllegalTransition {
+            status: order.status,
+        });
     };
+    change(state, id, None, &transition, context).await
+}
+
+/// Applies a transition asked for over the API: 404 for an order that is not there (or not
+/// the owner's, with `owner`), 409 with its status when it cannot change that way.
+async fn change(
+    state: &AppState,
+    id: Uuid,
+    owner: Option<Uuid>,
+    transition: &Transition,
+    context: &RequestContext,
+) -> Result<OrderResponse, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let order = conn
+    let applied = conn
         .transaction::<_, OrderError, _>(async |conn| {
-            let current = repo::lock_order(conn, id)
-                .await?
-                .ok_or(OrderError::NotFound)?;
-            if kind.is_empty() || current.status() != from {
-                return Err(OrderError::IllegalTransition {
-                    status: current.status(),
-                });
-            }
-            let order = repo::transition(conn, id, &[from], to).await?.ok_or(
-                OrderError::IllegalTransition {
-                    status: current.status(),
-                },
-            )?;
-            repo::add_history(
-                conn,
-                id,
-                to,
-                &format!("admin:{}", admin.user_id),
-                Some("fulfilment"),
-            )
-            .await?;
-            let message = events::status_changed(conn, &order, kind, None, context).await?;
-            shop_outbox::enqueue(conn, events::CHANNEL, &[message]).await?;
-            Ok(order)
+            lifecycle::apply(conn, id, owner, transition, context).await
         })
         .await?;
-    state.relay.wake();
+    let Some(applied) = applied else {
+        let order = repo::find_order(&mut conn, id)
+            .await?
+            .filter(|o| owner.is_none_or(|owner| o.user_id == owner))
+            .ok_or(OrderError::NotFound)?;
+        return Err(OrderError::IllegalTransition {
+            status: order.status,
+        });
+    };
+    state.relay.wake(applied.written);
+    tracing::info!(
+        order.id = %id,
+        status = applied.order.status.as_str(),
+        cause = transition.cause.as_str(),
+        "order changed"
+    );
     let lines = repo::lines(&mut conn, id).await?;
-    Ok(OrderResponse::new(&order, lines))
+    Ok(OrderResponse::new(&applied.order, lines))
 }

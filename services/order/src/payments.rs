@@ -1,117 +1,62 @@
 //! What the payment service reports (DESIGN.md saga step 5): each attempt and the final
-//! outcome, idempotent on (order, attempt, outcome). `paid` and `failed` apply only to a
-//! pending order; otherwise the answer is 409 `order-not-pending` with the order's status,
-//! and a success is then refunded by the payment service.
+//! outcome, idempotent on (order, attempt, outcome), many reports per call and one transaction
+//! per call. `paid` and `failed` apply only to a pending order; otherwise the answer is 409
+//! `order-not-pending` with the order's status, and a success is then refunded by the payment
+//! service.
 
-use diesel_async::AsyncConnection;
-use shop_contracts::events::{PaymentEvent, PaymentOutcome, types};
-use shop_http::RequestContext;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    QueryableByName,
+    sql_types::{Array, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shop_contracts::events::{PaymentEvent, PaymentOutcome, PaymentReport};
+use shop_db::prepared;
+use shop_http::{FieldError, RequestContext};
+use shop_outbox::Written;
 use uuid::Uuid;
 
 use crate::{
     AppState,
     error::OrderError,
-    events,
-    models::{Order, Status},
+    lifecycle::{self, Actor, Cause, PaymentSummary, Transition},
+    models::Status,
     repo,
 };
 
-/// The answer to a report: 200, or 409 with the order's status.
+/// The answer to one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
+    /// Recorded (200), with the order's status after it.
     Accepted(Status),
+    /// The order is no longer pending (409), with its status.
     NotPending(Status),
+    /// No such order (404).
+    Unknown,
 }
 
 impl Reply {
-    fn code(self) -> i16 {
+    /// The HTTP status the report is answered with.
+    pub fn code(self) -> u16 {
         match self {
             Reply::Accepted(_) => 200,
             Reply::NotPending(_) => 409,
+            Reply::Unknown => 404,
+        }
+    }
+
+    /// The order's status, when there is an order.
+    pub fn status(self) -> Option<Status> {
+        match self {
+            Reply::Accepted(status) | Reply::NotPending(status) => Some(status),
+            Reply::Unknown => None,
         }
     }
 }
 
-async fn apply(
-    conn: &mut diesel_async::AsyncPgConnection,
-    order: &Order,
-    event: &PaymentEvent,
-    context: &RequestContext,
-) -> Result<Reply, OrderError> {
-    let pending = order.status() == Status::Pending;
-    let error = event.error.as_deref();
-    match (event.outcome, event.is_final) {
-        (PaymentOutcome::Refunded, _) => {
-            repo::set_payment_summary(conn, order.id, "refunded", event.attempt_no, error).await?;
-            repo::add_history(
-                conn,
-                order.id,
-                order.status(),
-                "payment",
-                Some("payment_refunded"),
-            )
-            .await?;
-            Ok(Reply::Accepted(order.status()))
-        }
-        _ if !pending => Ok(Reply::NotPending(order.status())),
-        (PaymentOutcome::Failed, false) => {
-            repo::set_payment_summary(conn, order.id, "processing", event.attempt_no, error)
-                .await?;
-            Ok(Reply::Accepted(Status::Pending))
-        }
-        (PaymentOutcome::Failed, true) => {
-            let Some(failed) =
-                repo::transition(conn, order.id, &[Status::Pending], Status::Failed).await?
-            else {
-                return Ok(Reply::NotPending(order.status()));
-            };
-            repo::set_payment_summary(conn, order.id, "failed", event.attempt_no, error).await?;
-            repo::add_history(
-                conn,
-                order.id,
-                Status::Failed,
-                "payment",
-                Some("payment_failed"),
-            )
-            .await?;
-            let messages = vec![
-                events::release(order.id),
-                events::status_changed(
-                    conn,
-                    &failed,
-                    types::ORDER_FAILED,
-                    Some("payment_failed"),
-                    context,
-                )
-                .await?,
-            ];
-            shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
-            Ok(Reply::Accepted(Status::Failed))
-        }
-        (PaymentOutcome::Succeeded, _) => {
-            let Some(paid) =
-                repo::transition(conn, order.id, &[Status::Pending], Status::Paid).await?
-            else {
-                return Ok(Reply::NotPending(order.status()));
-            };
-            repo::set_payment_summary(conn, order.id, "succeeded", event.attempt_no, None).await?;
-            repo::add_history(
-                conn,
-                order.id,
-                Status::Paid,
-                "payment",
-                Some("payment_succeeded"),
-            )
-            .await?;
-            let message =
-                events::status_changed(conn, &paid, types::ORDER_PAID, None, context).await?;
-            shop_outbox::enqueue(conn, events::CHANNEL, &[message]).await?;
-            Ok(Reply::Accepted(Status::Paid))
-        }
-    }
-}
-
-/// Records a report once; a repeat gets the first answer.
+/// Records one report; a repeat gets the first answer.
 pub async fn report(
     state: &AppState,
     order_id: Uuid,
@@ -121,37 +66,279 @@ pub async fn report(
     if event.attempt_no < 1 {
         return Err(OrderError::field("attemptNo", "must be at least 1"));
     }
-    let outcome = event.outcome.as_str();
-    let mut conn = shop_db::conn(&state.pool).await?;
-    let reply = conn
-        .transaction::<_, OrderError, _>(async |conn| {
-            let order = repo::lock_order(conn, order_id)
-                .await?
-                .ok_or(OrderError::NotFound)?;
-            if let Some(code) =
-                repo::payment_event_answer(conn, order_id, event.attempt_no, outcome).await?
-            {
-                return Ok(if code == 200 {
-                    Reply::Accepted(order.status())
-                } else {
-                    Reply::NotPending(order.status())
-                });
-            }
-            let reply = apply(conn, &order, event, context).await?;
-            repo::insert_payment_event(
-                conn,
-                order_id,
-                event.attempt_no,
-                outcome,
-                event.error.as_deref(),
-                event.next_retry_at,
-                event.is_final,
-                reply.code(),
+    let report = PaymentReport {
+        order_id,
+        event: event.clone(),
+        traceparent: Some(context.traceparent.header_value()),
+    };
+    let replies = record(state, std::slice::from_ref(&report), context).await?;
+    Ok(replies.into_iter().next().unwrap_or(Reply::Unknown))
+}
+
+/// Records a batch of reports, in order, in one transaction; one reply per report.
+pub async fn report_many(
+    state: &AppState,
+    reports: &[PaymentReport],
+    context: &RequestContext,
+) -> Result<Vec<Reply>, OrderError> {
+    let invalid: Vec<FieldError> = reports
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.event.attempt_no < 1)
+        .map(|(i, _)| {
+            FieldError::new(
+                format!("reports[{i}].event.attemptNo"),
+                "must be at least 1",
             )
-            .await?;
-            Ok(reply)
+        })
+        .collect();
+    if !invalid.is_empty() {
+        return Err(OrderError::Validation(invalid));
+    }
+    record(state, reports, context).await
+}
+
+const ANSWERED: &str = "
+SELECT e.order_id, e.attempt_no, e.outcome, e.answer_status FROM payment_events e
+JOIN unnest($1::uuid[], $2::int4[], $3::text[]) AS r(order_id, attempt_no, outcome)
+  ON e.order_id = r.order_id AND e.attempt_no = r.attempt_no AND e.outcome = r.outcome";
+
+#[derive(QueryableByName)]
+struct Answered {
+    #[diesel(sql_type = SqlUuid)]
+    order_id: Uuid,
+    #[diesel(sql_type = Int4)]
+    attempt_no: i32,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = Int2)]
+    answer_status: i16,
+}
+
+const RECORD_ANSWERS: &str = "
+INSERT INTO payment_events
+    (order_id, attempt_no, outcome, error, next_retry_at, is_final, answer_status)
+SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::timestamptz[],
+    $6::bool[], $7::int2[])";
+
+type Key = (Uuid, i32, PaymentOutcome);
+
+fn key(report: &PaymentReport) -> Key {
+    (
+        report.order_id,
+        report.event.attempt_no,
+        report.event.outcome,
+    )
+}
+
+async fn record(
+    state: &AppState,
+    reports: &[PaymentReport],
+    context: &RequestContext,
+) -> Result<Vec<Reply>, OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let (replies, written) = conn
+        .transaction::<_, OrderError, _>(async |conn| {
+            let mut answered = answered(conn, reports).await?;
+            let mut replies = Vec::with_capacity(reports.len());
+            let mut written = Written::NOTHING;
+            let mut recorded: Vec<(&PaymentReport, Reply)> = Vec::new();
+            for report in reports {
+                let reply = match answered.get(&key(report)) {
+                    Some(code) => repeated(conn, report.order_id, *code).await?,
+                    None => {
+                        let span = tracing::info_span!(
+                            "payment report",
+                            order.id = %report.order_id,
+                            payment.attempt_no = report.event.attempt_no,
+                            payment.outcome = report.event.outcome.as_str(),
+                        );
+                        shop_http::continue_trace(&span, report.traceparent.as_deref());
+                        let context = RequestContext {
+                            traceparent: report
+                                .traceparent
+                                .as_deref()
+                                .and_then(shop_http::TraceParent::parse)
+                                .map(|trace| trace.within(&span))
+                                .unwrap_or_else(|| context.traceparent.clone()),
+                            ..context.clone()
+                        };
+                        let (reply, wrote) = tracing::Instrument::instrument(
+                            apply(conn, report.order_id, &report.event, &context),
+                            span,
+                        )
+                        .await?;
+                        written |= wrote;
+                        if reply != Reply::Unknown {
+                            // A repeat later in this batch gets this answer.
+                            answered
+                                .insert(key(report), i16::try_from(reply.code()).unwrap_or(500));
+                            recorded.push((report, reply));
+                        }
+                        reply
+                    }
+                };
+                replies.push(reply);
+            }
+            record_answers(conn, &recorded).await?;
+            Ok((replies, written))
         })
         .await?;
-    state.relay.wake();
-    Ok(reply)
+    state.relay.wake(written);
+    Ok(replies)
+}
+
+/// The answers given before to any of these reports.
+async fn answered(
+    conn: &mut AsyncPgConnection,
+    reports: &[PaymentReport],
+) -> Result<HashMap<Key, i16>, OrderError> {
+    let rows: Vec<Answered> = prepared(ANSWERED)
+        .bind::<Array<SqlUuid>, _>(reports.iter().map(|r| r.order_id).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(
+            reports
+                .iter()
+                .map(|r| r.event.attempt_no)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            reports
+                .iter()
+                .map(|r| r.event.outcome.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let outcome = match row.outcome.as_str() {
+                "failed" => PaymentOutcome::Failed,
+                "succeeded" => PaymentOutcome::Succeeded,
+                "refunded" => PaymentOutcome::Refunded,
+                _ => return None,
+            };
+            Some(((row.order_id, row.attempt_no, outcome), row.answer_status))
+        })
+        .collect())
+}
+
+/// A repeat gets the answer the first report got, with the order's status now.
+async fn repeated(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    code: i16,
+) -> Result<Reply, OrderError> {
+    let Some(order) = repo::find_order(conn, order_id).await? else {
+        return Ok(Reply::Unknown);
+    };
+    Ok(if code == 200 {
+        Reply::Accepted(order.status)
+    } else {
+        Reply::NotPending(order.status)
+    })
+}
+
+/// What a first report does to its order.
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    event: &PaymentEvent,
+    context: &RequestContext,
+) -> Result<(Reply, Written), OrderError> {
+    let error = event.error.clone();
+    let transition = match (event.outcome, event.is_final) {
+        (PaymentOutcome::Refunded, _) => {
+            let summary = PaymentSummary {
+                status: "refunded",
+                attempts: event.attempt_no,
+                last_error: error,
+            };
+            let noted = (Actor::Payment, Cause::PaymentRefunded);
+            return Ok(
+                match lifecycle::record_payment(conn, order_id, None, &summary, Some(noted)).await?
+                {
+                    Some(status) => (Reply::Accepted(status), Written::NOTHING),
+                    None => (Reply::Unknown, Written::NOTHING),
+                },
+            );
+        }
+        (PaymentOutcome::Failed, false) => {
+            let summary = PaymentSummary {
+                status: "processing",
+                attempts: event.attempt_no,
+                last_error: error,
+            };
+            let recorded =
+                lifecycle::record_payment(conn, order_id, Some(&[Status::Pending]), &summary, None)
+                    .await?;
+            return Ok(match recorded {
+                Some(status) => (Reply::Accepted(status), Written::NOTHING),
+                None => (not_pending(conn, order_id).await?, Written::NOTHING),
+            });
+        }
+        (PaymentOutcome::Failed, true) => Transition::payment_failed(event.attempt_no, error),
+        (PaymentOutcome::Succeeded, _) => Transition::paid(event.attempt_no),
+    };
+    match lifecycle::apply(conn, order_id, None, &transition, context).await? {
+        Some(applied) => Ok((Reply::Accepted(applied.order.status), applied.written)),
+        None => Ok((not_pending(conn, order_id).await?, Written::NOTHING)),
+    }
+}
+
+async fn not_pending(conn: &mut AsyncPgConnection, order_id: Uuid) -> Result<Reply, OrderError> {
+    Ok(match repo::find_order(conn, order_id).await? {
+        Some(order) => Reply::NotPending(order.status),
+        None => Reply::Unknown,
+    })
+}
+
+/// Stores the answers of a batch's first reports, in one statement.
+async fn record_answers(
+    conn: &mut AsyncPgConnection,
+    recorded: &[(&PaymentReport, Reply)],
+) -> Result<(), OrderError> {
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let next_retry: Vec<Option<DateTime<Utc>>> = recorded
+        .iter()
+        .map(|(r, _)| r.event.next_retry_at)
+        .collect();
+    prepared(RECORD_ANSWERS)
+        .bind::<Array<SqlUuid>, _>(recorded.iter().map(|(r, _)| r.order_id).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(
+            recorded
+                .iter()
+                .map(|(r, _)| r.event.attempt_no)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            recorded
+                .iter()
+                .map(|(r, _)| r.event.outcome.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            recorded
+                .iter()
+                .map(|(r, _)| r.event.error.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Timestamptz>>, _>(next_retry)
+        .bind::<Array<Bool>, _>(
+            recorded
+                .iter()
+                .map(|(r, _)| r.event.is_final)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Int2>, _>(
+            recorded
+                .iter()
+                .map(|(_, reply)| i16::try_from(reply.code()).unwrap_or(500))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,26 +1,28 @@
 //! Placing an order (DESIGN.md, saga step 1) for `POST /orders` and `POST /cart/checkout`.
 //!
-//! 1. With an `Idempotency-Key`, the claim (request hash, pre-made order id) commits together
-//!    with the order in `reserving`, before the catalog is called.
+//! 1. One statement makes the order in `reserving` with its lines and timeline entry, and with
+//!    an `Idempotency-Key` the claim (request hash, the order's id), before the catalog is
+//!    called. A key already claimed is answered from its claim instead.
 //! 2. The catalog reserves every line (an idempotent call: the order id is the key).
-//! 3. One transaction settles the outcome: `pending` with prices, total, `payment.requested`
-//!    and `order.created` (and an emptied cart for checkout); or `failed` for a refusal; or
-//!    `failed` with a release command when the catalog could not be reached (503).
+//! 3. One transaction settles the outcome through the lifecycle: `pending` with prices, total,
+//!    `payment.requested` and `order.created` (and an emptied cart for checkout); or `failed`
+//!    for a refusal; or `failed` with a release command when the catalog could not be reached
+//!    (503).
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shop_client::{Idempotency, reqwest::Method};
-use shop_contracts::{Reservation, ReserveLine, ReserveRequest, events::types};
+use shop_contracts::{Reservation, ReserveLine, ReserveRequest};
 use shop_http::{ApiError, ErrorCode, FieldError, Identity, RequestContext};
 use uuid::Uuid;
 
 use crate::{
     AppState,
     error::OrderError,
-    events,
-    models::{NewLine, Order, OrderResponse, Status},
-    repo,
+    lifecycle::{self, Actor, Cause, Transition},
+    models::{Line, Order, OrderResponse, Status},
+    repo::{self, ClaimKey, NewOrder},
 };
 
 /// Most lines in one order.
@@ -63,13 +65,14 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn created(order: &OrderResponse) -> Self {
-        Self {
+    fn created(order: &OrderResponse) -> Result<Self, OrderError> {
+        Ok(Self {
             status: 201,
-            body: serde_json::to_value(order).unwrap_or_default(),
+            body: serde_json::to_value(order)
+                .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("order answer: {e}")))?,
             location: Some(format!("/orders/{}", order.id)),
             retry_after: None,
-        }
+        })
     }
 
     fn problem(error: &ApiError) -> Self {
@@ -91,6 +94,11 @@ impl Answer {
             location,
             retry_after: None,
         }
+    }
+
+    /// The status as a claim stores it.
+    fn stored_status(&self) -> i16 {
+        i16::try_from(self.status).unwrap_or(500)
     }
 }
 
@@ -134,171 +142,40 @@ pub fn merge_lines(items: &[(Uuid, i64)]) -> Result<Vec<ReserveLine>, OrderError
     }
 }
 
-fn request_hash(route: Route, source: &Source) -> Vec<u8> {
+fn request_hash(route: Route, source: &Source) -> Result<Vec<u8>, OrderError> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_str());
     match source {
-        Source::Lines(lines) => hasher.update(serde_json::to_vec(lines).unwrap_or_default()),
+        Source::Lines(lines) => hasher.update(
+            serde_json::to_vec(lines)
+                .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("request hash: {e}")))?,
+        ),
         // Checkout has no body: every repeat is "the same request".
         Source::Cart => hasher.update(b"cart"),
     }
-    hasher.finalize().to_vec()
+    Ok(hasher.finalize().to_vec())
 }
 
-enum Claimed {
-    Proceed(Uuid, Vec<ReserveLine>),
-    Answered(Answer),
-}
-
-fn actor(identity: &Identity) -> String {
-    format!("user:{}", identity.user_id)
-}
-
-/// Makes the order in `reserving` with its lines; for checkout, from the cart.
-async fn create(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    identity: &Identity,
-    order_id: Uuid,
-    source: &Source,
-) -> Result<Vec<ReserveLine>, OrderError> {
-    let lines = match source {
-        Source::Lines(lines) => lines.clone(),
-        Source::Cart => {
-            let cart = repo::cart(conn, identity.user_id).await?;
-            if cart.is_empty() {
-                return Err(OrderError::field("cart", "is empty"));
-            }
-            let items: Vec<(Uuid, i64)> = cart
-                .iter()
-                .map(|c| (c.product_id, i64::from(c.quantity)))
-                .collect();
-            merge_lines(&items)?
-        }
-    };
-    repo::insert_order(conn, order_id, identity.user_id, &state.currency).await?;
-    let rows: Vec<NewLine> = lines
-        .iter()
-        .enumerate()
-        .map(|(position, line)| NewLine {
-            order_id,
-            position: i16::try_from(position).unwrap_or(i16::MAX),
-            product_id: line.product_id,
-            quantity: line.quantity,
-        })
-        .collect();
-    repo::insert_lines(conn, &rows).await?;
-    repo::add_history(
-        conn,
-        order_id,
-        Status::Reserving,
-        &actor(identity),
-        Some("placed"),
-    )
-    .await?;
-    Ok(lines)
-}
-
-/// The answer a finished order gives a repeated request.
-async fn answer_for(conn: &mut AsyncPgConnection, order: &Order) -> Result<Answer, OrderError> {
-    if order.status() == Status::Failed {
-        let cause = repo::history(conn, order.id)
-            .await?
-            .last()
-            .and_then(|h| h.cause.clone());
-        let error = ApiError::new(ErrorCode::OrderNotPending, "the order failed")
-            .with_extra(serde_json::json!({"orderStatus": "failed", "cause": cause}));
-        return Ok(Answer::problem(&error));
-    }
-    let lines = repo::lines(conn, order.id).await?;
-    Ok(Answer::created(&OrderResponse::new(order, lines)))
-}
-
-async fn claim(
-    state: &AppState,
-    identity: &Identity,
-    route: Route,
-    key: &str,
-    source: &Source,
-) -> Result<Claimed, OrderError> {
-    // A claim can vanish between our insert and our read (a 503 drops it so the client may
-    // retry): then try again.
-    for _ in 0..3 {
-        if let Some(claimed) = try_claim(state, identity, route, key, source).await? {
-            return Ok(claimed);
-        }
-    }
-    Err(OrderError::IdempotencyInProgress)
-}
-
-async fn try_claim(
-    state: &AppState,
-    identity: &Identity,
-    route: Route,
-    key: &str,
-    source: &Source,
-) -> Result<Option<Claimed>, OrderError> {
-    let hash = request_hash(route, source);
-    let new_id = Uuid::now_v7();
+/// The lines of a checkout: the cart's, validated like a request body's.
+async fn cart_lines(state: &AppState, identity: &Identity) -> Result<Vec<ReserveLine>, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    conn.transaction::<_, OrderError, _>(async |conn| {
-        if repo::insert_claim(conn, identity.user_id, route.as_str(), key, &hash, new_id).await? {
-            let lines = create(conn, state, identity, new_id, source).await?;
-            return Ok(Some(Claimed::Proceed(new_id, lines)));
-        }
-        let Some(claim) = repo::find_claim(conn, identity.user_id, route.as_str(), key).await?
-        else {
-            return Ok(None);
-        };
-        if claim.request_hash != hash {
-            return Err(OrderError::IdempotencyKeyReused);
-        }
-        if let (Some(status), Some(body)) = (claim.response_status, claim.response_body) {
-            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
-        }
-        // Unanswered: still running, or left by a request that crashed. Only an old claim is
-        // taken over; should its first request still be alive, both work on the same order
-        // (the catalog reserves it once) and both answer with its outcome.
-        if !repo::take_over_claim(
-            conn,
-            identity.user_id,
-            route.as_str(),
-            key,
-            claim.updated_at,
-            state.idempotency_resume_after,
-        )
-        .await?
-        {
-            return Err(OrderError::IdempotencyInProgress);
-        }
-        let order = repo::find_order(conn, claim.order_id)
-            .await?
-            .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("claimed order missing")))?;
-        if order.status() != Status::Reserving {
-            let answer = answer_for(conn, &order).await?;
-            let (status, body) = repo::store_claim_answer(
-                conn,
-                identity.user_id,
-                route.as_str(),
-                key,
-                i16::try_from(answer.status).unwrap_or(500),
-                &answer.body,
-            )
-            .await?;
-            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
-        }
-        tracing::info!(order.id = %order.id, "resuming an order left by an interrupted request");
-        let lines: Vec<ReserveLine> = repo::lines(conn, order.id)
-            .await?
-            .into_iter()
-            .map(|l| ReserveLine {
-                product_id: l.product_id,
-                quantity: l.quantity,
-            })
-            .collect();
-        Ok(Some(Claimed::Proceed(order.id, lines)))
-    })
-    .await
+    let cart = repo::cart(&mut conn, identity.user_id).await?;
+    if cart.is_empty() {
+        return Err(OrderError::field("cart", "is empty"));
+    }
+    let items: Vec<(Uuid, i64)> = cart
+        .iter()
+        .map(|c| (c.product_id, i64::from(c.quantity)))
+        .collect();
+    merge_lines(&items)
+}
+
+/// How a placement goes on after its first statement.
+enum Claimed {
+    /// Reserve these lines for this order.
+    Proceed(Uuid, Vec<ReserveLine>),
+    /// The key was answered already.
+    Answered(Answer),
 }
 
 /// Places an order; the answer is final (fresh, or replayed for a repeated key).
@@ -310,20 +187,28 @@ pub async fn place(
     source: Source,
     key: Option<&str>,
 ) -> Result<Answer, OrderError> {
-    let (order_id, lines) = match key {
-        Some(key) => match claim(state, identity, route, key, &source).await? {
-            Claimed::Proceed(order_id, lines) => (order_id, lines),
-            Claimed::Answered(answer) => return Ok(answer),
-        },
-        None => {
+    let lines = match &source {
+        Source::Lines(lines) => Ok(lines.clone()),
+        Source::Cart => cart_lines(state, identity).await,
+    };
+    let claim = key.map(|key| ClaimKey {
+        user_id: identity.user_id,
+        route: route.as_str(),
+        key,
+    });
+    let (order_id, lines) = match (claim, lines) {
+        (None, lines) => {
             let order_id = Uuid::now_v7();
-            let mut conn = shop_db::conn(&state.pool).await?;
-            let lines = conn
-                .transaction::<_, OrderError, _>(async |conn| {
-                    create(conn, state, identity, order_id, &source).await
-                })
-                .await?;
+            let lines = lines?;
+            create(state, identity, order_id, &lines, None).await?;
             (order_id, lines)
+        }
+        (Some(claim), lines) => {
+            let hash = request_hash(route, &source)?;
+            match claimed(state, identity, &claim, &hash, lines).await? {
+                Claimed::Proceed(order_id, lines) => (order_id, lines),
+                Claimed::Answered(answer) => return Ok(answer),
+            }
         }
     };
     let settle = Settle {
@@ -331,10 +216,10 @@ pub async fn place(
         identity,
         context,
         route,
-        key,
+        claim,
         order_id,
+        lines: &lines,
     };
-
     let reply = state
         .catalog
         .call(
@@ -375,7 +260,7 @@ pub async fn place(
         }
         Ok(reply) if reply.status == 409 || reply.status == 422 => {
             let body: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            settle.refused(reply.status.as_u16(), body, &lines).await
+            settle.refused(reply.status.as_u16(), body).await
         }
         Ok(reply) => {
             settle
@@ -386,39 +271,159 @@ pub async fn place(
     }
 }
 
+/// Makes the order in `reserving` with its lines (and the key's claim, if one is given) in one
+/// statement; false when the key was claimed already.
+async fn create(
+    state: &AppState,
+    identity: &Identity,
+    order_id: Uuid,
+    lines: &[ReserveLine],
+    claim: Option<(&ClaimKey<'_>, &[u8])>,
+) -> Result<bool, OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let new = NewOrder {
+        id: order_id,
+        user_id: identity.user_id,
+        currency: &state.currency,
+        lines,
+        actor: Actor::User(identity.user_id).label(),
+        cause: Cause::Placed,
+        claim,
+    };
+    Ok(repo::create_order(&mut conn, &new).await?)
+}
+
+/// With a key: a fresh key makes the order; a known one is answered from its claim, resumed if
+/// it was left unanswered by a request that crashed, or refused. Lines that do not validate
+/// (an empty cart, say) are refused only once no claim answers for them.
+async fn claimed(
+    state: &AppState,
+    identity: &Identity,
+    claim: &ClaimKey<'_>,
+    hash: &[u8],
+    lines: Result<Vec<ReserveLine>, OrderError>,
+) -> Result<Claimed, OrderError> {
+    let (lines, invalid) = match lines {
+        Ok(lines) => (Some(lines), None),
+        Err(OrderError::Validation(errors)) => (None, Some(errors)),
+        Err(other) => return Err(other),
+    };
+    // A claim can vanish between our insert and our read (a 503 drops it so the client may
+    // retry): then try again.
+    for _ in 0..3 {
+        if let Some(lines) = &lines {
+            let order_id = Uuid::now_v7();
+            if create(state, identity, order_id, lines, Some((claim, hash))).await? {
+                return Ok(Claimed::Proceed(order_id, lines.clone()));
+            }
+        }
+        if let Some(claimed) = existing_claim(state, claim, hash).await? {
+            return Ok(claimed);
+        }
+        if let Some(errors) = invalid {
+            return Err(OrderError::Validation(errors));
+        }
+    }
+    Err(OrderError::IdempotencyInProgress)
+}
+
+/// The answer to a key already claimed; `None` if there is no claim (any more).
+async fn existing_claim(
+    state: &AppState,
+    claim: &ClaimKey<'_>,
+    hash: &[u8],
+) -> Result<Option<Claimed>, OrderError> {
+    let mut conn = shop_db::conn(&state.pool).await?;
+    conn.transaction::<_, OrderError, _>(async |conn| {
+        let Some(stored) = repo::find_claim(conn, claim).await? else {
+            return Ok(None);
+        };
+        if stored.request_hash != hash {
+            return Err(OrderError::IdempotencyKeyReused);
+        }
+        if let (Some(status), Some(body)) = (stored.response_status, stored.response_body) {
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
+        }
+        // Unanswered: still running, or left by a request that crashed. Only an old claim is
+        // taken over; should its first request still be alive, both work on the same order
+        // (the catalog reserves it once) and both answer with its outcome.
+        if !repo::take_over_claim(
+            conn,
+            claim,
+            stored.updated_at,
+            state.idempotency_resume_after,
+        )
+        .await?
+        {
+            return Err(OrderError::IdempotencyInProgress);
+        }
+        let order = repo::find_order(conn, stored.order_id)
+            .await?
+            .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("claimed order missing")))?;
+        if order.status != Status::Reserving {
+            let answer = answer_for(conn, &order).await?;
+            let (status, body) =
+                repo::store_claim_answer(conn, claim, answer.stored_status(), &answer.body).await?;
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
+        }
+        tracing::info!(order.id = %order.id, "resuming an order left by an interrupted request");
+        let lines: Vec<ReserveLine> = repo::lines(conn, order.id)
+            .await?
+            .into_iter()
+            .map(|l| ReserveLine {
+                product_id: l.product_id,
+                quantity: l.quantity,
+            })
+            .collect();
+        Ok(Some(Claimed::Proceed(order.id, lines)))
+    })
+    .await
+}
+
+/// The answer a finished order gives a repeated request.
+async fn answer_for(conn: &mut AsyncPgConnection, order: &Order) -> Result<Answer, OrderError> {
+    if order.status == Status::Failed {
+        let cause = repo::history(conn, order.id)
+            .await?
+            .last()
+            .and_then(|h| h.cause.clone());
+        let error = ApiError::new(ErrorCode::OrderNotPending, "the order failed")
+            .with_extra(serde_json::json!({"orderStatus": Status::Failed, "cause": cause}));
+        return Ok(Answer::problem(&error));
+    }
+    let lines = repo::lines(conn, order.id).await?;
+    Answer::created(&OrderResponse::new(order, lines))
+}
+
 struct Settle<'a> {
     state: &'a AppState,
     identity: &'a Identity,
     context: &'a RequestContext,
     route: Route,
-    key: Option<&'a str>,
+    claim: Option<ClaimKey<'a>>,
     order_id: Uuid,
+    /// As sent to the catalog (merged, in the order's line order).
+    lines: &'a [ReserveLine],
 }
 
 impl Settle<'_> {
     /// Stores the answer in the claim unless one stands already; returns the one that stands.
-    async fn store(
-        &self,
-        conn: &mut AsyncPgConnection,
-        answer: Answer,
-    ) -> Result<Answer, OrderError> {
-        let Some(key) = self.key else {
+    async fn store(&self, conn: &AsyncPgConnection, answer: Answer) -> Result<Answer, OrderError> {
+        let Some(claim) = &self.claim else {
             return Ok(answer);
         };
-        let status = i16::try_from(answer.status).unwrap_or(500);
-        let (status, body) = repo::store_claim_answer(
-            conn,
-            self.identity.user_id,
-            self.route.as_str(),
-            key,
-            status,
-            &answer.body,
-        )
-        .await?;
-        if status == i16::try_from(answer.status).unwrap_or(500) && body == answer.body {
+        if repo::try_store_claim_answer(conn, claim, answer.stored_status(), &answer.body).await? {
             return Ok(answer);
         }
-        Ok(Answer::stored(status, body))
+        let stored = repo::find_claim(conn, claim).await?;
+        Ok(match stored {
+            Some(repo::Claim {
+                response_status: Some(status),
+                response_body: Some(body),
+                ..
+            }) => Answer::stored(status, body),
+            _ => answer,
+        })
     }
 
     /// Someone else settled the order meanwhile (the recovery worker, or a resumed repeat):
@@ -442,63 +447,74 @@ impl Settle<'_> {
                 .and_then(|cost| total.checked_add(cost))
                 .ok_or_else(|| OrderError::Unexpected(anyhow::anyhow!("order total overflows")))?;
         }
-        let priced: Vec<(Uuid, String, i64)> = reservation
-            .items
+        let lines: Vec<Line> = self
+            .lines
             .iter()
-            .map(|l| (l.product_id, l.name.clone(), l.unit_price_cents))
+            .enumerate()
+            .map(|(position, line)| {
+                let reserved = reservation
+                    .items
+                    .iter()
+                    .find(|r| r.product_id == line.product_id);
+                Line {
+                    order_id: self.order_id,
+                    position: i16::try_from(position).unwrap_or(i16::MAX),
+                    product_id: line.product_id,
+                    quantity: line.quantity,
+                    name: reserved.map(|r| r.name.clone()),
+                    unit_price_cents: reserved.map(|r| r.unit_price_cents),
+                }
+            })
             .collect();
         let mut conn = shop_db::conn(&self.state.pool).await?;
-        let answer = conn
+        let (answer, written) = conn
             .transaction::<_, OrderError, _>(async |conn| {
-                let Some(order) =
-                    repo::transition(conn, self.order_id, &[Status::Reserving], Status::Pending)
-                        .await?
+                let Some(applied) = lifecycle::apply(
+                    conn,
+                    self.order_id,
+                    None,
+                    &Transition::reserved(total),
+                    self.context,
+                )
+                .await?
                 else {
-                    return self.settled_elsewhere(conn).await;
+                    return Ok((self.settled_elsewhere(conn).await?, None));
                 };
-                repo::set_reserved(conn, order.id, total, &priced).await?;
-                let order = Order {
-                    total_cents: Some(total),
-                    ..order
-                };
-                repo::add_history(conn, order.id, Status::Pending, "system", Some("reserved"))
-                    .await?;
-                let messages = vec![
-                    events::payment_requested(conn, &order, self.context).await?,
-                    events::status_changed(conn, &order, types::ORDER_CREATED, None, self.context)
-                        .await?,
-                ];
-                shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
-                repo::mark_payment_requested(conn, order.id).await?;
-                let lines = repo::lines(conn, order.id).await?;
-                if self.route == Route::Checkout {
-                    // Only what was ordered: lines added meanwhile stay in the cart.
-                    let ordered: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-                    repo::remove_from_cart(conn, self.identity.user_id, &ordered).await?;
-                }
-                self.store(conn, Answer::created(&OrderResponse::new(&order, lines)))
-                    .await
+                let answer = Answer::created(&OrderResponse::new(&applied.order, lines.clone()))?;
+                let conn: &AsyncPgConnection = conn;
+                // Independent of each other: sent together.
+                let (_, _, answer) = futures_util::future::try_join3(
+                    async {
+                        Ok::<_, OrderError>(repo::price_lines(conn, self.order_id, &lines).await?)
+                    },
+                    async {
+                        if self.route == Route::Checkout {
+                            // Only what was ordered: lines added meanwhile stay in the cart.
+                            let ordered: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+                            repo::remove_from_cart(conn, self.identity.user_id, &ordered).await?;
+                        }
+                        Ok(())
+                    },
+                    self.store(conn, answer),
+                )
+                .await?;
+                Ok((answer, Some(applied.written)))
             })
             .await?;
-        self.state.relay.wake();
-        if answer.status == 201 {
+        if let Some(written) = written {
+            self.state.relay.wake(written);
             tracing::info!(order.id = %self.order_id, total, "order placed");
         }
         Ok(answer)
     }
 
     /// Refused by the catalog (short stock, deleted or unknown product): failed, nothing held.
-    async fn refused(
-        &self,
-        status: u16,
-        mut body: Value,
-        lines: &[ReserveLine],
-    ) -> Result<Answer, OrderError> {
+    async fn refused(&self, status: u16, mut body: Value) -> Result<Answer, OrderError> {
         let cause = match body["code"].as_str() {
-            Some("insufficient-stock") => "insufficient_stock",
-            Some("product-unavailable") => "product_unavailable",
-            Some("validation-failed") => "unknown_product",
-            _ => "reservation_refused",
+            Some("insufficient-stock") => Cause::InsufficientStock,
+            Some("product-unavailable") => Cause::ProductUnavailable,
+            Some("validation-failed") => Cause::UnknownProduct,
+            _ => Cause::ReservationRefused,
         };
         // The catalog numbers lines as sent (merged): name the product too.
         if let Some(errors) = body["errors"].as_array_mut() {
@@ -508,7 +524,7 @@ impl Settle<'_> {
                     .and_then(|f| f.strip_prefix("items["))
                     .and_then(|f| f.split(']').next())
                     .and_then(|i| i.parse::<usize>().ok());
-                if let Some(line) = index.and_then(|i| lines.get(i)) {
+                if let Some(line) = index.and_then(|i| self.lines.get(i)) {
                     error["productId"] = Value::String(line.product_id.to_string());
                 }
             }
@@ -522,18 +538,21 @@ impl Settle<'_> {
         let mut conn = shop_db::conn(&self.state.pool).await?;
         let answer = conn
             .transaction::<_, OrderError, _>(async |conn| {
-                if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
-                    .await?
-                    .is_none()
-                {
+                let applied = lifecycle::apply(
+                    conn,
+                    self.order_id,
+                    None,
+                    &Transition::refused(cause),
+                    self.context,
+                )
+                .await?;
+                if applied.is_none() {
                     return self.settled_elsewhere(conn).await;
                 }
-                repo::add_history(conn, self.order_id, Status::Failed, "system", Some(cause))
-                    .await?;
                 self.store(conn, answer).await
             })
             .await?;
-        tracing::info!(order.id = %self.order_id, cause, "order refused");
+        tracing::info!(order.id = %self.order_id, cause = cause.as_str(), "order refused");
         Ok(answer)
     }
 
@@ -545,36 +564,33 @@ impl Settle<'_> {
         let mut conn = shop_db::conn(&self.state.pool).await?;
         let settled = conn
             .transaction::<_, OrderError, _>(async |conn| {
-                if repo::transition(conn, self.order_id, &[Status::Reserving], Status::Failed)
-                    .await?
-                    .is_none()
-                {
-                    return Ok(Some(self.settled_elsewhere(conn).await?));
-                }
-                repo::add_history(
+                let Some(applied) = lifecycle::apply(
                     conn,
                     self.order_id,
-                    Status::Failed,
-                    "system",
-                    Some("catalog_unavailable"),
+                    None,
+                    &Transition::catalog_unavailable(),
+                    self.context,
                 )
-                .await?;
-                shop_outbox::enqueue(conn, events::CHANNEL, &[events::release(self.order_id)])
-                    .await?;
-                if let Some(key) = self.key {
-                    repo::delete_claim(conn, self.identity.user_id, self.route.as_str(), key)
-                        .await?;
+                .await?
+                else {
+                    return Ok(Err(self.settled_elsewhere(conn).await?));
+                };
+                if let Some(claim) = &self.claim {
+                    repo::delete_claim(conn, claim).await?;
                 }
-                Ok(None)
+                Ok(Ok(applied.written))
             })
             .await?;
-        self.state.relay.wake();
-        Ok(settled.unwrap_or_else(|| {
-            Answer::problem(&ApiError::unavailable(
-                "the catalog is unavailable; the order was not placed, try again shortly",
-                2,
-            ))
-        }))
+        match settled {
+            Ok(written) => {
+                self.state.relay.wake(written);
+                Ok(Answer::problem(&ApiError::unavailable(
+                    "the catalog is unavailable; the order was not placed, try again shortly",
+                    2,
+                )))
+            }
+            Err(answer) => Ok(answer),
+        }
     }
 }
 

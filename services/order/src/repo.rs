@@ -1,59 +1,126 @@
 //! Order, cart and claim queries. Each takes a connection, so callers compose them inside one
-//! transaction.
+//! transaction; those taking a shared connection can be sent together (pipelined). Status
+//! changes are the lifecycle's ([`crate::lifecycle`]).
 
 use chrono::{DateTime, Utc};
-use diesel::{dsl::now, pg::Pg, prelude::*};
+use diesel::{
+    dsl::now,
+    pg::Pg,
+    prelude::*,
+    sql_types::{Array, Bool, Bytea, Double, Int2, Int4, Int8, Jsonb, Text, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::ReserveLine;
+use shop_db::prepared;
 use uuid::Uuid;
 
 use crate::{
-    models::{CartItem, HistoryEntry, Line, NewLine, Order, Status},
-    schema::{
-        cart_items, idempotency_claims, order_lines, order_status_history, orders, payment_events,
-    },
+    lifecycle::Cause,
+    models::{CartItem, HistoryEntry, Line, Order, Status},
+    schema::{cart_items, idempotency_claims, order_lines, order_status_history, orders},
 };
 
-pub async fn insert_order(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    user_id: Uuid,
-    currency: &str,
-) -> QueryResult<Order> {
-    diesel::insert_into(orders::table)
-        .values((
-            orders::id.eq(id),
-            orders::user_id.eq(user_id),
-            orders::status.eq(Status::Reserving.as_str()),
-            orders::currency.eq(currency),
-        ))
-        .returning(Order::as_returning())
+/// An order to make, in `reserving`.
+#[derive(Debug)]
+pub struct NewOrder<'a> {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub currency: &'a str,
+    /// In the order's line order.
+    pub lines: &'a [ReserveLine],
+    /// Who placed it, as the timeline says it.
+    pub actor: String,
+    pub cause: Cause,
+    /// The `Idempotency-Key` to claim with it, and the request's hash.
+    pub claim: Option<(&'a ClaimKey<'a>, &'a [u8])>,
+}
+
+/// Makes the order, its lines, its first timeline entry and, if there is a key, its claim, in
+/// one statement. Returns false (and makes nothing) if the key was claimed already; a
+/// concurrent claim of the same key waits for this one to commit.
+const CREATE: &str = "
+WITH claim AS (
+    INSERT INTO idempotency_claims (user_id, route, key, request_hash, order_id)
+    SELECT $2, $7, $8, $9, $1 WHERE $10
+    ON CONFLICT DO NOTHING
+    RETURNING order_id),
+created AS (
+    INSERT INTO orders (id, user_id, status, currency)
+    SELECT $1, $2, $3, $4 WHERE NOT $10 OR EXISTS (SELECT 1 FROM claim)
+    RETURNING id),
+lines AS (
+    INSERT INTO order_lines (order_id, position, product_id, quantity)
+    SELECT created.id, l.position, l.product_id, l.quantity
+    FROM created,
+        unnest($11::int2[], $12::uuid[], $13::int4[]) AS l(position, product_id, quantity)),
+history AS (
+    INSERT INTO order_status_history (order_id, status, actor, cause)
+    SELECT id, $3, $5, $6 FROM created)
+SELECT EXISTS (SELECT 1 FROM created) AS created";
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = Bool)]
+    created: bool,
+}
+
+pub async fn create_order(conn: &mut AsyncPgConnection, new: &NewOrder<'_>) -> QueryResult<bool> {
+    let positions: Vec<i16> = (0..new.lines.len())
+        .map(|p| i16::try_from(p).unwrap_or(i16::MAX))
+        .collect();
+    let products: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i32> = new.lines.iter().map(|l| l.quantity).collect();
+    let (claim, hash) = new.claim.map_or((None, None), |(c, h)| (Some(c), Some(h)));
+    let created: Created = prepared(CREATE)
+        .bind::<SqlUuid, _>(new.id)
+        .bind::<SqlUuid, _>(new.user_id)
+        .bind::<Text, _>(Status::Reserving)
+        .bind::<Text, _>(new.currency)
+        .bind::<Text, _>(&new.actor)
+        .bind::<Text, _>(new.cause.as_str())
+        .bind::<diesel::sql_types::Nullable<Text>, _>(claim.map(|c| c.route))
+        .bind::<diesel::sql_types::Nullable<Text>, _>(claim.map(|c| c.key))
+        .bind::<diesel::sql_types::Nullable<Bytea>, _>(hash)
+        .bind::<Bool, _>(claim.is_some())
+        .bind::<Array<Int2>, _>(positions)
+        .bind::<Array<SqlUuid>, _>(products)
+        .bind::<Array<Int4>, _>(quantities)
         .get_result(conn)
-        .await
-}
-
-pub async fn insert_lines(conn: &mut AsyncPgConnection, lines: &[NewLine]) -> QueryResult<()> {
-    diesel::insert_into(order_lines::table)
-        .values(lines)
-        .execute(conn)
         .await?;
-    Ok(())
+    Ok(created.created)
 }
 
-pub async fn add_history(
-    conn: &mut AsyncPgConnection,
+const PRICE_LINES: &str = "
+UPDATE order_lines l SET name = v.name, unit_price_cents = v.price
+FROM unnest($2::uuid[], $3::text[], $4::int8[]) AS v(product_id, name, price)
+WHERE l.order_id = $1 AND l.product_id = v.product_id";
+
+/// Records each line's name and price as reserved.
+pub async fn price_lines(
+    conn: &AsyncPgConnection,
     order_id: Uuid,
-    status: Status,
-    actor: &str,
-    cause: Option<&str>,
+    lines: &[Line],
 ) -> QueryResult<()> {
-    diesel::insert_into(order_status_history::table)
-        .values((
-            order_status_history::order_id.eq(order_id),
-            order_status_history::status.eq(status.as_str()),
-            order_status_history::actor.eq(actor),
-            order_status_history::cause.eq(cause),
-        ))
-        .execute(conn)
+    let priced: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.unit_price_cents.is_some())
+        .collect();
+    prepared(PRICE_LINES)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Array<SqlUuid>, _>(priced.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            priced
+                .iter()
+                .map(|l| l.name.clone().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Int8>, _>(
+            priced
+                .iter()
+                .map(|l| l.unit_price_cents.unwrap_or_default())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut &*conn)
         .await?;
     Ok(())
 }
@@ -62,16 +129,6 @@ pub async fn find_order(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<O
     orders::table
         .find(id)
         .select(Order::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
-pub async fn lock_order(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
-    orders::table
-        .find(id)
-        .select(Order::as_select())
-        .for_update()
         .first(conn)
         .await
         .optional()
@@ -94,89 +151,6 @@ pub async fn lines_of(conn: &mut AsyncPgConnection, order_ids: &[Uuid]) -> Query
         .await
 }
 
-/// Moves an order to `to` if its status is one of `from`; `None` if it was not.
-pub async fn transition(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    from: &[Status],
-    to: Status,
-) -> QueryResult<Option<Order>> {
-    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-    diesel::update(orders::table.find(id).filter(orders::status.eq_any(from)))
-        .set((
-            orders::status.eq(to.as_str()),
-            orders::status_changed_at.eq(now),
-            orders::updated_at.eq(now),
-        ))
-        .returning(Order::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
-}
-
-/// Records what the catalog reserved: each line's name and price, and the total.
-pub async fn set_reserved(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    total_cents: i64,
-    lines: &[(Uuid, String, i64)],
-) -> QueryResult<()> {
-    for (product_id, name, unit_price_cents) in lines {
-        diesel::update(order_lines::table.find((id, product_id)))
-            .set((
-                order_lines::name.eq(name),
-                order_lines::unit_price_cents.eq(unit_price_cents),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    diesel::update(orders::table.find(id))
-        .set(orders::total_cents.eq(total_cents))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// The next event sequence number of an order.
-pub async fn next_seq(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i32> {
-    diesel::update(orders::table.find(id))
-        .set(orders::event_seq.eq(orders::event_seq + 1))
-        .returning(orders::event_seq)
-        .get_result(conn)
-        .await
-}
-
-pub async fn mark_payment_requested(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
-    diesel::update(orders::table.find(id))
-        .set(orders::payment_requested_at.eq(now))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn set_payment_summary(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    status: &str,
-    attempts: i32,
-    last_error: Option<&str>,
-) -> QueryResult<()> {
-    diesel::update(orders::table.find(id))
-        .set((
-            orders::payment_status.eq(status),
-            orders::payment_attempts.eq(diesel::dsl::sql::<diesel::sql_types::Int4>(
-                "GREATEST(payment_attempts, ",
-            )
-            .bind::<diesel::sql_types::Int4, _>(attempts)
-            .sql(")")),
-            orders::payment_last_error.eq(last_error),
-            orders::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// What a listing selects.
 #[derive(Debug, Clone)]
 pub struct OrderFilter {
@@ -193,10 +167,8 @@ fn filtered(filter: &OrderFilter) -> orders::BoxedQuery<'static, Pg> {
         query = query.filter(orders::user_id.eq(user));
     }
     query = match filter.status {
-        Some(status) => query.filter(orders::status.eq(status.as_str())),
-        None => query.filter(
-            orders::status.ne_all(vec![Status::Reserving.as_str(), Status::Failed.as_str()]),
-        ),
+        Some(status) => query.filter(orders::status.eq(status)),
+        None => query.filter(orders::status.ne_all(vec![Status::Reserving, Status::Failed])),
     };
     query
 }
@@ -238,38 +210,20 @@ pub struct Claim {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Inserts a claim unless one exists; returns whether this call made it. A concurrent claim
-/// of the same key waits for this transaction to end.
-pub async fn insert_claim(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    route: &str,
-    key: &str,
-    request_hash: &[u8],
-    order_id: Uuid,
-) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(idempotency_claims::table)
-        .values((
-            idempotency_claims::user_id.eq(user_id),
-            idempotency_claims::route.eq(route),
-            idempotency_claims::key.eq(key),
-            idempotency_claims::request_hash.eq(request_hash),
-            idempotency_claims::order_id.eq(order_id),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(inserted == 1)
+/// Names an `Idempotency-Key` claim: per user and route.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimKey<'a> {
+    pub user_id: Uuid,
+    pub route: &'a str,
+    pub key: &'a str,
 }
 
 pub async fn find_claim(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    route: &str,
-    key: &str,
+    conn: &AsyncPgConnection,
+    claim: &ClaimKey<'_>,
 ) -> QueryResult<Option<Claim>> {
     idempotency_claims::table
-        .find((user_id, route, key))
+        .find((claim.user_id, claim.route, claim.key))
         .select((
             idempotency_claims::request_hash,
             idempotency_claims::order_id,
@@ -277,66 +231,68 @@ pub async fn find_claim(
             idempotency_claims::response_body,
             idempotency_claims::updated_at,
         ))
-        .first(conn)
+        .first(&mut &*conn)
         .await
         .optional()
 }
+
+const TAKE_OVER_CLAIM: &str = "
+UPDATE idempotency_claims SET updated_at = now()
+WHERE user_id = $1 AND route = $2 AND key = $3 AND updated_at = $4 AND response_status IS NULL
+  AND updated_at < now() - make_interval(secs => $5)";
 
 /// Takes over an unfinished claim untouched for `resume_after` (judged by the database's
 /// clock) and last touched at `seen`; false if it is too fresh or someone else took it first.
 pub async fn take_over_claim(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    route: &str,
-    key: &str,
+    claim: &ClaimKey<'_>,
     seen: DateTime<Utc>,
     resume_after: std::time::Duration,
 ) -> QueryResult<bool> {
-    let updated = diesel::update(
-        idempotency_claims::table
-            .find((user_id, route, key))
-            .filter(idempotency_claims::updated_at.eq(seen))
-            .filter(idempotency_claims::response_status.is_null())
-            .filter(
-                diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    "updated_at < now() - make_interval(secs => ",
-                )
-                .bind::<diesel::sql_types::Double, _>(resume_after.as_secs_f64())
-                .sql(")"),
-            ),
-    )
-    .set(idempotency_claims::updated_at.eq(now))
-    .execute(conn)
-    .await?;
+    let updated = prepared(TAKE_OVER_CLAIM)
+        .bind::<SqlUuid, _>(claim.user_id)
+        .bind::<Text, _>(claim.route)
+        .bind::<Text, _>(claim.key)
+        .bind::<diesel::sql_types::Timestamptz, _>(seen)
+        .bind::<Double, _>(resume_after.as_secs_f64())
+        .execute(conn)
+        .await?;
     Ok(updated == 1)
+}
+
+const STORE_CLAIM_ANSWER: &str = "
+UPDATE idempotency_claims SET response_status = $4, response_body = $5, updated_at = now()
+WHERE user_id = $1 AND route = $2 AND key = $3 AND response_status IS NULL";
+
+/// Stores a claim's answer unless one is stored already; false if one was.
+pub async fn try_store_claim_answer(
+    conn: &AsyncPgConnection,
+    claim: &ClaimKey<'_>,
+    status: i16,
+    body: &serde_json::Value,
+) -> QueryResult<bool> {
+    let stored = prepared(STORE_CLAIM_ANSWER)
+        .bind::<SqlUuid, _>(claim.user_id)
+        .bind::<Text, _>(claim.route)
+        .bind::<Text, _>(claim.key)
+        .bind::<Int2, _>(status)
+        .bind::<Jsonb, _>(body)
+        .execute(&mut &*conn)
+        .await?;
+    Ok(stored == 1)
 }
 
 /// Stores a claim's answer unless one is stored already; returns the answer that stands.
 pub async fn store_claim_answer(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    route: &str,
-    key: &str,
+    conn: &AsyncPgConnection,
+    claim: &ClaimKey<'_>,
     status: i16,
     body: &serde_json::Value,
 ) -> QueryResult<(i16, serde_json::Value)> {
-    let stored = diesel::update(
-        idempotency_claims::table
-            .find((user_id, route, key))
-            .filter(idempotency_claims::response_status.is_null()),
-    )
-    .set((
-        idempotency_claims::response_status.eq(status),
-        idempotency_claims::response_body.eq(body),
-        idempotency_claims::updated_at.eq(now),
-    ))
-    .execute(conn)
-    .await?;
-    if stored == 1 {
+    if try_store_claim_answer(conn, claim, status, body).await? {
         return Ok((status, body.clone()));
     }
-    let existing = find_claim(conn, user_id, route, key).await?;
-    Ok(match existing {
+    Ok(match find_claim(conn, claim).await? {
         Some(Claim {
             response_status: Some(status),
             response_body: Some(body),
@@ -346,13 +302,8 @@ pub async fn store_claim_answer(
     })
 }
 
-pub async fn delete_claim(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    route: &str,
-    key: &str,
-) -> QueryResult<()> {
-    diesel::delete(idempotency_claims::table.find((user_id, route, key)))
+pub async fn delete_claim(conn: &mut AsyncPgConnection, claim: &ClaimKey<'_>) -> QueryResult<()> {
+    diesel::delete(idempotency_claims::table.find((claim.user_id, claim.route, claim.key)))
         .execute(conn)
         .await?;
     Ok(())
@@ -365,47 +316,6 @@ pub async fn purge_claims(
     diesel::delete(idempotency_claims::table.filter(idempotency_claims::created_at.lt(before)))
         .execute(conn)
         .await
-}
-
-/// The answer given to an already received payment event.
-pub async fn payment_event_answer(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    attempt_no: i32,
-    outcome: &str,
-) -> QueryResult<Option<i16>> {
-    payment_events::table
-        .find((order_id, attempt_no, outcome))
-        .select(payment_events::answer_status)
-        .first(conn)
-        .await
-        .optional()
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_payment_event(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    attempt_no: i32,
-    outcome: &str,
-    error: Option<&str>,
-    next_retry_at: Option<DateTime<Utc>>,
-    is_final: bool,
-    answer_status: i16,
-) -> QueryResult<()> {
-    diesel::insert_into(payment_events::table)
-        .values((
-            payment_events::order_id.eq(order_id),
-            payment_events::attempt_no.eq(attempt_no),
-            payment_events::outcome.eq(outcome),
-            payment_events::error.eq(error),
-            payment_events::next_retry_at.eq(next_retry_at),
-            payment_events::is_final.eq(is_final),
-            payment_events::answer_status.eq(answer_status),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 pub async fn cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<CartItem>> {
@@ -453,17 +363,15 @@ pub async fn delete_cart_item(
 
 /// Removes the given products from a user's cart (what an order took from it).
 pub async fn remove_from_cart(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     user_id: Uuid,
     products: &[Uuid],
 ) -> QueryResult<()> {
-    diesel::delete(
-        cart_items::table
-            .filter(cart_items::user_id.eq(user_id))
-            .filter(cart_items::product_id.eq_any(products)),
-    )
-    .execute(conn)
-    .await?;
+    prepared("DELETE FROM cart_items WHERE user_id = $1 AND product_id = ANY($2)")
+        .bind::<SqlUuid, _>(user_id)
+        .bind::<Array<SqlUuid>, _>(products)
+        .execute(&mut &*conn)
+        .await?;
     Ok(())
 }
 
@@ -482,7 +390,7 @@ pub async fn stale(
     limit: i64,
 ) -> QueryResult<Vec<Order>> {
     orders::table
-        .filter(orders::status.eq(status.as_str()))
+        .filter(orders::status.eq(status))
         .filter(orders::status_changed_at.lt(before))
         .order(orders::status_changed_at.asc())
         .limit(limit)
@@ -501,7 +409,7 @@ pub async fn unreported(
     limit: i64,
 ) -> QueryResult<Vec<Order>> {
     orders::table
-        .filter(orders::status.eq(Status::Pending.as_str()))
+        .filter(orders::status.eq(Status::Pending))
         .filter(orders::payment_status.is_null())
         .filter(orders::payment_requested_at.lt(before))
         .order(orders::payment_requested_at.asc())

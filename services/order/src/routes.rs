@@ -2,7 +2,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde::Deserialize;
-use shop_contracts::events::PaymentEvent;
+use shop_contracts::events::{
+    PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
+};
 use shop_http::{
     Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext, headers,
 };
@@ -43,7 +45,8 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
             .route(
                 "/internal/orders/{id}/payment-events",
                 web::post().to(report_payment),
-            );
+            )
+            .route("/internal/payment-reports", web::post().to(report_payments));
     }
 }
 
@@ -366,20 +369,62 @@ pub async fn report_payment(
     id: web::Path<Uuid>,
     body: shop_http::Json<PaymentEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    if req
-        .headers()
-        .get(headers::CALLER)
-        .and_then(|v| v.to_str().ok())
-        != Some("payment")
-    {
-        return Err(OrderError::WrongCaller.into());
-    }
+    from_payment(&req)?;
     match payments::report(&state, *id, &body, &context).await? {
         payments::Reply::Accepted(status) => Ok(HttpResponse::Ok().json(PaymentEventAnswer {
             order_id: *id,
             status,
         })),
         payments::Reply::NotPending(status) => Err(OrderError::NotPending { status }.into()),
+        payments::Reply::Unknown => Err(OrderError::NotFound.into()),
+    }
+}
+
+/// Report many payment attempts and outcomes at once (payment service only; X-Caller:
+/// payment), each order's in the order they happened, recorded in one transaction. Each is
+/// idempotent per (order, attempt, outcome) and answered as the single-report route would.
+#[utoipa::path(post, path = "/internal/payment-reports", tag = "payments",
+    request_body = PaymentReports,
+    params(("X-Internal-Token" = String, Header, description = "The internal credential"),
+           ("X-Caller" = String, Header, description = "Must be `payment`")),
+    responses((status = 200, description = "Every report recorded or refused, one answer each in order: `status` 200 recorded, 404 no such order, 409 no longer pending (a success must be refunded)", body = PaymentReportAnswers),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Caller is not the payment service", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors` (nothing recorded)", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+pub async fn report_payments(
+    state: State,
+    req: HttpRequest,
+    context: RequestContext,
+    body: shop_http::Json<PaymentReports>,
+) -> Result<HttpResponse, ApiError> {
+    from_payment(&req)?;
+    let replies = payments::report_many(&state, &body.reports, &context).await?;
+    let answers = body
+        .reports
+        .iter()
+        .zip(replies)
+        .map(|(report, reply)| PaymentReportAnswer {
+            order_id: report.order_id,
+            attempt_no: report.event.attempt_no,
+            outcome: report.event.outcome,
+            status: reply.code(),
+            order_status: reply.status().map(|s| s.as_str().to_owned()),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers }))
+}
+
+/// Only the payment service reports payments.
+fn from_payment(req: &HttpRequest) -> Result<(), ApiError> {
+    if req
+        .headers()
+        .get(headers::CALLER)
+        .and_then(|v| v.to_str().ok())
+        == Some("payment")
+    {
+        Ok(())
+    } else {
+        Err(OrderError::WrongCaller.into())
     }
 }
 

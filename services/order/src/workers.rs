@@ -8,58 +8,71 @@ use diesel::{
     dsl::sql,
     sql_types::{BigInt, Bool},
 };
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
 use shop_client::{Idempotency, ServiceClient, reqwest::Method};
-use shop_contracts::events::types;
 use shop_http::RequestContext;
-use shop_outbox::CommandHandler;
+use shop_outbox::{Command, CommandHandler, Outcome, Written};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{AppState, error::OrderError, events, models::Status, repo};
+use crate::{
+    AppState,
+    error::OrderError,
+    events,
+    lifecycle::{self, Transition},
+    models::Status,
+    repo,
+};
 
 /// Only one instance sweeps at a time (a transaction-scoped advisory lock).
 const SWEEP_LOCK: i64 = 0x4f52_4445_5253_5750;
 const BATCH: i64 = 100;
 
-/// Runs `stock.release` against the catalog (idempotent there, so a repeat is harmless).
+/// Runs `stock.release` against the catalog (idempotent there, so a repeat is harmless), each
+/// order's commands in turn and the orders at once.
 #[derive(Debug)]
 pub struct ReleaseStock {
     pub catalog: ServiceClient,
 }
 
+impl ReleaseStock {
+    async fn release(&self, command: &Command) -> Result<(), String> {
+        if command.topic != events::RELEASE {
+            return Err(format!("unknown command {}", command.topic));
+        }
+        let order_id: Uuid = command.payload["orderId"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| "command without an orderId".to_owned())?;
+        let reply = self
+            .catalog
+            .call::<()>(
+                Method::POST,
+                &format!("/internal/reservations/{order_id}/release"),
+                None,
+                Idempotency::Idempotent,
+                &RequestContext::background(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("catalog answered {}", reply.status))
+        }
+    }
+}
+
 impl CommandHandler for ReleaseStock {
     fn run<'a>(
         &'a self,
-        topic: &'a str,
-        payload: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            if topic != events::RELEASE {
-                return Err(format!("unknown command {topic}"));
-            }
-            let order_id: Uuid = payload["orderId"]
-                .as_str()
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| "command without an orderId".to_owned())?;
-            let reply = self
-                .catalog
-                .call::<()>(
-                    Method::POST,
-                    &format!("/internal/reservations/{order_id}/release"),
-                    None,
-                    Idempotency::Idempotent,
-                    &RequestContext::background(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if reply.status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("catalog answered {}", reply.status))
-            }
-        })
+        _conn: &'a mut AsyncPgConnection,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(shop_outbox::run_lanes(commands, |command| {
+            self.release(command)
+        }))
     }
 }
 
@@ -100,7 +113,7 @@ fn ago(duration: Duration) -> chrono::DateTime<Utc> {
 pub async fn sweep(state: &AppState) -> Result<(), OrderError> {
     let context = RequestContext::background();
     let mut conn = shop_db::conn(&state.pool).await?;
-    let changed = conn
+    let written = conn
         .transaction::<_, OrderError, _>(async |conn| {
             let leader: bool = diesel::select(
                 sql::<Bool>("pg_try_advisory_xact_lock(")
@@ -110,85 +123,56 @@ pub async fn sweep(state: &AppState) -> Result<(), OrderError> {
             .get_result(conn)
             .await?;
             if !leader {
-                return Ok(0);
+                return Ok(Written::NOTHING);
             }
-            let mut changed = 0;
-            for order in repo::stale(
+            let mut written = Written::NOTHING;
+            let abandoned = repo::stale(
                 conn,
                 Status::Reserving,
                 ago(state.sweeps.reserve_timeout),
                 BATCH,
             )
-            .await?
-            {
-                if repo::transition(conn, order.id, &[Status::Reserving], Status::Failed)
-                    .await?
-                    .is_none()
+            .await?;
+            for order in abandoned {
+                let transition = Transition::abandoned();
+                if let Some(applied) =
+                    lifecycle::apply(conn, order.id, None, &transition, &context).await?
                 {
-                    continue;
+                    tracing::warn!(order.id = %order.id, "reservation abandoned; releasing");
+                    written |= applied.written;
                 }
-                repo::add_history(
-                    conn,
-                    order.id,
-                    Status::Failed,
-                    "system",
-                    Some("reservation_abandoned"),
-                )
-                .await?;
-                shop_outbox::enqueue(conn, events::CHANNEL, &[events::release(order.id)]).await?;
-                tracing::warn!(order.id = %order.id, "reservation abandoned; releasing");
-                changed += 1;
             }
-            for order in repo::stale(
+            let unpaid = repo::stale(
                 conn,
                 Status::Pending,
                 ago(state.sweeps.payment_timeout),
                 BATCH,
             )
-            .await?
-            {
-                let Some(failed) =
-                    repo::transition(conn, order.id, &[Status::Pending], Status::Failed).await?
-                else {
-                    continue;
-                };
-                repo::add_history(
-                    conn,
-                    order.id,
-                    Status::Failed,
-                    "system",
-                    Some("payment_timeout"),
-                )
-                .await?;
-                let messages = vec![
-                    events::release(order.id),
-                    events::payment_cancel(conn, &failed, &context).await?,
-                    events::status_changed(
-                        conn,
-                        &failed,
-                        types::ORDER_FAILED,
-                        Some("payment_timeout"),
-                        &context,
-                    )
-                    .await?,
-                ];
-                shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
-                tracing::warn!(order.id = %order.id, "payment timed out");
-                changed += 1;
+            .await?;
+            for order in unpaid {
+                let transition = Transition::payment_timeout();
+                if let Some(applied) =
+                    lifecycle::apply(conn, order.id, None, &transition, &context).await?
+                {
+                    tracing::warn!(order.id = %order.id, "payment timed out");
+                    written |= applied.written;
+                }
             }
             for order in repo::unreported(conn, ago(state.sweeps.resend_after), BATCH).await? {
-                let message = events::payment_requested(conn, &order, &context).await?;
-                shop_outbox::enqueue(conn, events::CHANNEL, &[message]).await?;
-                repo::mark_payment_requested(conn, order.id).await?;
-                tracing::warn!(order.id = %order.id, "payment service silent; request sent again");
-                changed += 1;
+                if let Some(wrote) =
+                    lifecycle::request_payment_again(conn, order.id, &context).await?
+                {
+                    tracing::warn!(
+                        order.id = %order.id,
+                        "payment service silent; request sent again"
+                    );
+                    written |= wrote;
+                }
             }
             repo::purge_claims(conn, ago(state.sweeps.claims_ttl)).await?;
-            Ok(changed)
+            Ok(written)
         })
         .await?;
-    if changed > 0 {
-        state.relay.wake();
-    }
+    state.relay.wake(written);
     Ok(())
 }

@@ -1,23 +1,30 @@
-//! Simulated payment attempts, run from Postgres: workers lease due payments (`FOR UPDATE SKIP
-//! LOCKED`, a lease longer than an attempt), each attempt takes `PAYMENT_DURATION` and fails
-//! with `PAYMENT_FAILED_PROBABILITY` percent; a failure schedules the next attempt at
-//! `BACKOFF_DELAY × 2^n` with jitter, up to `BACKOFF_RETRIES` retries. Waiting is a due time in
-//! the row, so it holds no worker and no stream entry. At most `PAYMENT_CONCURRENCY` attempts
-//! run at once per instance.
+//! Simulated payment attempts, run from Postgres: a payment is leased to one instance (a lease
+//! longer than an attempt; `FOR UPDATE SKIP LOCKED` among instances), each attempt takes
+//! `PAYMENT_DURATION` and fails with `PAYMENT_FAILED_PROBABILITY` percent; a failure schedules
+//! the next attempt at `BACKOFF_DELAY × 2^n` with jitter, up to `BACKOFF_RETRIES` retries.
+//! Waiting is a due time in the row, so it holds no worker and no stream entry. At most
+//! `PAYMENT_CONCURRENCY` attempts run at once per instance.
+//!
+//! A new payment is leased as it is inserted (see the consumer); the lease loop takes the rest:
+//! retries coming due, payments left for want of a free slot, leases that expired. Finished
+//! attempts are recorded by one task, which commits whatever has finished meanwhile in one
+//! transaction: the outcomes, their notifications and their reports.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::Rng;
 use shop_contracts::events::{AttemptFailed, PaymentEvent, PaymentOutcome, PaymentSettled, types};
-use tokio::sync::Semaphore;
+use shop_db::DbError;
+use shop_outbox::{NewMessage, Written};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     AppState, events,
     models::{NewAttempt, Payment, status},
-    repo,
+    repo::{self, Settlement},
 };
 
 /// The simulated processor's behaviour.
@@ -32,143 +39,404 @@ pub struct Simulation {
     pub worker: String,
 }
 
-const IDLE_POLL: Duration = Duration::from_millis(200);
+impl Simulation {
+    /// How long a lease lasts: longer than an attempt, so a live worker never loses one.
+    pub fn lease(&self) -> Duration {
+        self.duration + Duration::from_secs(30)
+    }
+}
 
-/// Leases due payments and runs their attempts until cancelled. A finished attempt makes room
-/// at once and a new payment wakes the loop ([`AppState::due`]); the poll is only for retries
-/// coming due and for payments other instances created.
-pub async fn run(state: AppState, cancel: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(state.simulation.concurrency));
-    let running = TaskTracker::new();
-    loop {
-        let first = tokio::select! {
-            () = cancel.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+/// The poll for work nobody announced: other instances' payments, expired leases.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Most outcomes committed in one transaction.
+const COMPLETIONS_PER_BATCH: usize = 256;
+
+/// This instance's attempts: the free slots, the lease loop's wake-up, and the queue of
+/// finished attempts waiting to be recorded.
+#[derive(Debug, Clone)]
+pub struct Attempts {
+    slots: Arc<Semaphore>,
+    due: Arc<Notify>,
+    finished: mpsc::UnboundedSender<Finished>,
+    running: TaskTracker,
+}
+
+/// An attempt that ran, and the slot it holds until its outcome is committed.
+#[derive(Debug)]
+pub struct Finished {
+    payment: Payment,
+    failed: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Attempts {
+    /// The attempts of an instance running `concurrency` at once; the receiver goes to
+    /// [`record_finished`].
+    pub fn new(concurrency: usize) -> (Self, mpsc::UnboundedReceiver<Finished>) {
+        let (finished, receiver) = mpsc::unbounded_channel();
+        (
+            Self {
+                slots: Arc::new(Semaphore::new(concurrency)),
+                due: Arc::default(),
+                finished,
+                running: TaskTracker::new(),
             },
-        };
-        let leased = match lease(&state, 1 + slots.available_permits()).await {
+            receiver,
+        )
+    }
+
+    /// Up to `wanted` free slots, without waiting.
+    pub fn free_slots(&self, wanted: usize) -> Vec<OwnedSemaphorePermit> {
+        std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok())
+            .take(wanted)
+            .collect()
+    }
+
+    /// Tells the lease loop that payments are waiting for a slot.
+    pub fn wake(&self) {
+        self.due.notify_one();
+    }
+
+    /// Runs the attempt of a payment leased to this instance, in `slot`.
+    pub fn start(&self, simulation: &Simulation, payment: Payment, slot: OwnedSemaphorePermit) {
+        let duration = simulation.duration;
+        let failure_percent = simulation.failure_percent;
+        let finished = self.finished.clone();
+        self.running.spawn(async move {
+            let span = tracing::info_span!(
+                "payment attempt",
+                payment.id = %payment.id,
+                order.id = %payment.order_id
+            );
+            shop_http::continue_trace(&span, payment.traceparent.as_deref());
+            tracing::Instrument::instrument(
+                async move {
+                    tokio::time::sleep(duration).await;
+                    let failed = rand::rng().random_range(0..100) < u32::from(failure_percent);
+                    // Only gone when the instance stops: the lease expires and it runs again.
+                    let _ = finished.send(Finished {
+                        payment,
+                        failed,
+                        _slot: slot,
+                    });
+                },
+                span,
+            )
+            .await;
+        });
+    }
+}
+
+/// Leases due payments and starts their attempts until cancelled. A recorded outcome frees a
+/// slot, and a payment left waiting for one wakes the loop ([`Attempts::wake`]); the poll is
+/// for retries coming due and for payments other instances left.
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    let attempts = &state.attempts;
+    loop {
+        let mut slots = attempts.free_slots(state.simulation.concurrency);
+        if slots.is_empty() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                slot = attempts.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => return,
+                },
+            }
+        }
+        let wanted = slots.len();
+        let leased = match lease(&state, wanted).await {
             Ok(leased) => leased,
             Err(error) => {
                 tracing::warn!(%error, "cannot lease due payments");
                 Vec::new()
             }
         };
-        if leased.is_empty() {
-            drop(first);
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = state.due.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
+        let full = leased.len() == wanted;
+        for (payment, slot) in leased.into_iter().zip(slots) {
+            attempts.start(&state.simulation, payment, slot);
+        }
+        if full {
             continue;
         }
-        let mut first = Some(first);
-        for payment in leased {
-            let permit = match first.take() {
-                Some(permit) => permit,
-                None => match slots.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let state = state.clone();
-            running.spawn(async move {
-                let span = tracing::info_span!("payment attempt", payment.id = %payment.id, order.id = %payment.order_id);
-                shop_http::continue_trace(&span, payment.traceparent.as_deref());
-                if let Err(error) = tracing::Instrument::instrument(attempt(&state, &payment), span).await {
-                    tracing::warn!(%error, payment.id = %payment.id, "attempt not recorded; the lease will expire and it runs again");
-                }
-                drop(permit);
-            });
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = attempts.due.notified() => {}
+            () = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
-    running.close();
-    running.wait().await;
 }
 
-async fn lease(state: &AppState, limit: usize) -> Result<Vec<Payment>, shop_db::DbError> {
-    let lease = chrono::Duration::from_std(state.simulation.duration + Duration::from_secs(30))
-        .unwrap_or_default();
+async fn lease(state: &AppState, limit: usize) -> Result<Vec<Payment>, DbError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let until = Utc::now() + lease;
-    let limit = i64::try_from(limit).unwrap_or(1);
-    Ok(conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            repo::lease_due(conn, &state.simulation.worker, until, limit).await
-        })
-        .await?)
-}
-
-/// One simulated attempt, then its outcome, notifications and report in one transaction.
-async fn attempt(state: &AppState, leased: &Payment) -> Result<(), shop_db::DbError> {
     let simulation = &state.simulation;
-    tokio::time::sleep(simulation.duration).await;
-    let failed = rand::rng().random_range(0..100) < u32::from(simulation.failure_percent);
-    let mut conn = shop_db::conn(&state.pool).await?;
-    conn.transaction::<_, shop_db::DbError, _>(async |conn| {
-        let Some(payment) = repo::lock(conn, leased.id).await? else {
-            return Ok(());
+    Ok(repo::lease_due(&mut conn, &simulation.worker, simulation.lease(), limit).await?)
+}
+
+/// Records finished attempts until the instance stops, each batch in one transaction: every
+/// attempt that finished while the last batch was being committed goes into the next. On stop
+/// it waits for the attempts still running and records them too.
+pub async fn record_finished(
+    state: AppState,
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            () = cancel.cancelled() => break,
+            first = finished.recv() => first,
         };
-        // Cancelled while the attempt ran (or already settled by a worker whose lease this
-        // one outlived): the attempt counts for nothing.
-        if payment.status != status::PROCESSING || payment.attempt_no != leased.attempt_no {
-            return Ok(());
-        }
-        let attempt_no = payment.attempt_no + 1;
-        let key = format!("{}:{attempt_no}", payment.id);
-        let retry_left = u32::try_from(attempt_no).unwrap_or(u32::MAX) <= simulation.retries;
-        let (outcome, new_status, next_retry_at, is_final, error) = if !failed {
-            (PaymentOutcome::Succeeded, status::SUCCEEDED, None, true, None)
-        } else if retry_left {
-            let exponent = u32::try_from(attempt_no - 1).unwrap_or(0).min(20);
-            let delay = simulation.backoff.saturating_mul(1 << exponent).mul_f64(rand::rng().random_range(0.8..1.2));
-            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            (PaymentOutcome::Failed, status::PROCESSING, Some(next), false, Some("card declined (simulated)".to_owned()))
-        } else {
-            (PaymentOutcome::Failed, status::FAILED, None, true, Some("card declined (simulated)".to_owned()))
-        };
-        repo::insert_attempt(
-            conn,
-            &NewAttempt {
-                payment_id: payment.id,
-                attempt_no,
-                outcome: outcome.as_str(),
-                idempotency_key: key,
-                error: error.clone(),
-                next_retry_at,
-                is_final,
-            },
-        )
-        .await?;
-        let payment = repo::settle_attempt(conn, payment.id, attempt_no, new_status, next_retry_at).await?;
-        let mut messages = Vec::new();
-        match outcome {
-            PaymentOutcome::Succeeded => {
-                let data = PaymentSettled { attempt_no, amount_cents: payment.amount_cents, currency: payment.currency.clone() };
-                messages.push(events::notification(conn, &payment, types::PAYMENT_SUCCEEDED, serde_json::to_value(data).unwrap_or_default()).await?);
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while batch.len() < COMPLETIONS_PER_BATCH {
+            match finished.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
-            _ => {
-                let data = AttemptFailed { attempt_no, error: error.clone().unwrap_or_default(), next_retry_at };
-                messages.push(events::notification(conn, &payment, types::PAYMENT_ATTEMPT_FAILED, serde_json::to_value(data).unwrap_or_default()).await?);
-                if is_final {
-                    let data = PaymentSettled { attempt_no, amount_cents: payment.amount_cents, currency: payment.currency.clone() };
-                    messages.push(events::notification(conn, &payment, types::PAYMENT_FAILED, serde_json::to_value(data).unwrap_or_default()).await?);
+        }
+        record_batch(&state, batch).await;
+    }
+    state.attempts.running.close();
+    state.attempts.running.wait().await;
+    let mut rest = Vec::new();
+    while let Ok(next) = finished.try_recv() {
+        rest.push(next);
+    }
+    if !rest.is_empty() {
+        record_batch(&state, rest).await;
+    }
+}
+
+async fn record_batch(state: &AppState, batch: Vec<Finished>) {
+    let outcomes: Vec<Outcome> = batch
+        .iter()
+        .map(|f| Outcome::decide(&state.simulation, &f.payment, f.failed))
+        .collect();
+    match record(state, &outcomes).await {
+        Ok(written) => state.relay.wake(written),
+        // A statement of the batch failed on its data: record each alone, so one bad outcome
+        // holds up no other.
+        Err(DbError::Query(error)) if outcomes.len() > 1 => {
+            tracing::warn!(
+                %error,
+                attempts = outcomes.len(),
+                "attempt batch not recorded; one at a time"
+            );
+            for outcome in &outcomes {
+                match record(state, std::slice::from_ref(outcome)).await {
+                    Ok(written) => state.relay.wake(written),
+                    Err(error) => not_recorded(outcome, &error),
                 }
             }
         }
-        let event = PaymentEvent { attempt_no, outcome, error, next_retry_at, is_final };
-        messages.push(events::report(&payment, &event));
-        shop_outbox::enqueue(conn, events::CHANNEL, &messages).await?;
-        tracing::info!(payment.id = %payment.id, order.id = %payment.order_id, attempt_no, outcome = outcome.as_str(), "payment attempt");
-        metrics::counter!("shop_payment_attempts_total", "outcome" => outcome.as_str()).increment(1);
-        if is_final {
-            metrics::counter!("shop_payments_settled_total", "outcome" => outcome.as_str()).increment(1);
+        Err(error) => outcomes.iter().for_each(|o| not_recorded(o, &error)),
+    }
+    // Dropping the batch frees its slots.
+}
+
+fn not_recorded(outcome: &Outcome, error: &DbError) {
+    tracing::warn!(
+        %error,
+        payment.id = %outcome.payment.id,
+        "attempt not recorded; the lease will expire and it runs again"
+    );
+}
+
+/// What an attempt came to, decided before it is recorded.
+#[derive(Debug, Clone)]
+struct Outcome {
+    payment: Payment,
+    attempt_no: i32,
+    outcome: PaymentOutcome,
+    status: &'static str,
+    next_retry_at: Option<chrono::DateTime<Utc>>,
+    is_final: bool,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn decide(simulation: &Simulation, leased: &Payment, failed: bool) -> Self {
+        let attempt_no = leased.attempt_no + 1;
+        let retry_left = u32::try_from(attempt_no).unwrap_or(u32::MAX) <= simulation.retries;
+        let declined = || Some("card declined (simulated)".to_owned());
+        let (outcome, status, next_retry_at, is_final, error) = if !failed {
+            (
+                PaymentOutcome::Succeeded,
+                status::SUCCEEDED,
+                None,
+                true,
+                None,
+            )
+        } else if retry_left {
+            let exponent = u32::try_from(attempt_no - 1).unwrap_or(0).min(20);
+            let delay = simulation
+                .backoff
+                .saturating_mul(1 << exponent)
+                .mul_f64(rand::rng().random_range(0.8..1.2));
+            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            (
+                PaymentOutcome::Failed,
+                status::PROCESSING,
+                Some(next),
+                false,
+                declined(),
+            )
+        } else {
+            (
+                PaymentOutcome::Failed,
+                status::FAILED,
+                None,
+                true,
+                declined(),
+            )
+        };
+        Self {
+            payment: leased.clone(),
+            attempt_no,
+            outcome,
+            status,
+            next_retry_at,
+            is_final,
+            error,
         }
-        Ok(())
-    })
-    .await?;
-    state.relay.wake();
-    Ok(())
+    }
+
+    /// The notifications it publishes: a failed attempt, then (the last) the payment failed;
+    /// or the payment succeeded.
+    fn notifications(&self) -> i32 {
+        match self.outcome {
+            PaymentOutcome::Failed if self.is_final => 2,
+            _ => 1,
+        }
+    }
+
+    fn messages(&self, payment: &Payment) -> serde_json::Result<Vec<NewMessage>> {
+        let mut seq = payment.event_seq - self.notifications();
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        let settled = || PaymentSettled {
+            attempt_no: self.attempt_no,
+            amount_cents: payment.amount_cents,
+            currency: payment.currency.clone(),
+        };
+        let mut messages = Vec::with_capacity(3);
+        if self.outcome == PaymentOutcome::Succeeded {
+            messages.push(events::notification(
+                payment,
+                next(),
+                types::PAYMENT_SUCCEEDED,
+                settled(),
+            )?);
+        } else {
+            let failed = AttemptFailed {
+                attempt_no: self.attempt_no,
+                error: self.error.clone().unwrap_or_default(),
+                next_retry_at: self.next_retry_at,
+            };
+            messages.push(events::notification(
+                payment,
+                next(),
+                types::PAYMENT_ATTEMPT_FAILED,
+                failed,
+            )?);
+            if self.is_final {
+                messages.push(events::notification(
+                    payment,
+                    next(),
+                    types::PAYMENT_FAILED,
+                    settled(),
+                )?);
+            }
+        }
+        let event = PaymentEvent {
+            attempt_no: self.attempt_no,
+            outcome: self.outcome,
+            error: self.error.clone(),
+            next_retry_at: self.next_retry_at,
+            is_final: self.is_final,
+        };
+        messages.push(events::report(payment, &event));
+        Ok(messages)
+    }
+}
+
+/// Records outcomes in one transaction: each on its payment (guarded), its attempt row, its
+/// notifications and its report. Outcomes whose payment moved on meanwhile (cancelled, or
+/// settled by a worker whose lease this one outlived) count for nothing.
+async fn record(state: &AppState, outcomes: &[Outcome]) -> Result<Written, DbError> {
+    let settlements: Vec<Settlement> = outcomes
+        .iter()
+        .map(|o| Settlement {
+            payment_id: o.payment.id,
+            attempt_no: o.attempt_no,
+            status: o.status,
+            next_attempt_at: o.next_retry_at,
+            events: o.notifications(),
+        })
+        .collect();
+    let mut conn = shop_db::conn(&state.pool).await?;
+    let (written, retries) = conn
+        .transaction::<_, DbError, _>(async |conn| {
+            let settled = repo::settle_attempts(conn, &settlements).await?;
+            let mut attempts = Vec::with_capacity(settled.len());
+            let mut messages = Vec::with_capacity(settled.len() * 2);
+            let mut retries = Vec::new();
+            for payment in &settled {
+                let Some(outcome) = outcomes.iter().find(|o| o.payment.id == payment.id) else {
+                    continue;
+                };
+                attempts.push(NewAttempt {
+                    payment_id: payment.id,
+                    attempt_no: outcome.attempt_no,
+                    outcome: outcome.outcome.as_str(),
+                    idempotency_key: format!("{}:{}", payment.id, outcome.attempt_no),
+                    error: outcome.error.clone(),
+                    next_retry_at: outcome.next_retry_at,
+                    is_final: outcome.is_final,
+                });
+                messages.extend(outcome.messages(payment).map_err(|e| {
+                    DbError::Query(diesel::result::Error::SerializationError(Box::new(e)))
+                })?);
+                retries.extend(outcome.next_retry_at);
+                log(payment, outcome);
+            }
+            if settled.is_empty() {
+                return Ok((Written::NOTHING, retries));
+            }
+            let conn: &AsyncPgConnection = conn;
+            // Independent of each other: sent together.
+            let (_, written) = futures_util::future::try_join(
+                repo::insert_attempts(conn, &attempts),
+                shop_outbox::enqueue(conn, &messages),
+            )
+            .await?;
+            Ok((written, retries))
+        })
+        .await?;
+    // Each retry wakes the lease loop when it comes due.
+    for at in retries {
+        let delay = (at - Utc::now()).to_std().unwrap_or_default();
+        let attempts = state.attempts.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            attempts.wake();
+        });
+    }
+    Ok(written)
+}
+
+fn log(payment: &Payment, outcome: &Outcome) {
+    let result = outcome.outcome.as_str();
+    tracing::info!(
+        payment.id = %payment.id,
+        order.id = %payment.order_id,
+        attempt_no = outcome.attempt_no,
+        outcome = result,
+        "payment attempt"
+    );
+    metrics::counter!("shop_payment_attempts_total", "outcome" => result).increment(1);
+    if outcome.is_final {
+        metrics::counter!("shop_payments_settled_total", "outcome" => result).increment(1);
+    }
 }

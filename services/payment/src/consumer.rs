@@ -1,5 +1,7 @@
 //! Reads `payments.requests` with a consumer group: a request creates the payment (once per
-//! order), a cancel stops it; the entry is acknowledged once Postgres has it. Entries left
+//! order), a cancel stops it. Each read is taken in one transaction and its entries are
+//! acknowledged after that commit, in one `XACK`; a new payment is leased as it is inserted,
+//! so its first attempt starts at once. Entries left
 //! pending on a dead consumer are reclaimed (`XAUTOCLAIM`); unparseable entries, and entries
 //! delivered too often, go to `payments.dead` with the reason. The stream is trimmed, but never
 //! past its oldest pending entry.
@@ -15,9 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use shop_contracts::events::{Envelope, PaymentEvent, PaymentOutcome, PaymentRequested, types};
+use shop_db::DbError;
+use shop_outbox::Written;
 use shop_redis::redis::{
     self, AsyncConnectionConfig,
     aio::MultiplexedConnection,
@@ -31,7 +34,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState, events,
-    models::{NewPayment, status},
+    models::{NewPayment, Payment, status},
     repo,
 };
 
@@ -55,13 +58,6 @@ pub struct Consumer {
     pub dead_letters: AtomicU64,
 }
 
-enum Failure {
-    /// The entry can never be handled: dead-letter it.
-    Poison(String),
-    /// Postgres trouble: leave it pending, it will be delivered again.
-    Retry(String),
-}
-
 impl Consumer {
     /// Consumes until cancelled, reconnecting after failures.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
@@ -69,7 +65,11 @@ impl Consumer {
             match self.session(&cancel).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(%error, consumer = %self.name, "payments.requests consumer lost redis; reconnecting")
+                    tracing::warn!(
+                        %error,
+                        consumer = %self.name,
+                        "payments.requests consumer lost redis; reconnecting"
+                    )
                 }
             }
             tokio::select! {
@@ -115,9 +115,8 @@ impl Consumer {
             };
             match reply {
                 Ok(Some(reply)) => {
-                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                        self.process(&mut conn, entry).await?;
-                    }
+                    let entries = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+                    self.process(&mut conn, entries).await?;
                 }
                 Ok(None) => {}
                 // Redis lost its data (or the group was deleted): make it again.
@@ -146,31 +145,83 @@ impl Consumer {
         }
     }
 
+    /// Takes a read's entries: the unparseable go to `payments.dead`, the rest into Postgres
+    /// in one transaction (one at a time if that fails on its data, so that one bad entry
+    /// holds up no other), and whatever was handled is acknowledged at once.
     async fn process(
         &self,
         conn: &mut MultiplexedConnection,
-        entry: StreamId,
+        entries: Vec<StreamId>,
     ) -> redis::RedisResult<()> {
-        let raw: Option<String> = entry.get("event");
-        match self.handle(raw.as_deref()).await {
-            Ok(()) => self.ack(conn, &entry.id).await,
-            Err(Failure::Poison(reason)) => {
-                self.dead_letter(conn, &entry.id, raw.as_deref().unwrap_or(""), &reason)
-                    .await?;
-                self.ack(conn, &entry.id).await
-            }
-            Err(Failure::Retry(error)) => {
-                tracing::warn!(%error, entry = %entry.id, "payment request not stored yet; it will be delivered again");
-                Ok(())
+        let mut handled: Vec<String> = Vec::with_capacity(entries.len());
+        let mut work: Vec<(String, Work)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let raw: Option<String> = entry.get("event");
+            match parse(raw.as_deref()) {
+                Ok(item) => work.push((entry.id, item)),
+                Err(reason) => {
+                    self.dead_letter(conn, &entry.id, raw.as_deref().unwrap_or(""), &reason)
+                        .await?;
+                    handled.push(entry.id);
+                }
             }
         }
+        // A span per entry, in the trace of the request that wrote it, open while it is taken.
+        let _spans: Vec<tracing::Span> = work.iter().map(|(_, w)| w.span()).collect();
+        let items: Vec<&Work> = work.iter().map(|(_, w)| w).collect();
+        match self.take(&items).await {
+            Ok(()) => handled.extend(work.into_iter().map(|(id, _)| id)),
+            Err(DbError::Query(error)) if work.len() > 1 => {
+                tracing::warn!(
+                    %error,
+                    entries = work.len(),
+                    "payment requests not stored as a batch; one at a time"
+                );
+                for (id, item) in work {
+                    match self.take(&[&item]).await {
+                        Ok(()) => handled.push(id),
+                        Err(error) => {
+                            tracing::warn!(
+                                %error,
+                                entry = %id,
+                                "payment request not stored yet; it will be delivered again"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    entries = work.len(),
+                    "payment requests not stored yet; they will be delivered again"
+                );
+            }
+        }
+        self.ack(conn, &handled).await
     }
 
-    async fn ack(&self, conn: &mut MultiplexedConnection, id: &str) -> redis::RedisResult<()> {
+    async fn ack(
+        &self,
+        conn: &mut MultiplexedConnection,
+        ids: &[String],
+    ) -> redis::RedisResult<()> {
+        #[cfg(feature = "test-hooks")]
+        if self
+            .state
+            .hooks
+            .drop_acks
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
         redis::cmd("XACK")
             .arg(&self.stream)
             .arg(GROUP)
-            .arg(id)
+            .arg(ids)
             .query_async::<()>(conn)
             .await
     }
@@ -236,7 +287,7 @@ impl Consumer {
             );
             self.dead_letter(conn, &stuck.id, raw.as_deref().unwrap_or(""), &reason)
                 .await?;
-            self.ack(conn, &stuck.id).await?;
+            self.ack(conn, std::slice::from_ref(&stuck.id)).await?;
         }
         let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
@@ -248,9 +299,11 @@ impl Consumer {
             .arg(READ_COUNT)
             .query_async(conn)
             .await?;
-        for entry in claimed.claimed {
+        for entry in &claimed.claimed {
             tracing::info!(entry = %entry.id, "reclaimed an entry another consumer left pending");
-            self.process(conn, entry).await?;
+        }
+        if !claimed.claimed.is_empty() {
+            self.process(conn, claimed.claimed).await?;
         }
         Ok(())
     }
@@ -290,11 +343,123 @@ impl Consumer {
         Ok(())
     }
 
-    async fn handle(&self, raw: Option<&str>) -> Result<(), Failure> {
-        let raw = raw.ok_or_else(|| Failure::Poison("entry has no event field".into()))?;
-        let envelope: Envelope = serde_json::from_str(raw)
-            .map_err(|e| Failure::Poison(format!("unparseable envelope: {e}")))?;
-        // One span per entry, continuing the trace of the request that wrote it.
+    /// Stores a read's requests and cancels in one transaction, in stream order; after the
+    /// commit the payments leased with their insert start their attempts.
+    async fn take(&self, items: &[&Work]) -> Result<(), DbError> {
+        let state = &self.state;
+        let requests = items
+            .iter()
+            .filter(|w| matches!(w, Work::Request(..)))
+            .count();
+        let slots = state.attempts.free_slots(requests);
+        let mut conn = shop_db::conn(&state.pool).await?;
+        let (leased, waiting, written) = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                let mut taken = Taken::default();
+                let mut pending: Vec<(&Envelope, &PaymentRequested)> = Vec::new();
+                for item in items {
+                    match item {
+                        Work::Request(envelope, data) => pending.push((envelope, data)),
+                        Work::Cancel(envelope) => {
+                            self.requested(conn, &pending, slots.len(), &mut taken)
+                                .await?;
+                            pending.clear();
+                            cancelled(conn, envelope).await?;
+                        }
+                    }
+                }
+                self.requested(conn, &pending, slots.len(), &mut taken)
+                    .await?;
+                Ok((taken.leased, taken.waiting, taken.written))
+            })
+            .await?;
+        for (payment, slot) in leased.into_iter().zip(slots) {
+            state.attempts.start(&state.simulation, payment, slot);
+        }
+        if waiting {
+            state.attempts.wake();
+        }
+        state.relay.wake(written);
+        Ok(())
+    }
+
+    /// Creates the payments of `requests` (once per order), the first of them leased to this
+    /// instance as far as `slots` go. A repeated request for a finished payment re-reports its
+    /// outcome (the order may not have heard it) and is otherwise a no-op.
+    async fn requested(
+        &self,
+        conn: &mut AsyncPgConnection,
+        requests: &[(&Envelope, &PaymentRequested)],
+        slots: usize,
+        taken: &mut Taken,
+    ) -> Result<(), DbError> {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<repo::Requested> = requests
+            .iter()
+            .map(|(envelope, data)| repo::Requested {
+                id: Uuid::now_v7(),
+                order_id: envelope.order_id,
+                user_id: envelope.user_id,
+                amount_cents: data.amount_cents,
+                currency: data.currency.clone(),
+                traceparent: envelope.traceparent.clone(),
+            })
+            .collect();
+        let simulation = &self.state.simulation;
+        let free = slots.saturating_sub(taken.leased.len());
+        let inserted =
+            repo::insert_requested(conn, &new, &simulation.worker, free, simulation.lease())
+                .await?;
+        for payment in &inserted {
+            tracing::info!(
+                order.id = %payment.order_id,
+                amount_cents = payment.amount_cents,
+                "payment requested"
+            );
+        }
+        for request in &new {
+            if !inserted.iter().any(|p| p.order_id == request.order_id) {
+                taken.written |= rereport(conn, request.order_id).await?;
+            }
+        }
+        for payment in inserted {
+            if payment.lease_owner.as_deref() == Some(simulation.worker.as_str()) {
+                taken.leased.push(payment);
+            } else {
+                taken.waiting = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a read's transaction took on.
+#[derive(Default)]
+struct Taken {
+    /// New payments leased to this instance: their attempts start after the commit.
+    leased: Vec<Payment>,
+    /// New payments left for the lease loop (no slot was free).
+    waiting: bool,
+    written: Written,
+}
+
+/// One entry of `payments.requests`, understood.
+enum Work {
+    Request(Envelope, PaymentRequested),
+    Cancel(Envelope),
+}
+
+impl Work {
+    fn envelope(&self) -> &Envelope {
+        match self {
+            Work::Request(envelope, _) | Work::Cancel(envelope) => envelope,
+        }
+    }
+
+    fn span(&self) -> tracing::Span {
+        let envelope = self.envelope();
         let span = tracing::info_span!(
             "stream entry",
             stream = shop_contracts::events::PAYMENT_REQUESTS,
@@ -302,103 +467,76 @@ impl Consumer {
             order.id = %envelope.order_id,
         );
         shop_http::continue_trace(&span, envelope.traceparent.as_deref());
-        tracing::Instrument::instrument(self.handle_envelope(envelope), span).await
+        span
     }
+}
 
-    async fn handle_envelope(&self, envelope: Envelope) -> Result<(), Failure> {
-        match envelope.kind.as_str() {
-            types::PAYMENT_REQUESTED => {
-                let data: PaymentRequested = serde_json::from_value(envelope.data.clone())
-                    .map_err(|e| Failure::Poison(format!("unparseable payment.requested: {e}")))?;
-                self.requested(&envelope, &data)
-                    .await
-                    .map_err(|e| Failure::Retry(e.to_string()))
+/// Reads an entry; an error is the reason it can never be handled.
+fn parse(raw: Option<&str>) -> Result<Work, String> {
+    let raw = raw.ok_or_else(|| "entry has no event field".to_owned())?;
+    let envelope: Envelope =
+        serde_json::from_str(raw).map_err(|e| format!("unparseable envelope: {e}"))?;
+    match envelope.kind.as_str() {
+        types::PAYMENT_REQUESTED => {
+            let data: PaymentRequested = serde_json::from_value(envelope.data.clone())
+                .map_err(|e| format!("unparseable payment.requested: {e}"))?;
+            if data.amount_cents < 0 {
+                return Err(format!("payment.requested for {} cents", data.amount_cents));
             }
-            types::PAYMENT_CANCEL => self
-                .cancelled(&envelope)
-                .await
-                .map_err(|e| Failure::Retry(e.to_string())),
-            other => Err(Failure::Poison(format!("unknown event type {other}"))),
+            Ok(Work::Request(envelope, data))
         }
+        types::PAYMENT_CANCEL => Ok(Work::Cancel(envelope)),
+        other => Err(format!("unknown event type {other}")),
     }
+}
 
-    /// Creates the payment once; a repeated request for a finished payment re-reports its
-    /// outcome (the order may not have heard it) and is otherwise a no-op.
-    async fn requested(
-        &self,
-        envelope: &Envelope,
-        data: &PaymentRequested,
-    ) -> Result<(), shop_db::DbError> {
-        let new = NewPayment {
-            id: Uuid::now_v7(),
-            order_id: envelope.order_id,
-            user_id: envelope.user_id,
-            amount_cents: data.amount_cents,
-            currency: data.currency.clone(),
-            status: status::PROCESSING,
-            next_attempt_at: Some(Utc::now()),
-            traceparent: envelope.traceparent.clone(),
-        };
-        let mut conn = shop_db::conn(&self.state.pool).await?;
-        let created = conn.transaction::<_, shop_db::DbError, _>(async |conn| {
-            if repo::insert_if_missing(conn, &new).await? {
-                tracing::info!(order.id = %new.order_id, amount_cents = new.amount_cents, "payment requested");
-                return Ok(true);
-            }
-            let Some(payment) = repo::find_by_order(conn, envelope.order_id).await? else {
-                return Ok(false);
-            };
-            let last_final = repo::attempts(conn, payment.id).await?.into_iter().rev().find(|a| a.is_final);
-            if let Some(attempt) = last_final {
-                let outcome = match attempt.outcome.as_str() {
-                    "succeeded" => PaymentOutcome::Succeeded,
-                    "refunded" => PaymentOutcome::Refunded,
-                    _ => PaymentOutcome::Failed,
-                };
-                let event = PaymentEvent {
-                    attempt_no: attempt.attempt_no,
-                    outcome,
-                    error: attempt.error.clone(),
-                    next_retry_at: None,
-                    is_final: true,
-                };
-                shop_outbox::enqueue(conn, events::CHANNEL, &[events::report(&payment, &event)]).await?;
-            }
-            Ok(false)
-        })
-        .await?;
-        if created {
-            // Committed: the attempt loop can lease it now.
-            self.state.due.notify_one();
-        }
-        self.state.relay.wake();
-        Ok(())
-    }
+/// Reports a finished payment's outcome again.
+async fn rereport(conn: &mut AsyncPgConnection, order_id: Uuid) -> Result<Written, DbError> {
+    let Some(payment) = repo::find_by_order(conn, order_id).await? else {
+        return Ok(Written::NOTHING);
+    };
+    let last_final = repo::attempts(conn, payment.id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|a| a.is_final);
+    let Some(attempt) = last_final else {
+        return Ok(Written::NOTHING);
+    };
+    let outcome = match attempt.outcome.as_str() {
+        "succeeded" => PaymentOutcome::Succeeded,
+        "refunded" => PaymentOutcome::Refunded,
+        _ => PaymentOutcome::Failed,
+    };
+    let event = PaymentEvent {
+        attempt_no: attempt.attempt_no,
+        outcome,
+        error: attempt.error.clone(),
+        next_retry_at: None,
+        is_final: true,
+    };
+    Ok(shop_outbox::enqueue(conn, &[events::report(&payment, &event)]).await?)
+}
 
-    /// Stops a payment; a cancel that arrives first leaves a cancelled payment so a late
-    /// request starts nothing.
-    async fn cancelled(&self, envelope: &Envelope) -> Result<(), shop_db::DbError> {
-        let mut conn = shop_db::conn(&self.state.pool).await?;
-        conn.transaction::<_, shop_db::DbError, _>(async |conn| {
-            if repo::cancel(conn, envelope.order_id).await?.is_some() {
-                tracing::info!(order.id = %envelope.order_id, "payment cancelled");
-                return Ok(());
-            }
-            let tombstone = NewPayment {
-                id: Uuid::now_v7(),
-                order_id: envelope.order_id,
-                user_id: envelope.user_id,
-                amount_cents: 0,
-                currency: String::new(),
-                status: status::CANCELLED,
-                next_attempt_at: None,
-                traceparent: envelope.traceparent.clone(),
-            };
-            repo::insert_if_missing(conn, &tombstone).await?;
-            Ok(())
-        })
-        .await
+/// Stops a payment; a cancel that arrives first leaves a cancelled payment so a late request
+/// starts nothing.
+async fn cancelled(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Result<(), DbError> {
+    if repo::cancel(conn, envelope.order_id).await?.is_some() {
+        tracing::info!(order.id = %envelope.order_id, "payment cancelled");
+        return Ok(());
     }
+    let tombstone = NewPayment {
+        id: Uuid::now_v7(),
+        order_id: envelope.order_id,
+        user_id: envelope.user_id,
+        amount_cents: 0,
+        currency: String::new(),
+        status: status::CANCELLED,
+        next_attempt_at: None,
+        traceparent: envelope.traceparent.clone(),
+    };
+    repo::insert_if_missing(conn, &tombstone).await?;
+    Ok(())
 }
 
 /// Samples the request stream for its consumer group: entries not yet delivered (lag),

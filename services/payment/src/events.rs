@@ -1,27 +1,25 @@
 //! What the payment service writes to its outbox with each attempt.
 
 use chrono::Utc;
-use diesel_async::AsyncPgConnection;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use shop_contracts::events::{self, Envelope, PaymentEvent};
 use shop_outbox::{Kind, NewMessage};
 use uuid::Uuid;
 
-use crate::{models::Payment, repo};
+use crate::models::Payment;
 
-/// The outbox's NOTIFY channel.
-pub const CHANNEL: &str = "payments_outbox";
 /// The command that reports an attempt or outcome to the order service.
 pub const REPORT: &str = "payment.report";
 
-/// A `payment.*` notification for the order's owner.
-pub async fn notification(
-    conn: &mut AsyncPgConnection,
+/// A `payment.*` notification for the order's owner, numbered `seq` in the order's payment
+/// events.
+pub fn notification(
     payment: &Payment,
+    seq: i32,
     kind: &str,
-    data: Value,
-) -> diesel::QueryResult<NewMessage> {
-    let seq = repo::next_seq(conn, payment.id).await?;
+    data: impl Serialize,
+) -> serde_json::Result<NewMessage> {
     let envelope = Envelope {
         v: 1,
         id: Uuid::now_v7(),
@@ -32,14 +30,14 @@ pub async fn notification(
         order_id: payment.order_id,
         seq: i64::from(seq),
         traceparent: payment.traceparent.clone(),
-        data,
+        data: serde_json::to_value(data)?,
     };
     Ok(NewMessage {
         kind: Kind::Event,
         topic: events::NOTIFICATIONS.into(),
         aggregate_id: payment.order_id,
         user_id: Some(payment.user_id),
-        payload: serde_json::to_value(envelope).unwrap_or_default(),
+        payload: serde_json::to_value(envelope)?,
     })
 }
 

@@ -6,6 +6,8 @@
 mod attempts;
 mod consumer;
 mod events;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 mod models;
 pub mod openapi;
 mod repo;
@@ -26,7 +28,11 @@ use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{attempts::Simulation, consumer::Consumer, reports::Reporter};
+use crate::{
+    attempts::{Attempts, Simulation},
+    consumer::Consumer,
+    reports::Reporter,
+};
 
 /// This service's identity in settings, logs and `X-Caller`.
 pub const SERVICE: Service = Service::Payment;
@@ -40,8 +46,9 @@ pub struct AppState {
     pool: Pool,
     relay: RelayHandle,
     simulation: Simulation,
-    /// Signalled when a payment is created: the attempt loop need not wait for its poll.
-    due: Arc<tokio::sync::Notify>,
+    attempts: Attempts,
+    #[cfg(feature = "test-hooks")]
+    hooks: Arc<hooks::Hooks>,
 }
 
 /// Applies this service's migrations.
@@ -67,6 +74,30 @@ fn consumer_name(settings: &Settings) -> String {
 
 /// Starts the service on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    start_inner(
+        settings,
+        listener,
+        #[cfg(feature = "test-hooks")]
+        Arc::default(),
+    )
+    .await
+}
+
+/// Starts the service with fault-injection hooks (tests only).
+#[cfg(feature = "test-hooks")]
+pub async fn start_with_hooks(
+    settings: Settings,
+    listener: TcpListener,
+    hooks: Arc<hooks::Hooks>,
+) -> anyhow::Result<Running> {
+    start_inner(settings, listener, hooks).await
+}
+
+async fn start_inner(
+    settings: Settings,
+    listener: TcpListener,
+    #[cfg(feature = "test-hooks")] hooks: Arc<hooks::Hooks>,
+) -> anyhow::Result<Running> {
     if settings.run_migrations_on_start {
         migrate(&settings).await?;
     }
@@ -79,21 +110,26 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     );
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let reporter = Arc::new(Reporter {
+        order,
+        pool: pool.clone(),
+        relay: std::sync::OnceLock::new(),
+    });
     let relay = Relay::new(
         pool.clone(),
         redis.clone(),
-        Arc::new(Reporter {
-            order,
-            pool: pool.clone(),
-        }),
+        reporter.clone(),
         RelayConfig {
             // Reports should reach the order service soon after it returns.
             max_backoff: Duration::from_secs(30),
-            ..RelayConfig::from_settings(&settings, SERVICE, events::CHANNEL)
+            ..RelayConfig::from_settings(&settings, SERVICE)
         },
     )
     .spawn(&tasks, &cancel);
+    // The refunds a refused success writes wake this relay.
+    let _ = reporter.relay.set(relay.clone());
     let name = consumer_name(&settings);
+    let (attempts, finished) = Attempts::new(settings.payment_concurrency);
     let state = AppState {
         pool,
         relay,
@@ -105,7 +141,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             concurrency: settings.payment_concurrency,
             worker: name.clone(),
         },
-        due: Arc::default(),
+        attempts,
+        #[cfg(feature = "test-hooks")]
+        hooks,
     };
     let consumer = Arc::new(Consumer {
         state: state.clone(),
@@ -119,6 +157,11 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     });
     tasks.spawn(consumer.run(cancel.clone()));
     tasks.spawn(attempts::run(state.clone(), cancel.clone()));
+    tasks.spawn(attempts::record_finished(
+        state.clone(),
+        finished,
+        cancel.clone(),
+    ));
 
     let sampled = state.pool.clone();
     shop_http::spawn_sampler(&tasks, cancel.clone(), move || {

@@ -17,7 +17,7 @@ pub mod status {
 }
 
 /// A payment as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = payments, check_for_backend(Pg))]
 pub struct Payment {
     pub id: Uuid,
@@ -28,6 +28,10 @@ pub struct Payment {
     pub status: String,
     pub attempt_no: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The instance running its attempt, while one runs.
+    pub lease_owner: Option<String>,
+    /// The sequence number of the last event published for the payment's order.
+    pub event_seq: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The trace of the request that asked for this payment.

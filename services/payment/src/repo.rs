@@ -1,8 +1,13 @@
 //! Payment queries. Each takes a connection, so callers compose them inside one transaction.
 
 use chrono::{DateTime, Utc};
-use diesel::{dsl::now, prelude::*};
+use diesel::{
+    dsl::now,
+    prelude::*,
+    sql_types::{Array, BigInt, Bool, Double, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_db::prepared;
 use uuid::Uuid;
 
 use crate::{
@@ -64,62 +69,182 @@ pub async fn cancel(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult
     .optional()
 }
 
-/// Leases up to `limit` due payments to `owner` until `until`, skipping rows other workers
-/// hold. Waiting payments (backoff) are not due, so they hold nothing.
-pub async fn lease_due(
+/// The payment columns every statement here returns.
+macro_rules! payment_columns {
+    () => {
+        "id, order_id, user_id, amount_cents, currency, status, attempt_no, next_attempt_at, \
+         lease_owner, event_seq, created_at, updated_at, traceparent"
+    };
+}
+
+const INSERT_REQUESTED: &str = concat!(
+    "INSERT INTO payments (id, order_id, user_id, amount_cents, currency, status, \
+         next_attempt_at, traceparent, lease_owner, lease_until)
+     SELECT r.id, r.order_id, r.user_id, r.amount_cents, r.currency, $7, now(), r.traceparent,
+         CASE WHEN r.n <= $8 THEN $9 END,
+         CASE WHEN r.n <= $8 THEN now() + make_interval(secs => $10) END
+     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[])
+         WITH ORDINALITY AS r(id, order_id, user_id, amount_cents, currency, traceparent, n)
+     ON CONFLICT (order_id) DO NOTHING
+     RETURNING ",
+    payment_columns!()
+);
+
+/// A payment to start, from a request.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub traceparent: Option<String>,
+}
+
+/// Inserts the payments of a batch of requests (orders that have one already are left as they
+/// are), due at once; the first `leased` of them leased to `owner` for `lease`, so their
+/// attempts start without another statement. Returns the payments inserted.
+pub async fn insert_requested(
     conn: &mut AsyncPgConnection,
+    requests: &[Requested],
     owner: &str,
-    until: DateTime<Utc>,
-    limit: i64,
+    leased: usize,
+    lease: std::time::Duration,
 ) -> QueryResult<Vec<Payment>> {
-    let due: Vec<Uuid> = payments::table
-        .filter(payments::status.eq(status::PROCESSING))
-        .filter(payments::next_attempt_at.le(now))
-        .filter(
-            payments::lease_until
-                .is_null()
-                .or(payments::lease_until.lt(now)),
+    prepared(INSERT_REQUESTED)
+        .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.order_id).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(requests.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(requests.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            requests
+                .iter()
+                .map(|r| r.currency.as_str())
+                .collect::<Vec<_>>(),
         )
-        .order(payments::next_attempt_at.asc())
-        .limit(limit)
-        .select(payments::id)
-        .for_update()
-        .skip_locked()
+        .bind::<Array<Nullable<Text>>, _>(
+            requests
+                .iter()
+                .map(|r| r.traceparent.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Text, _>(status::PROCESSING)
+        .bind::<BigInt, _>(i64::try_from(leased).unwrap_or(i64::MAX))
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
         .load(conn)
-        .await?;
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    diesel::update(payments::table.filter(payments::id.eq_any(&due)))
-        .set((
-            payments::lease_owner.eq(owner),
-            payments::lease_until.eq(until),
-        ))
-        .returning(Payment::as_returning())
-        .get_results(conn)
         .await
 }
 
-/// Records the outcome of an attempt on the payment row and releases the lease.
-pub async fn settle_attempt(
+const LEASE_DUE: &str = concat!(
+    "UPDATE payments SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+     WHERE id IN (
+         SELECT id FROM payments
+         WHERE status = $4 AND next_attempt_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY next_attempt_at
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED)
+     RETURNING ",
+    payment_columns!()
+);
+
+/// Leases up to `limit` due payments to `owner` for `lease`, skipping rows other workers hold,
+/// in one statement. Waiting payments (backoff) are not due, so they hold nothing.
+pub async fn lease_due(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    attempt_no: i32,
-    new_status: &str,
-    next_attempt_at: Option<DateTime<Utc>>,
-) -> QueryResult<Payment> {
-    diesel::update(payments::table.find(id))
-        .set((
-            payments::attempt_no.eq(attempt_no),
-            payments::status.eq(new_status),
-            payments::next_attempt_at.eq(next_attempt_at),
-            payments::lease_owner.eq(None::<String>),
-            payments::lease_until.eq(None::<DateTime<Utc>>),
-            payments::updated_at.eq(now),
-        ))
-        .returning(Payment::as_returning())
-        .get_result(conn)
+    owner: &str,
+    lease: std::time::Duration,
+    limit: usize,
+) -> QueryResult<Vec<Payment>> {
+    prepared(LEASE_DUE)
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind::<Text, _>(status::PROCESSING)
+        .load(conn)
         .await
+}
+
+/// An attempt's outcome, to record on its payment.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub payment_id: Uuid,
+    /// The attempt's number: the payment's `attempt_no` was one less when it was leased.
+    pub attempt_no: i32,
+    pub status: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Notifications the attempt publishes (numbers of the order's payment events it takes).
+    pub events: i32,
+}
+
+const SETTLE: &str = concat!(
+    "UPDATE payments p SET attempt_no = s.attempt_no, status = s.status,
+         next_attempt_at = s.next_attempt_at, lease_owner = NULL, lease_until = NULL,
+         updated_at = now(), event_seq = p.event_seq + s.events
+     FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::timestamptz[], $5::int4[])
+         AS s(id, attempt_no, status, next_attempt_at, events)
+     WHERE p.id = s.id AND p.status = $6 AND p.attempt_no = s.attempt_no - 1
+     RETURNING ",
+    "p.id, p.order_id, p.user_id, p.amount_cents, p.currency, p.status, p.attempt_no, \
+     p.next_attempt_at, p.lease_owner, p.event_seq, p.created_at, p.updated_at, p.traceparent"
+);
+
+/// Records attempt outcomes on their payments and releases the leases, each only if its
+/// payment is still processing at the attempt it ran (not cancelled meanwhile, not settled by
+/// a worker whose lease this one outlived). Returns the payments it changed.
+pub async fn settle_attempts(
+    conn: &mut AsyncPgConnection,
+    settlements: &[Settlement],
+) -> QueryResult<Vec<Payment>> {
+    prepared(SETTLE)
+        .bind::<Array<SqlUuid>, _>(settlements.iter().map(|s| s.payment_id).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(settlements.iter().map(|s| s.attempt_no).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(settlements.iter().map(|s| s.status).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            settlements
+                .iter()
+                .map(|s| s.next_attempt_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Int4>, _>(settlements.iter().map(|s| s.events).collect::<Vec<_>>())
+        .bind::<Text, _>(status::PROCESSING)
+        .load(conn)
+        .await
+}
+
+const INSERT_ATTEMPTS: &str = "
+INSERT INTO payment_attempts (payment_id, attempt_no, outcome, idempotency_key, error,
+    next_retry_at, is_final)
+SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[],
+    $6::timestamptz[], $7::bool[])
+ON CONFLICT DO NOTHING";
+
+/// Inserts attempt rows (a row already there stays as it is), in one statement.
+pub async fn insert_attempts(conn: &AsyncPgConnection, attempts: &[NewAttempt]) -> QueryResult<()> {
+    prepared(INSERT_ATTEMPTS)
+        .bind::<Array<SqlUuid>, _>(attempts.iter().map(|a| a.payment_id).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(attempts.iter().map(|a| a.attempt_no).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(attempts.iter().map(|a| a.outcome).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            attempts
+                .iter()
+                .map(|a| a.idempotency_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            attempts
+                .iter()
+                .map(|a| a.error.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            attempts.iter().map(|a| a.next_retry_at).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Bool>, _>(attempts.iter().map(|a| a.is_final).collect::<Vec<_>>())
+        .execute(&mut &*conn)
+        .await?;
+    Ok(())
 }
 
 pub async fn set_status(
@@ -158,14 +283,24 @@ pub async fn attempts(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryRe
         .await
 }
 
+const MARK_REPORTED: &str = "
+UPDATE payment_attempts a SET reported_at = now()
+FROM unnest($1::uuid[], $2::int4[], $3::text[]) AS r(payment_id, attempt_no, outcome)
+WHERE a.payment_id = r.payment_id AND a.attempt_no = r.attempt_no AND a.outcome = r.outcome
+  AND a.reported_at IS NULL";
+
+/// Notes that the order service accepted these reports (payment, attempt, outcome).
 pub async fn mark_reported(
     conn: &mut AsyncPgConnection,
-    payment_id: Uuid,
-    attempt_no: i32,
-    outcome: &str,
+    reported: &[(Uuid, i32, &str)],
 ) -> QueryResult<()> {
-    diesel::update(payment_attempts::table.find((payment_id, attempt_no, outcome)))
-        .set(payment_attempts::reported_at.eq(now))
+    if reported.is_empty() {
+        return Ok(());
+    }
+    prepared(MARK_REPORTED)
+        .bind::<Array<SqlUuid>, _>(reported.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(reported.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(reported.iter().map(|r| r.2).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(())

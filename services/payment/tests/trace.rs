@@ -70,15 +70,16 @@ async fn one_trace_is_recorded_across_every_service_and_stream() {
         .collect();
     // The client's request at the gateway and at the order service, the reservation at the
     // catalog, the outbox publishing the payment request, the request read from the stream,
-    // the attempt, the report back to the order service, and the gateway handing the
-    // resulting events to sockets.
+    // the attempt, the report recorded by the order service (reports travel in batches, each
+    // recorded in its payment's trace), and the gateway handing the resulting events to
+    // sockets.
     for (name, route) in [
         ("request", "/orders"),
         ("request", "/internal/reservations/{order_id}"),
         ("outbox publish", ""),
         ("stream entry", ""),
         ("payment attempt", ""),
-        ("request", "/internal/orders/{id}/payment-events"),
+        ("payment report", ""),
         ("notification", ""),
     ] {
         assert!(

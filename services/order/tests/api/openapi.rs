@@ -36,6 +36,9 @@ fn the_public_document_lists_exactly_the_public_routes() {
     );
     assert_eq!(
         operations(&order_service::openapi::internal_json()),
-        ["POST /internal/orders/{id}/payment-events"]
+        [
+            "POST /internal/orders/{id}/payment-events",
+            "POST /internal/payment-reports"
+        ]
     );
 }

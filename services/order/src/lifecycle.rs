@@ -1,0 +1,650 @@
+//! The order lifecycle (DESIGN.md, the saga): every status change is a [`Transition`] (the
+//! statuses it may leave, the one it reaches, who makes it and why, and the outbox messages it
+//! writes), applied by [`apply`] as one guarded statement (`UPDATE … WHERE status = ANY(…)
+//! RETURNING`) plus its history and outbox rows, inside the caller's transaction.
+//!
+//! ```text
+//! reserving ──reserved──> pending ──paid──> paid ──shipped──> shipped ──delivered──> delivered
+//!     │                      │
+//!     ├─refused──> failed    ├─payment failed / timed out──> failed   (stock released)
+//!     ├─catalog unavailable / abandoned──> failed (stock released)
+//!                            └─cancelled by its owner──> cancelled    (stock released)
+//! ```
+
+use diesel::{
+    OptionalExtension,
+    sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::events::types;
+use shop_db::prepared;
+use shop_http::RequestContext;
+use shop_outbox::{NewMessage, Written};
+use uuid::Uuid;
+
+use crate::{
+    error::OrderError,
+    events,
+    models::{Order, Status},
+};
+
+use Status::{Cancelled, Delivered, Failed, Paid, Pending, Reserving, Shipped};
+
+/// Who changes an order (`actor` in the timeline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// The order's owner.
+    User(Uuid),
+    /// An administrator.
+    Admin(Uuid),
+    /// The payment service's report.
+    Payment,
+    /// The service itself (the saga's own steps, its sweeps).
+    System,
+}
+
+impl Actor {
+    /// The timeline's spelling: `user:<id>`, `admin:<id>`, `payment`, `system`.
+    pub fn label(self) -> String {
+        match self {
+            Actor::User(id) => format!("user:{id}"),
+            Actor::Admin(id) => format!("admin:{id}"),
+            Actor::Payment => "payment".into(),
+            Actor::System => "system".into(),
+        }
+    }
+}
+
+/// Why an order changed (`cause` in the timeline and in `order.*` events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Placed,
+    Reserved,
+    InsufficientStock,
+    ProductUnavailable,
+    UnknownProduct,
+    ReservationRefused,
+    CatalogUnavailable,
+    ReservationAbandoned,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentTimeout,
+    PaymentRefunded,
+    CancelledByUser,
+    Fulfilment,
+}
+
+impl Cause {
+    /// The timeline's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Placed => "placed",
+            Cause::Reserved => "reserved",
+            Cause::InsufficientStock => "insufficient_stock",
+            Cause::ProductUnavailable => "product_unavailable",
+            Cause::UnknownProduct => "unknown_product",
+            Cause::ReservationRefused => "reservation_refused",
+            Cause::CatalogUnavailable => "catalog_unavailable",
+            Cause::ReservationAbandoned => "reservation_abandoned",
+            Cause::PaymentSucceeded => "payment_succeeded",
+            Cause::PaymentFailed => "payment_failed",
+            Cause::PaymentTimeout => "payment_timeout",
+            Cause::PaymentRefunded => "payment_refunded",
+            Cause::CancelledByUser => "cancelled_by_user",
+            Cause::Fulfilment => "fulfilment",
+        }
+    }
+}
+
+/// An outbox message a transition writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// `payment.requested` to the payment service.
+    PaymentRequested,
+    /// `payment.cancel`: the payment service stops.
+    PaymentCancel,
+    /// The `stock.release` command: the catalog gives the stock back.
+    ReleaseStock,
+    /// `order.<status>` (the type named) on the user's notifications.
+    Notify(&'static str),
+}
+
+impl Message {
+    /// Events take a number of the order's event sequence; commands do not.
+    fn is_event(self) -> bool {
+        !matches!(self, Message::ReleaseStock)
+    }
+}
+
+/// What the payment service last said, kept on the order (`payment` in the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentSummary {
+    /// `processing`, `succeeded`, `failed` or `refunded`.
+    pub status: &'static str,
+    /// Attempts made (the highest reported; a late report never lowers it).
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// One status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The statuses it applies to; from any other it does nothing.
+    pub from: &'static [Status],
+    pub to: Status,
+    pub actor: Actor,
+    pub cause: Cause,
+    /// Written with the change, in this order.
+    pub messages: &'static [Message],
+    /// The total, once the reservation has priced the lines.
+    pub total_cents: Option<i64>,
+    /// What the payment service reported with it.
+    pub payment: Option<PaymentSummary>,
+}
+
+impl Transition {
+    const fn new(
+        from: &'static [Status],
+        to: Status,
+        actor: Actor,
+        cause: Cause,
+        messages: &'static [Message],
+    ) -> Self {
+        Self {
+            from,
+            to,
+            actor,
+            cause,
+            messages,
+            total_cents: None,
+            payment: None,
+        }
+    }
+
+    /// Step 1: the catalog reserved every line at these prices; the payment is requested.
+    pub fn reserved(total_cents: i64) -> Self {
+        Self {
+            total_cents: Some(total_cents),
+            ..Self::new(
+                &[Reserving],
+                Pending,
+                Actor::System,
+                Cause::Reserved,
+                &[
+                    Message::PaymentRequested,
+                    Message::Notify(types::ORDER_CREATED),
+                ],
+            )
+        }
+    }
+
+    /// Step 1: the catalog refused (short stock, a deleted or unknown product); nothing held.
+    pub fn refused(cause: Cause) -> Self {
+        Self::new(&[Reserving], Failed, Actor::System, cause, &[])
+    }
+
+    /// Step 1: the catalog could not be asked; it may have reserved, so release.
+    pub fn catalog_unavailable() -> Self {
+        Self::new(
+            &[Reserving],
+            Failed,
+            Actor::System,
+            Cause::CatalogUnavailable,
+            &[Message::ReleaseStock],
+        )
+    }
+
+    /// Step 1, recovery: left `reserving` past `RESERVE_TIMEOUT`.
+    pub fn abandoned() -> Self {
+        Self::new(
+            &[Reserving],
+            Failed,
+            Actor::System,
+            Cause::ReservationAbandoned,
+            &[Message::ReleaseStock],
+        )
+    }
+
+    /// Step 5: the payment succeeded.
+    pub fn paid(attempts: i32) -> Self {
+        Self {
+            payment: Some(PaymentSummary {
+                status: "succeeded",
+                attempts,
+                last_error: None,
+            }),
+            ..Self::new(
+                &[Pending],
+                Paid,
+                Actor::Payment,
+                Cause::PaymentSucceeded,
+                &[Message::Notify(types::ORDER_PAID)],
+            )
+        }
+    }
+
+    /// Step 5: the last attempt failed; the stock goes back.
+    pub fn payment_failed(attempts: i32, error: Option<String>) -> Self {
+        Self {
+            payment: Some(PaymentSummary {
+                status: "failed",
+                attempts,
+                last_error: error,
+            }),
+            ..Self::new(
+                &[Pending],
+                Failed,
+                Actor::Payment,
+                Cause::PaymentFailed,
+                &[Message::ReleaseStock, Message::Notify(types::ORDER_FAILED)],
+            )
+        }
+    }
+
+    /// Step 6: the owner cancels; the stock goes back and the payment service stops.
+    pub fn cancelled_by(user: Uuid) -> Self {
+        Self::new(
+            &[Pending],
+            Cancelled,
+            Actor::User(user),
+            Cause::CancelledByUser,
+            &[
+                Message::ReleaseStock,
+                Message::PaymentCancel,
+                Message::Notify(types::ORDER_CANCELLED),
+            ],
+        )
+    }
+
+    /// Step 6: pending past `ORDER_PAYMENT_TIMEOUT`.
+    pub fn payment_timeout() -> Self {
+        Self::new(
+            &[Pending],
+            Failed,
+            Actor::System,
+            Cause::PaymentTimeout,
+            &[
+                Message::ReleaseStock,
+                Message::PaymentCancel,
+                Message::Notify(types::ORDER_FAILED),
+            ],
+        )
+    }
+
+    /// Fulfilment: an administrator ships a paid order.
+    pub fn shipped(admin: Uuid) -> Self {
+        Self::new(
+            &[Paid],
+            Shipped,
+            Actor::Admin(admin),
+            Cause::Fulfilment,
+            &[Message::Notify(types::ORDER_SHIPPED)],
+        )
+    }
+
+    /// Fulfilment: an administrator marks a shipped order delivered.
+    pub fn delivered(admin: Uuid) -> Self {
+        Self::new(
+            &[Shipped],
+            Delivered,
+            Actor::Admin(admin),
+            Cause::Fulfilment,
+            &[Message::Notify(types::ORDER_DELIVERED)],
+        )
+    }
+
+    /// The administrator's move to `to`, if there is one (`PUT /orders/{id}/status`).
+    pub fn fulfilment(to: Status, admin: Uuid) -> Option<Self> {
+        match to {
+            Shipped => Some(Self::shipped(admin)),
+            Delivered => Some(Self::delivered(admin)),
+            _ => None,
+        }
+    }
+
+    fn events(&self) -> i32 {
+        let events = self.messages.iter().filter(|m| m.is_event()).count();
+        i32::try_from(events).unwrap_or(i32::MAX)
+    }
+}
+
+/// The guarded change: nothing happens unless the order is in one of `from` (and belongs to
+/// the given owner, when one is given). One statement text for every transition, so it stays
+/// prepared.
+const TRANSITION: &str = "
+UPDATE orders SET
+    status = $2,
+    status_changed_at = now(),
+    updated_at = now(),
+    event_seq = event_seq + $4,
+    total_cents = COALESCE($5, total_cents),
+    payment_requested_at = CASE WHEN $6 THEN now() ELSE payment_requested_at END,
+    payment_status = COALESCE($7, payment_status),
+    payment_attempts = GREATEST(payment_attempts, $8),
+    payment_last_error = CASE WHEN $7::text IS NULL THEN payment_last_error ELSE $9 END
+WHERE id = $1 AND status = ANY($3) AND ($10::uuid IS NULL OR user_id = $10)
+RETURNING id, user_id, status, total_cents, currency, payment_status, payment_attempts,
+    payment_last_error, event_seq, created_at, updated_at";
+
+const HISTORY: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
+     VALUES ($1, $2, $3, $4)";
+
+/// A transition that took place.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The order as it is now.
+    pub order: Order,
+    /// What went into the outbox: wake the relay with it after the commit.
+    pub written: Written,
+}
+
+/// Applies `transition` to the order, if it is in one of the transition's `from` statuses (and,
+/// with `owner`, belongs to that user): the status change, its timeline entry and its outbox
+/// messages, in the caller's transaction. `None` when the order is not there to change.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    owner: Option<Uuid>,
+    transition: &Transition,
+    context: &RequestContext,
+) -> Result<Option<Applied>, OrderError> {
+    let payment = transition.payment.as_ref();
+    let order: Option<Order> = prepared(TRANSITION)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Text, _>(transition.to)
+        .bind::<Array<Text>, _>(transition.from)
+        .bind::<Integer, _>(transition.events())
+        .bind::<Nullable<BigInt>, _>(transition.total_cents)
+        .bind::<Bool, _>(transition.messages.contains(&Message::PaymentRequested))
+        .bind::<Nullable<Text>, _>(payment.map(|p| p.status))
+        .bind::<Integer, _>(payment.map_or(0, |p| p.attempts))
+        .bind::<Nullable<Text>, _>(payment.and_then(|p| p.last_error.as_deref()))
+        .bind::<Nullable<SqlUuid>, _>(owner)
+        .get_result(conn)
+        .await
+        .optional()?;
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    let messages = messages(&order, transition, context)?;
+    let conn: &AsyncPgConnection = conn;
+    let history = prepared(HISTORY)
+        .bind::<SqlUuid, _>(order.id)
+        .bind::<Text, _>(transition.to)
+        .bind::<Text, _>(transition.actor.label())
+        .bind::<Text, _>(transition.cause.as_str())
+        .execute(&mut &*conn);
+    // Independent of each other: sent together, one round trip.
+    let (_, written) =
+        futures_util::future::try_join(history, shop_outbox::enqueue(conn, &messages)).await?;
+    Ok(Some(Applied { order, written }))
+}
+
+/// A payment report that changes no status: the summary, guarded by `while_in` when given,
+/// and with `noted` a timeline entry at the order's current status. Returns the order's
+/// status, or `None` if there is no such order (or it is not in `while_in`).
+const RECORD_PAYMENT: &str = "
+WITH changed AS (
+    UPDATE orders SET
+        payment_status = $2,
+        payment_attempts = GREATEST(payment_attempts, $3),
+        payment_last_error = $4,
+        updated_at = now()
+    WHERE id = $1 AND ($5::text[] IS NULL OR status = ANY($5))
+    RETURNING id, status),
+noted AS (
+    INSERT INTO order_status_history (order_id, status, actor, cause)
+    SELECT id, status, $6, $7 FROM changed WHERE $6::text IS NOT NULL)
+SELECT status FROM changed";
+
+#[derive(diesel::QueryableByName)]
+struct Current {
+    #[diesel(sql_type = Text)]
+    status: Status,
+}
+
+pub async fn record_payment(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    while_in: Option<&[Status]>,
+    summary: &PaymentSummary,
+    noted: Option<(Actor, Cause)>,
+) -> Result<Option<Status>, OrderError> {
+    let current: Option<Current> = prepared(RECORD_PAYMENT)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Text, _>(summary.status)
+        .bind::<Integer, _>(summary.attempts)
+        .bind::<Nullable<Text>, _>(summary.last_error.as_deref())
+        .bind::<Nullable<Array<Text>>, _>(while_in)
+        .bind::<Nullable<Text>, _>(noted.map(|(actor, _)| actor.label()))
+        .bind::<Nullable<Text>, _>(noted.map(|(_, cause)| cause.as_str()))
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(current.map(|c| c.status))
+}
+
+/// The sweeper's resend: `payment.requested` again for a pending order the payment service
+/// never reported on (the order's status does not change).
+const REQUEST_AGAIN: &str = "
+UPDATE orders SET payment_requested_at = now(), event_seq = event_seq + 1
+WHERE id = $1 AND status = $2
+RETURNING id, user_id, status, total_cents, currency, payment_status, payment_attempts,
+    payment_last_error, event_seq, created_at, updated_at";
+
+pub async fn request_payment_again(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+    context: &RequestContext,
+) -> Result<Option<Written>, OrderError> {
+    let order: Option<Order> = prepared(REQUEST_AGAIN)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Text, _>(Pending)
+        .get_result(conn)
+        .await
+        .optional()?;
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    let message = events::payment_requested(&order, order.event_seq, context)
+        .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("an event of {}: {e}", order.id)))?;
+    Ok(Some(shop_outbox::enqueue(conn, &[message]).await?))
+}
+
+/// The outbox messages of a transition just applied: its events numbered with the sequence
+/// numbers the change took (the last is the order's `event_seq` now).
+fn messages(
+    order: &Order,
+    transition: &Transition,
+    context: &RequestContext,
+) -> Result<Vec<NewMessage>, OrderError> {
+    let mut seq = order.event_seq - transition.events();
+    let cause = Some(transition.cause.as_str());
+    transition
+        .messages
+        .iter()
+        .map(|message| {
+            if message.is_event() {
+                seq += 1;
+            }
+            let message = match message {
+                Message::PaymentRequested => events::payment_requested(order, seq, context),
+                Message::PaymentCancel => events::payment_cancel(order, seq, context),
+                Message::ReleaseStock => Ok(events::release(order.id)),
+                Message::Notify(kind) => events::status_changed(
+                    order,
+                    seq,
+                    kind,
+                    cause.filter(|_| notify_with_cause(transition.cause)),
+                    context,
+                ),
+            };
+            message.map_err(|e| {
+                OrderError::Unexpected(anyhow::anyhow!("an event of {}: {e}", order.id))
+            })
+        })
+        .collect()
+}
+
+/// Which `order.*` events say why: failures and cancellations do, the happy path does not.
+fn notify_with_cause(cause: Cause) -> bool {
+    matches!(
+        cause,
+        Cause::PaymentFailed | Cause::PaymentTimeout | Cause::CancelledByUser
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transition in words: `from → to, by whom (cause): what it writes`.
+    fn describe(transition: &Transition) -> String {
+        let from: Vec<&str> = transition.from.iter().map(|s| s.as_str()).collect();
+        let actor = match transition.actor {
+            Actor::User(_) => "the owner",
+            Actor::Admin(_) => "an administrator",
+            Actor::Payment => "the payment service",
+            Actor::System => "the system",
+        };
+        let messages: Vec<&str> = transition
+            .messages
+            .iter()
+            .map(|m| match m {
+                Message::PaymentRequested => "payment.requested",
+                Message::PaymentCancel => "payment.cancel",
+                Message::ReleaseStock => "stock.release",
+                Message::Notify(kind) => kind,
+            })
+            .collect();
+        format!(
+            "{} → {}, by {actor} ({}): {}",
+            from.join(" or "),
+            transition.to.as_str(),
+            transition.cause.as_str(),
+            if messages.is_empty() {
+                "nothing".to_owned()
+            } else {
+                messages.join(", ")
+            }
+        )
+    }
+
+    /// DESIGN.md's saga, step by step: what may become what, who does it, why, and what it
+    /// tells the rest of the system.
+    #[test]
+    fn the_transitions_are_the_saga() {
+        let (user, admin) = (Uuid::now_v7(), Uuid::now_v7());
+        let saga = [
+            // 1. Place: reserved, the payment is requested and the user told.
+            (
+                Transition::reserved(900),
+                "reserving → pending, by the system (reserved): payment.requested, order.created",
+            ),
+            // 1. Short stock or a bad product: nothing held, nothing published.
+            (
+                Transition::refused(Cause::InsufficientStock),
+                "reserving → failed, by the system (insufficient_stock): nothing",
+            ),
+            // 1. The catalog unreachable: released, in case it did reserve.
+            (
+                Transition::catalog_unavailable(),
+                "reserving → failed, by the system (catalog_unavailable): stock.release",
+            ),
+            // 1. Recovery: left reserving past RESERVE_TIMEOUT.
+            (
+                Transition::abandoned(),
+                "reserving → failed, by the system (reservation_abandoned): stock.release",
+            ),
+            // 5. Paid, only from pending.
+            (
+                Transition::paid(1),
+                "pending → paid, by the payment service (payment_succeeded): order.paid",
+            ),
+            // 5. The last attempt failed, only from pending: the stock goes back.
+            (
+                Transition::payment_failed(3, None),
+                "pending → failed, by the payment service (payment_failed): \
+                 stock.release, order.failed",
+            ),
+            // 6. Cancel, only while pending: the stock back, the payment told to stop.
+            (
+                Transition::cancelled_by(user),
+                "pending → cancelled, by the owner (cancelled_by_user): \
+                 stock.release, payment.cancel, order.cancelled",
+            ),
+            // 6. Pending past ORDER_PAYMENT_TIMEOUT: as a cancel, by the system.
+            (
+                Transition::payment_timeout(),
+                "pending → failed, by the system (payment_timeout): \
+                 stock.release, payment.cancel, order.failed",
+            ),
+            // Fulfilment: paid → shipped → delivered, by an administrator.
+            (
+                Transition::shipped(admin),
+                "paid → shipped, by an administrator (fulfilment): order.shipped",
+            ),
+            (
+                Transition::delivered(admin),
+                "shipped → delivered, by an administrator (fulfilment): order.delivered",
+            ),
+        ];
+        for (transition, expected) in &saga {
+            assert_eq!(describe(transition), *expected);
+        }
+        assert_eq!(
+            Transition::cancelled_by(user).actor.label(),
+            format!("user:{user}")
+        );
+        assert_eq!(
+            Transition::shipped(admin).actor.label(),
+            format!("admin:{admin}")
+        );
+    }
+
+    #[test]
+    fn final_statuses_are_final_and_reserving_is_left_only_by_the_saga() {
+        let (user, admin) = (Uuid::now_v7(), Uuid::now_v7());
+        let all = [
+            Transition::reserved(1),
+            Transition::refused(Cause::UnknownProduct),
+            Transition::catalog_unavailable(),
+            Transition::abandoned(),
+            Transition::paid(1),
+            Transition::payment_failed(1, None),
+            Transition::cancelled_by(user),
+            Transition::payment_timeout(),
+            Transition::shipped(admin),
+            Transition::delivered(admin),
+        ];
+        for end in [Failed, Cancelled, Delivered] {
+            assert!(
+                all.iter().all(|t| !t.from.contains(&end)),
+                "{end:?} is final"
+            );
+        }
+        assert!(
+            all.iter().all(|t| t.to != Reserving),
+            "nothing goes back to reserving"
+        );
+        let into_paid: Vec<_> = all.iter().filter(|t| t.to == Paid).collect();
+        assert_eq!(into_paid.len(), 1);
+        assert_eq!(into_paid[0].from, [Pending], "only a pending order is paid");
+        // Every way out of pending but payment releases the stock.
+        for t in all.iter().filter(|t| t.from == [Pending] && t.to != Paid) {
+            assert!(t.messages.contains(&Message::ReleaseStock), "{:?}", t.cause);
+        }
+        assert_eq!(Transition::fulfilment(Paid, admin), None);
+        assert_eq!(
+            Transition::fulfilment(Shipped, admin),
+            Some(Transition::shipped(admin))
+        );
+    }
+
+    #[test]
+    fn a_transition_numbers_only_its_events() {
+        assert_eq!(Transition::cancelled_by(Uuid::now_v7()).events(), 2);
+        assert_eq!(Transition::catalog_unavailable().events(), 0);
+        assert_eq!(Transition::reserved(1).events(), 2);
+    }
+}
