@@ -5,10 +5,10 @@ use diesel::{pg::Pg, prelude::*};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::schema::{products, reservations, stock_movements};
+use crate::schema::{products, stock_movements};
 
 /// A product as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = products, check_for_backend(Pg))]
 pub struct Product {
     pub id: Uuid,
@@ -137,16 +137,4 @@ impl NewMovement {
             actor_id: None,
         }
     }
-}
-
-/// A reserved line to write.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = reservations)]
-pub struct NewReservation {
-    pub order_id: Uuid,
-    pub product_id: Uuid,
-    pub quantity: i32,
-    pub unit_price_cents: i64,
-    pub name: String,
-    pub state: &'static str,
 }

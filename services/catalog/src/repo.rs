@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
-    models::{NewMovement, NewProduct, NewReservation, Product},
+    models::{MovementKind, NewMovement, NewProduct, Product},
     schema::{products, reservation_orders, reservations, stock_movements},
 };
 
@@ -156,13 +156,13 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
 
 /// Products by id, locked in id order (so concurrent multi-line reservations cannot
 /// deadlock), deleted ones included.
-pub async fn lock_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Product>> {
+pub async fn lock_many(conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Product>> {
     products::table
         .filter(products::id.eq_any(ids))
         .order(products::id.asc())
         .select(Product::as_select())
         .for_update()
-        .load(conn)
+        .load(&mut &*conn)
         .await
 }
 
@@ -260,18 +260,17 @@ pub async fn any_product(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
 /// Claims an order id: inserts its row in `state` unless it exists. Returns whether this call
 /// inserted it. A concurrent claim of the same id waits for this transaction to end.
 pub async fn claim_order(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     order_id: Uuid,
     state: &str,
 ) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(reservation_orders::table)
-        .values((
-            reservation_orders::order_id.eq(order_id),
-            reservation_orders::state.eq(state),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    let inserted = shop_db::prepared(
+        "INSERT INTO reservation_orders (order_id, state) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(order_id)
+    .bind::<Text, _>(state)
+    .execute(&mut &*conn)
+    .await?;
     Ok(inserted == 1)
 }
 
@@ -294,36 +293,59 @@ pub async fn set_order_state(
     state: &str,
     answer: Option<&serde_json::Value>,
 ) -> QueryResult<()> {
-    diesel::update(reservation_orders::table.find(order_id))
-        .set((
-            reservation_orders::state.eq(state),
-            answer.map(|answer| reservation_orders::answer.eq(answer)),
-            reservation_orders::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
+    shop_db::prepared(
+        "UPDATE reservation_orders SET state = $2, answer = COALESCE($3, answer), \
+         updated_at = now() WHERE order_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(order_id)
+    .bind::<Text, _>(state)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>, _>(answer)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// Takes `quantity` from a locked product's stock (guarded, so never below zero).
-pub async fn take_stock(
+const HOLD: &str = "
+WITH taken AS (
+    UPDATE products p SET stock = p.stock - l.quantity, revision = p.revision + 1,
+        updated_at = now()
+    FROM unnest($2::uuid[], $3::int4[]) AS l(product_id, quantity)
+    WHERE p.id = l.product_id AND p.stock >= l.quantity
+    RETURNING p.id, p.name, p.description, p.price_cents, p.stock, p.version, p.revision,
+        p.created_at, p.updated_at, p.deleted_at, l.quantity),
+held AS (
+    INSERT INTO reservations (order_id, product_id, quantity, unit_price_cents, name, state)
+    SELECT $1, id, quantity, price_cents, name, $4 FROM taken),
+moved AS (
+    INSERT INTO stock_movements (product_id, kind, delta, order_id)
+    SELECT id, $5, -quantity, $1 FROM taken),
+answered AS (
+    UPDATE reservation_orders SET state = $4, answer = $6, updated_at = now()
+    WHERE order_id = $1)
+SELECT id, name, description, price_cents, stock, version, revision, created_at, updated_at,
+    deleted_at
+FROM taken ORDER BY id";
+
+/// Holds a claimed order's lines on their locked products, in one statement: the stock taken
+/// (never below zero), a reservation and a ledger movement per line, the order's state set to
+/// `held` with its answer. Returns the products as they are now, in id order; fewer than the
+/// lines if a line's stock was short after all (the caller rolls back).
+pub async fn hold(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    quantity: i32,
-) -> QueryResult<Product> {
-    diesel::update(
-        products::table
-            .find(id)
-            .filter(products::stock.ge(quantity)),
-    )
-    .set((
-        products::stock.eq(products::stock - quantity),
-        products::revision.eq(products::revision + 1),
-        products::updated_at.eq(now),
-    ))
-    .returning(Product::as_returning())
-    .get_result(conn)
-    .await
+    order_id: Uuid,
+    lines: &[(Uuid, i32)],
+    answer: &serde_json::Value,
+) -> QueryResult<Vec<Product>> {
+    use diesel::sql_types::{Array, Int4, Jsonb, Uuid as SqlUuid};
+    shop_db::prepared(HOLD)
+        .bind::<SqlUuid, _>(order_id)
+        .bind::<Array<SqlUuid>, _>(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind::<Array<Int4>, _>(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+        .bind::<Text, _>("held")
+        .bind::<Text, _>(MovementKind::Reserve.as_str())
+        .bind::<Jsonb, _>(answer)
+        .load(conn)
+        .await
 }
 
 /// Gives `quantity` back to a product's stock.
@@ -341,17 +363,6 @@ pub async fn return_stock(
         .returning(Product::as_returning())
         .get_result(conn)
         .await
-}
-
-pub async fn insert_reservations(
-    conn: &mut AsyncPgConnection,
-    lines: &[NewReservation],
-) -> QueryResult<()> {
-    diesel::insert_into(reservations::table)
-        .values(lines)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The held lines of an order, in product id order, marked released.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::CatalogError,
-    models::{MovementKind, NewMovement, NewReservation, Product},
+    models::{MovementKind, NewMovement, Product},
     repo,
 };
 
@@ -114,10 +114,18 @@ pub async fn reserve(
     lines: &[ReserveLine],
 ) -> Result<Reservation, CatalogError> {
     let lines = merge(lines)?;
+    let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
     let mut conn = shop_db::conn(&state.pool).await?;
     let outcome = conn
         .transaction::<_, CatalogError, _>(async |conn| {
-            if !repo::claim_order(conn, order_id, "pending").await? {
+            // Independent of each other, so sent together: the claim of the order id and the
+            // locks on its products (in id order, so concurrent reservations cannot deadlock).
+            let (claimed, locked) = futures_util::future::try_join(
+                repo::claim_order(conn, order_id, "pending"),
+                repo::lock_many(conn, &ids),
+            )
+            .await?;
+            if !claimed {
                 let (order_state, answer) = repo::lock_order(conn, order_id).await?;
                 return match order_state.as_str() {
                     "held" => Ok(Outcome::Repeated(replay(answer)?)),
@@ -125,12 +133,7 @@ pub async fn reserve(
                     _ => Err(CatalogError::OrderReleased { order_id }),
                 };
             }
-            let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
-            let locked: BTreeMap<Uuid, Product> = repo::lock_many(conn, &ids)
-                .await?
-                .into_iter()
-                .map(|p| (p.id, p))
-                .collect();
+            let locked: BTreeMap<Uuid, Product> = locked.into_iter().map(|p| (p.id, p)).collect();
             let refusal = lines.iter().enumerate().find_map(|(index, line)| {
                 match locked.get(&line.product_id) {
                     None => Some(Refusal::UnknownProduct { index }),
@@ -148,45 +151,29 @@ pub async fn reserve(
                 repo::set_order_state(conn, order_id, "refused", Some(&stored(&refusal)?)).await?;
                 return Ok(Outcome::Refused(refusal));
             }
-            // Decrement in id order, the order the locks were taken in.
-            let mut sorted = lines.clone();
-            sorted.sort_by_key(|l| l.product_id);
-            let mut changed = Vec::with_capacity(sorted.len());
-            let mut rows = Vec::with_capacity(sorted.len());
-            let mut movements = Vec::with_capacity(sorted.len());
-            for line in &sorted {
-                let product = repo::take_stock(conn, line.product_id, line.quantity).await?;
-                rows.push(NewReservation {
-                    order_id,
-                    product_id: product.id,
-                    quantity: line.quantity,
-                    unit_price_cents: product.price_cents,
-                    name: product.name.clone(),
-                    state: "held",
-                });
-                let mut movement =
-                    NewMovement::new(product.id, MovementKind::Reserve, -line.quantity);
-                movement.order_id = Some(order_id);
-                movements.push(movement);
-                changed.push(product);
-            }
-            repo::insert_reservations(conn, &rows).await?;
-            repo::insert_movements(conn, &movements).await?;
-            // Answer in the caller's line order.
+            // Answer in the caller's line order, at the prices and names of the locked rows.
             let reservation = Reservation {
                 order_id,
                 items: lines
                     .iter()
-                    .filter_map(|line| rows.iter().find(|r| r.product_id == line.product_id))
-                    .map(|r| ReservedLine {
-                        product_id: r.product_id,
-                        name: r.name.clone(),
-                        unit_price_cents: r.unit_price_cents,
-                        quantity: r.quantity,
+                    .filter_map(|line| {
+                        let product = locked.get(&line.product_id)?;
+                        Some(ReservedLine {
+                            product_id: product.id,
+                            name: product.name.clone(),
+                            unit_price_cents: product.price_cents,
+                            quantity: line.quantity,
+                        })
                     })
                     .collect(),
             };
-            repo::set_order_state(conn, order_id, "held", Some(&stored(&reservation)?)).await?;
+            let held: Vec<(Uuid, i32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+            let changed = repo::hold(conn, order_id, &held, &stored(&reservation)?).await?;
+            if changed.len() != lines.len() {
+                return Err(CatalogError::Unexpected(anyhow::anyhow!(
+                    "stock of a locked product changed under its lock"
+                )));
+            }
             Ok(Outcome::Held(reservation, changed))
         })
         .await?;
