@@ -141,6 +141,7 @@ impl TestAppBuilder {
             addrs,
             running: HashMap::new(),
             order_hooks: std::sync::Arc::default(),
+            payment_hooks: std::sync::Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -167,6 +168,7 @@ pub struct TestApp {
     addrs: HashMap<Component, SocketAddr>,
     running: HashMap<Component, Running>,
     order_hooks: std::sync::Arc<order_service::hooks::Hooks>,
+    payment_hooks: std::sync::Arc<payment_service::hooks::Hooks>,
     /// A plain HTTP client (no redirects followed).
     pub http: reqwest::Client,
 }
@@ -206,7 +208,10 @@ impl TestApp {
             Component::Order => {
                 order_service::start_with_hooks(settings, listener, self.order_hooks.clone()).await
             }
-            Component::Payment => payment_service::start(settings, listener).await,
+            Component::Payment => {
+                payment_service::start_with_hooks(settings, listener, self.payment_hooks.clone())
+                    .await
+            }
             Component::Gateway => gateway::start(settings, listener).await,
         }
         .unwrap_or_else(|e| panic!("cannot start {component:?}: {e:#}"));
@@ -234,6 +239,11 @@ impl TestApp {
     /// The order service's fault-injection switches.
     pub fn order_hooks(&self) -> &order_service::hooks::Hooks {
         &self.order_hooks
+    }
+
+    /// The payment service's fault-injection switches.
+    pub fn payment_hooks(&self) -> &payment_service::hooks::Hooks {
+        &self.payment_hooks
     }
 
     /// A component's address.

@@ -322,6 +322,23 @@ impl TestDb {
     pub async fn client(&self) -> Client {
         connect(&self.url).await.unwrap()
     }
+
+    /// Terminates every other connection to this database (and no other), as a failover or
+    /// an operator would; returns how many.
+    pub async fn terminate_connections(&self) -> usize {
+        let admin = connect(&with_database(&server_url(), "postgres"))
+            .await
+            .unwrap();
+        admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+            .await
+            .unwrap()
+            .len()
+    }
 }
 
 impl Drop for TestDb {

@@ -209,3 +209,41 @@ async fn a_repeat_resumes_a_claim_left_by_a_crash() {
     );
     app.assert_consistent().await;
 }
+
+#[tokio::test]
+async fn a_connection_the_database_dropped_fails_at_most_its_own_request() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let list = || async {
+        app.get("/orders")
+            .header("authorization", user.bearer())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Every pooled connection is open and idle.
+    for _ in 0..app.settings.database_pool_size {
+        assert_eq!(list().await, 200);
+    }
+    assert!(app.db().terminate_connections().await > 0);
+    // No test query is sent on checkout: a connection known to be closed is replaced, one not
+    // yet known fails its request with 503 (never a 500) and is dropped.
+    let pool = usize::try_from(app.settings.database_pool_size).unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..pool * 3 {
+        statuses.push(list().await);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 503).count() <= pool,
+        "each dead connection fails one request at most: {statuses:?}"
+    );
+    for _ in 0..pool {
+        assert_eq!(list().await, 200, "the pool is whole again");
+    }
+}

@@ -287,3 +287,118 @@ async fn an_unanswered_payment_request_is_sent_again_until_payment_reports() {
     );
     assert_eq!(status_of(&app, id).await, "pending");
 }
+
+/// Reports many payment events in one call, as the payment service's relay does.
+async fn report_batch(app: &TestApp, reports: Value) -> reqwest::Response {
+    app.http
+        .post(format!(
+            "http://{}/internal/payment-reports",
+            app.addr(shop_testkit::Component::Order)
+        ))
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "payment")
+        .json(&json!({ "reports": reports }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_report_batch_answers_each_report_and_keeps_each_orders_order() {
+    let mut app = TestApp::spawn().await;
+    // This test reports payments itself.
+    app.stop(shop_testkit::Component::Payment).await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let paid = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let retried = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let cancelled = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
+    let cancel = app
+        .post(&format!("/orders/{cancelled}/cancel"), &json!({}))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    let unknown = uuid::Uuid::now_v7();
+    let item = |order: uuid::Uuid, event: Value| json!({"orderId": order, "event": event});
+    let batch = json!([
+        item(paid, event(1, "succeeded", true)),
+        // One order's reports in the order they happened: a failed attempt, then a success.
+        item(retried, event(1, "failed", false)),
+        item(retried, event(2, "succeeded", true)),
+        // The order was cancelled: refused, so the payment service refunds.
+        item(cancelled, event(1, "succeeded", true)),
+        item(unknown, event(1, "succeeded", true)),
+        // A repeat within the batch gets the first answer.
+        item(paid, event(1, "succeeded", true)),
+    ]);
+    let answered = report_batch(&app, batch.clone()).await;
+    assert_eq!(answered.status(), 200);
+    let body: Value = answered.json().await.unwrap();
+    let answers: Vec<(u64, Value)> = body["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["status"].as_u64().unwrap(), a["orderStatus"].clone()))
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (200, json!("paid")),
+            (200, json!("pending")),
+            (200, json!("paid")),
+            (409, json!("cancelled")),
+            (404, Value::Null),
+            (200, json!("paid")),
+        ]
+    );
+    assert_eq!(status_of(&app, paid).await, "paid");
+    assert_eq!(status_of(&app, retried).await, "paid");
+    assert_eq!(status_of(&app, cancelled).await, "cancelled");
+    assert_eq!(
+        types(&notifications_of(&app, retried).await),
+        ["order.created", "order.paid"],
+        "one order.paid, after the failed attempt"
+    );
+
+    // The whole batch again (a relay whose answer was lost): the same answers (with the
+    // orders' statuses as they are now), nothing new.
+    let again: Value = report_batch(&app, batch).await.json().await.unwrap();
+    let codes = |body: &Value| -> Vec<u64> {
+        body["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["status"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(codes(&again), codes(&body));
+    assert_eq!(again["answers"][1]["orderStatus"], "paid");
+    assert_eq!(
+        types(&notifications_of(&app, paid).await),
+        ["order.created", "order.paid"]
+    );
+    // A report that does not validate refuses the whole batch and records nothing.
+    let invalid = report_batch(
+        &app,
+        json!([
+            item(cancelled, event(2, "refunded", true)),
+            item(paid, event(0, "failed", true))
+        ]),
+    )
+    .await;
+    let problem = expect_problem(invalid, 422, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "reports[1].event.attemptNo");
+    let timeline: Vec<Value> = app
+        .get(&format!("/orders/{cancelled}/timeline"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(timeline.last().unwrap()["cause"], "payment_refunded");
+    app.assert_consistent().await;
+}

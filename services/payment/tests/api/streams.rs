@@ -163,3 +163,131 @@ async fn when_redis_loses_everything_the_group_returns_and_orders_finish() {
         .await;
     app.assert_consistent().await;
 }
+
+/// The group's pending entries (read by a consumer, not acknowledged).
+async fn pending(redis: &RedisPool) -> u64 {
+    let mut conn = redis.get().await.unwrap();
+    let summary: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(redis.key("payments.requests"))
+        .arg("payments")
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    summary.0
+}
+
+#[tokio::test]
+async fn a_read_with_a_poison_entry_stores_the_rest() {
+    let mut app = TestApp::builder().configure(payments(0, 0)).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let redis = redis_of(&app);
+    // While the payment service is away, requests and a poison entry between them pile up:
+    // it then takes them in one read.
+    app.stop(Component::Payment).await;
+    let first = order(&app, &user, mug, 1).await;
+    wait::until(
+        "the first request on the stream",
+        Duration::from_secs(20),
+        || async { (!app.events_of("payments.requests", first).await.is_empty()).then_some(()) },
+    )
+    .await;
+    let mut conn = redis.get().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(redis.key("payments.requests"))
+        .arg("*")
+        .arg("event")
+        .arg(r#"{"v":1,"type":"payment.requested","data":{"amountCents":-5}}"#)
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let rest = [
+        order(&app, &user, mug, 1).await,
+        order(&app, &user, mug, 2).await,
+    ];
+    for id in rest {
+        wait::until(
+            "the request on the stream",
+            Duration::from_secs(20),
+            || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
+        )
+        .await;
+    }
+    app.start(Component::Payment).await;
+    for id in [first, rest[0], rest[1]] {
+        app.await_order_status(id, "paid", Duration::from_secs(20))
+            .await;
+        assert_eq!(payments_for(&app, id).await, 1);
+    }
+    assert_eq!(app.stream_entries("payments.dead").await.len(), 1);
+    wait::until(
+        "every entry acknowledged",
+        Duration::from_secs(20),
+        || async { (pending(&redis).await == 0).then_some(()) },
+    )
+    .await;
+    app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn a_read_stored_but_never_acknowledged_changes_nothing_when_delivered_again() {
+    let mut app = TestApp::builder()
+        .configure(|s| {
+            payments(0, 0)(s);
+            s.payment_reclaim_idle = Duration::from_millis(500);
+        })
+        .spawn()
+        .await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let redis = redis_of(&app);
+    // As if the process died between the commit of what it read and the XACK.
+    app.payment_hooks()
+        .drop_acks
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let id = order(&app, &user, mug, 2).await;
+    app.await_order_status(id, "paid", Duration::from_secs(20))
+        .await;
+    assert!(
+        pending(&redis).await >= 1,
+        "the entry was never acknowledged"
+    );
+
+    // A new instance reclaims the entry and takes it again.
+    app.stop(Component::Payment).await;
+    app.payment_hooks()
+        .drop_acks
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    app.start(Component::Payment).await;
+    wait::until(
+        "the entry to be acknowledged",
+        Duration::from_secs(20),
+        || async { (pending(&redis).await == 0).then_some(()) },
+    )
+    .await;
+    app.await_outboxes_drained().await;
+    assert_eq!(payments_for(&app, id).await, 1);
+    let attempts: i64 = app
+        .db()
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM payments.payment_attempts a \
+             JOIN payments.payments p ON p.id = a.payment_id WHERE p.order_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 1, "one attempt, however often the request came");
+    let types: Vec<String> = app
+        .events_of("notifications", id)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.created", "payment.succeeded", "order.paid"]);
+    assert_eq!(app.order_status(id).await, "paid");
+    app.assert_consistent().await;
+}
