@@ -205,14 +205,15 @@ impl Socket {
     }
 
     /// Waits for the event `kind` about `order`; fails on its `order.failed` or after
-    /// `deadline`.
+    /// `deadline`. Returns every message about the order seen until then, that one last.
     pub async fn await_order_event(
         &mut self,
         order: &str,
         kind: &str,
         deadline: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Value>> {
         let until = tokio::time::Instant::now() + deadline;
+        let mut seen = Vec::new();
         loop {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             let message = self.next(left).await?;
@@ -220,11 +221,13 @@ impl Socket {
             if event["orderId"] != order {
                 continue;
             }
-            if event["type"] == kind {
-                return Ok(());
-            }
+            let done = event["type"] == kind;
             if event["type"] == "order.failed" {
                 bail!("order {order} failed: {event}");
+            }
+            seen.push(message);
+            if done {
+                return Ok(seen);
             }
         }
     }

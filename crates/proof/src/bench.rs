@@ -13,7 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, bail};
@@ -26,6 +26,7 @@ use crate::{
     api::{Api, Shopper},
     counts::{self, Background, Cost, LockSampler},
     free_port, procfs,
+    stages::{self, Probe, Stage},
     stats::Latency,
     system::{Database, Options, System},
 };
@@ -113,6 +114,8 @@ pub struct Measure {
     pub cpu_percent: BTreeMap<String, f64>,
     /// For the write scenarios: commits and statements per order, object-lock waits.
     pub cost: Option<Cost>,
+    /// For the order-to-paid latencies: each step's median.
+    pub stages: Vec<Stage>,
 }
 
 impl Measure {
@@ -130,6 +133,7 @@ impl Measure {
             errors: 0,
             cpu_percent: BTreeMap::new(),
             cost: None,
+            stages: Vec::new(),
         }
     }
 
@@ -725,12 +729,12 @@ async fn paid_latency(
     products: &[Uuid],
     stop: &AtomicBool,
     limit: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Vec<Probe>> {
     let mut socket = api.open_socket(shopper).await?;
-    let mut samples = Vec::new();
-    while !stop.load(Ordering::SeqCst) && samples.len() < limit {
+    let mut probes = Vec::new();
+    while !stop.load(Ordering::SeqCst) && probes.len() < limit {
         let lines = random_lines(products);
-        let sent = Instant::now();
+        let sent = SystemTime::now();
         let response = api
             .place_order(shopper, &lines, &Uuid::new_v4().to_string())
             .await?;
@@ -739,12 +743,17 @@ async fn paid_latency(
         }
         let order: serde_json::Value = response.json().await?;
         let id = order["id"].as_str().context("order without id")?.to_owned();
-        socket
+        let messages = socket
             .await_order_event(&id, "order.paid", Duration::from_secs(60))
             .await?;
-        samples.push(sent.elapsed());
+        probes.push(Probe {
+            order: id.parse()?,
+            sent,
+            received: SystemTime::now(),
+            messages,
+        });
     }
-    Ok(samples)
+    Ok(probes)
 }
 
 async fn count_orders(system: &System, status: &str) -> anyhow::Result<i64> {
@@ -796,8 +805,14 @@ fn measure_orders(load: &OrderLoad, key: &str, name: &str, tool: String) -> Meas
     measure
 }
 
-fn latency_measure(key: &str, name: &str, samples: &[Duration]) -> Measure {
-    let latency = Latency::of(samples);
+async fn latency_measure(
+    system: &System,
+    key: &str,
+    name: &str,
+    probes: &[Probe],
+) -> anyhow::Result<Measure> {
+    let samples: Vec<Duration> = probes.iter().map(Probe::latency).collect();
+    let latency = Latency::of(&samples);
     let mut measure = Measure::new(
         key,
         name,
@@ -807,7 +822,8 @@ fn latency_measure(key: &str, name: &str, samples: &[Duration]) -> Measure {
     )
     .with_latency(&latency);
     measure.count = samples.len() as u64;
-    measure
+    measure.stages = stages::of(system, probes).await?;
+    Ok(measure)
 }
 
 fn track_memory(system: &System, memory: &mut BTreeMap<String, (f64, f64)>) {
@@ -969,10 +985,12 @@ async fn run_on(
     let never = AtomicBool::new(false);
     let idle = paid_latency(&api, &probe, &fixture.products, &never, 200).await?;
     let mut paid_idle = latency_measure(
+        system,
         "paid_idle",
         "POST /orders until order.paid on the socket, idle system",
         &idle,
-    );
+    )
+    .await?;
     await_quiet(system, Duration::from_secs(60)).await?;
     let after = counts::settled(system).await?;
     paid_idle.cost = Some(Cost::between(&before, &after, &background));
@@ -1019,11 +1037,15 @@ async fn run_on(
         ..Cost::between(&before, &after, &background)
     });
     scenarios.push(orders);
-    scenarios.push(latency_measure(
-        "paid_under_load",
-        "POST /orders until order.paid on the socket, under the order load",
-        &under_load?,
-    ));
+    scenarios.push(
+        latency_measure(
+            system,
+            "paid_under_load",
+            "POST /orders until order.paid on the socket, under the order load",
+            &under_load?,
+        )
+        .await?,
+    );
     track_memory(system, &mut memory);
 
     progress(&format!("backlog drain of {} orders", config.backlog));
@@ -1327,7 +1349,10 @@ pub fn markdown(report: &Report) -> String {
         }
     }
     out.push_str(&format!(
-        "\n## The cost of a write\n\nPer order placed and paid, the quiet system's own work ({:.1} commits/s, {:.1} statements/s) taken out; commits as counted in brackets.\n\n| Scenario | Orders | Commits per order | Statements per order | By service | Object-lock waits |\n|---|---|---|---|---|---|\n",
+        "\n## The cost of a write\n\nPer order placed and paid, the quiet system's own work \
+         ({:.1} commits/s, {:.1} statements/s) taken out; commits as counted in brackets.\n\n\
+         | Scenario | Orders | Commits per order | Statements per order | By service \
+         | Object-lock waits |\n|---|---|---|---|---|---|\n",
         report.background.commits_per_second, report.background.statements_per_second
     ));
     for m in &report.scenarios {
@@ -1357,6 +1382,28 @@ pub fn markdown(report: &Report) -> String {
             by_service.join(", "),
             waits
         ));
+    }
+    let probes: Vec<&Measure> = report
+        .scenarios
+        .iter()
+        .filter(|m| !m.stages.is_empty())
+        .collect();
+    if !probes.is_empty() {
+        out.push_str("\n## Where an order's time goes (medians, ms)\n\n| Step |");
+        for m in &probes {
+            out.push_str(&format!(" {} |", m.name));
+        }
+        out.push_str(&format!("\n|---|{}\n", "---|".repeat(probes.len())));
+        for (index, stage) in probes[0].stages.iter().enumerate() {
+            out.push_str(&format!("| {} |", stage.step));
+            for m in &probes {
+                out.push_str(&format!(
+                    " {} |",
+                    cell(m.stages.get(index).and_then(|s| s.p50_ms))
+                ));
+            }
+            out.push('\n');
+        }
     }
     out.push_str("\n## Memory (resident)\n\n| Process | Idle MiB | Peak MiB |\n|---|---|---|\n");
     for m in &report.memory {

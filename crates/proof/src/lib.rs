@@ -17,6 +17,7 @@ pub mod counts;
 pub mod invariant;
 mod private_redis;
 pub mod procfs;
+pub mod stages;
 pub mod stats;
 pub mod system;
 

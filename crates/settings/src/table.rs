@@ -582,7 +582,7 @@ pub const VARIABLES: &[Variable] = &[
         "1000",
         "ms",
         "order, payment",
-        "outbox polling fallback (LISTEN/NOTIFY wakes the relay sooner)",
+        "outbox polling fallback (a commit wakes its own relay at once, other instances through Redis)",
     ),
     var(
         "OUTBOX_RETENTION",
