@@ -136,13 +136,19 @@ impl Cost {
         let per = |value: f64| if orders > 0.0 { value / orders } else { 0.0 };
         let seconds = elapsed(before, after);
         let commits = after.commits - before.commits;
-        let statements = total(&after.statements) - total(&before.statements);
+        let statements: f64 = after
+            .statements
+            .iter()
+            .map(|(service, value)| counted(before, service, *value))
+            .sum();
         let statements_by_service = after
             .statements
             .iter()
             .map(|(service, value)| {
-                let earlier = before.statements.get(service).copied().unwrap_or(0.0);
-                (service.clone(), round(per(value - earlier)))
+                (
+                    service.clone(),
+                    round(per(counted(before, service, *value))),
+                )
             })
             .collect();
         Self {
@@ -155,6 +161,18 @@ impl Cost {
             statements_by_service,
             object_lock_waits: None,
         }
+    }
+}
+
+/// What a service counted since `before`. A counter lower than before means the process was
+/// started again meanwhile (the backlog drain restarts the payment service): then all it counted
+/// since its start.
+fn counted(before: &Spent, service: &str, value: f64) -> f64 {
+    let earlier = before.statements.get(service).copied().unwrap_or(0.0);
+    if value < earlier {
+        value
+    } else {
+        value - earlier
     }
 }
 
@@ -253,5 +271,13 @@ mod tests {
         assert_eq!(cost.commits_per_order, 5.0);
         assert_eq!(cost.statements_per_order, Some(72.5));
         assert_eq!(cost.statements_by_service["payment"], 25.0);
+
+        // The order service started again in between: its counter began at zero.
+        let restarted = Spent {
+            statements: [("order".to_owned(), 400.0), ("payment".to_owned(), 500.0)].into(),
+            ..after
+        };
+        let cost = Cost::between(&before, &restarted, &Background::default());
+        assert_eq!(cost.statements_by_service["order"], 20.0);
     }
 }

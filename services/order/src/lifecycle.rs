@@ -11,6 +11,8 @@
 //!                            └─cancelled by its owner──> cancelled    (stock released)
 //! ```
 
+use std::collections::HashMap;
+
 use diesel::{
     OptionalExtension,
     sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid},
@@ -380,50 +382,6 @@ pub async fn apply(
     Ok(Some(Applied { order, written }))
 }
 
-/// A payment report that changes no status: the summary, guarded by `while_in` when given,
-/// and with `noted` a timeline entry at the order's current status. Returns the order's
-/// status, or `None` if there is no such order (or it is not in `while_in`).
-const RECORD_PAYMENT: &str = "
-WITH changed AS (
-    UPDATE orders SET
-        payment_status = $2,
-        payment_attempts = GREATEST(payment_attempts, $3),
-        payment_last_error = $4,
-        updated_at = now()
-    WHERE id = $1 AND ($5::text[] IS NULL OR status = ANY($5))
-    RETURNING id, status),
-noted AS (
-    INSERT INTO order_status_history (order_id, status, actor, cause)
-    SELECT id, status, $6, $7 FROM changed WHERE $6::text IS NOT NULL)
-SELECT status FROM changed";
-
-#[derive(diesel::QueryableByName)]
-struct Current {
-    #[diesel(sql_type = Text)]
-    status: Status,
-}
-
-pub async fn record_payment(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    while_in: Option<&[Status]>,
-    summary: &PaymentSummary,
-    noted: Option<(Actor, Cause)>,
-) -> Result<Option<Status>, OrderError> {
-    let current: Option<Current> = prepared(RECORD_PAYMENT)
-        .bind::<SqlUuid, _>(order_id)
-        .bind::<Text, _>(summary.status)
-        .bind::<Integer, _>(summary.attempts)
-        .bind::<Nullable<Text>, _>(summary.last_error.as_deref())
-        .bind::<Nullable<Array<Text>>, _>(while_in)
-        .bind::<Nullable<Text>, _>(noted.map(|(actor, _)| actor.label()))
-        .bind::<Nullable<Text>, _>(noted.map(|(_, cause)| cause.as_str()))
-        .get_result(conn)
-        .await
-        .optional()?;
-    Ok(current.map(|c| c.status))
-}
-
 /// The sweeper's resend: `payment.requested` again for a pending order the payment service
 /// never reported on (the order's status does not change).
 const REQUEST_AGAIN: &str = "
@@ -449,6 +407,216 @@ pub async fn request_payment_again(
     let message = events::payment_requested(&order, order.event_seq, context)
         .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("an event of {}: {e}", order.id)))?;
     Ok(Some(shop_outbox::enqueue(conn, &[message]).await?))
+}
+
+/// Many orders changed in one transaction (a batch of payment reports): each is read and
+/// locked first, changed in memory transition by transition, and then every change is written
+/// at once: one guarded statement for all the orders (each only if it is still as it was
+/// read), one for their timeline entries, one for their outbox messages.
+#[derive(Debug)]
+pub struct Batch {
+    orders: HashMap<Uuid, Planned>,
+    history: Vec<(Uuid, Status, String, &'static str)>,
+    messages: Vec<NewMessage>,
+}
+
+#[derive(Debug)]
+struct Planned {
+    /// As read (and locked).
+    read: (Status, i32),
+    /// As it will be written.
+    order: Order,
+    changed: bool,
+}
+
+const LOCK_ORDERS: &str = "
+SELECT id, user_id, status, total_cents, currency, payment_status, payment_attempts,
+    payment_last_error, event_seq, created_at, updated_at
+FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+const WRITE_BATCH: &str = "
+UPDATE orders o SET status = v.status,
+    status_changed_at = CASE WHEN v.status <> o.status THEN now() ELSE o.status_changed_at END,
+    updated_at = now(), event_seq = v.event_seq, payment_status = v.payment_status,
+    payment_attempts = v.payment_attempts, payment_last_error = v.payment_last_error
+FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::text[], $7::text[],
+    $8::int4[])
+    AS v(id, status, event_seq, payment_status, payment_attempts, payment_last_error, was, was_seq)
+WHERE o.id = v.id AND o.status = v.was AND o.event_seq = v.was_seq";
+
+const HISTORY_BATCH: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])";
+
+impl Batch {
+    /// Reads and locks the orders (in id order, so batches cannot deadlock).
+    pub async fn lock(conn: &AsyncPgConnection, ids: &[Uuid]) -> Result<Self, OrderError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let read: Vec<Order> = prepared(LOCK_ORDERS)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .load(&mut &*conn)
+            .await?;
+        Ok(Self {
+            orders: read
+                .into_iter()
+                .map(|order| {
+                    let planned = Planned {
+                        read: (order.status, order.event_seq),
+                        order,
+                        changed: false,
+                    };
+                    (planned.order.id, planned)
+                })
+                .collect(),
+            history: Vec::new(),
+            messages: Vec::new(),
+        })
+    }
+
+    /// The order's status as the batch has it (`None`: no such order).
+    pub fn status(&self, id: Uuid) -> Option<Status> {
+        self.orders.get(&id).map(|p| p.order.status)
+    }
+
+    /// Applies `transition` to the order if it is in one of its `from` statuses; the order as
+    /// it now is, or `None` if it was not there to change.
+    pub fn apply(
+        &mut self,
+        id: Uuid,
+        transition: &Transition,
+        context: &RequestContext,
+    ) -> Result<Option<Status>, OrderError> {
+        let Some(planned) = self.orders.get_mut(&id) else {
+            return Ok(None);
+        };
+        if !transition.from.contains(&planned.order.status) {
+            return Ok(None);
+        }
+        let order = &mut planned.order;
+        order.status = transition.to;
+        order.event_seq += transition.events();
+        if let Some(total) = transition.total_cents {
+            order.total_cents = Some(total);
+        }
+        if let Some(payment) = &transition.payment {
+            note_payment(order, payment);
+        }
+        planned.changed = true;
+        self.history.push((
+            id,
+            transition.to,
+            transition.actor.label(),
+            transition.cause.as_str(),
+        ));
+        self.messages
+            .extend(messages(&planned.order, transition, context)?);
+        Ok(Some(transition.to))
+    }
+
+    /// A payment report that changes no status: the summary, if the order is in `while_in`
+    /// (any status without it), and with `noted` a timeline entry at its status. The order's
+    /// status, or `None` if it is not there (or not in `while_in`).
+    pub fn record_payment(
+        &mut self,
+        id: Uuid,
+        while_in: Option<&[Status]>,
+        summary: &PaymentSummary,
+        noted: Option<(Actor, Cause)>,
+    ) -> Option<Status> {
+        let planned = self.orders.get_mut(&id)?;
+        let status = planned.order.status;
+        if while_in.is_some_and(|w| !w.contains(&status)) {
+            return None;
+        }
+        note_payment(&mut planned.order, summary);
+        planned.changed = true;
+        if let Some((actor, cause)) = noted {
+            self.history
+                .push((id, status, actor.label(), cause.as_str()));
+        }
+        Some(status)
+    }
+
+    /// Writes every change, the three statements sent together. What was written to the
+    /// outbox, to wake the relay with after the commit.
+    pub async fn write(self, conn: &AsyncPgConnection) -> Result<Written, OrderError> {
+        let changed: Vec<&Planned> = self.orders.values().filter(|p| p.changed).collect();
+        let orders = async {
+            if changed.is_empty() {
+                return Ok(());
+            }
+            let updated = prepared(WRITE_BATCH)
+                .bind::<Array<SqlUuid>, _>(changed.iter().map(|p| p.order.id).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(changed.iter().map(|p| p.order.status).collect::<Vec<_>>())
+                .bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.event_seq)
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.payment_status.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Integer>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.payment_attempts)
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Nullable<Text>>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.payment_last_error.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Text>, _>(changed.iter().map(|p| p.read.0).collect::<Vec<_>>())
+                .bind::<Array<Integer>, _>(changed.iter().map(|p| p.read.1).collect::<Vec<_>>())
+                .execute(&mut &*conn)
+                .await?;
+            if updated == changed.len() {
+                Ok(())
+            } else {
+                Err(OrderError::Unexpected(anyhow::anyhow!(
+                    "{} of {} locked orders changed under their locks",
+                    changed.len() - updated,
+                    changed.len()
+                )))
+            }
+        };
+        let history = async {
+            if self.history.is_empty() {
+                return Ok(());
+            }
+            prepared(HISTORY_BATCH)
+                .bind::<Array<SqlUuid>, _>(self.history.iter().map(|h| h.0).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(self.history.iter().map(|h| h.1).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(
+                    self.history
+                        .iter()
+                        .map(|h| h.2.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Text>, _>(self.history.iter().map(|h| h.3).collect::<Vec<_>>())
+                .execute(&mut &*conn)
+                .await?;
+            Ok::<_, OrderError>(())
+        };
+        let messages = async { Ok(shop_outbox::enqueue(conn, &self.messages).await?) };
+        let ((), (), written) = futures_util::future::try_join3(orders, history, messages).await?;
+        Ok(written)
+    }
+}
+
+/// What a report says of the payment, kept on the order; a late report never lowers the
+/// attempts.
+fn note_payment(order: &mut Order, payment: &PaymentSummary) {
+    order.payment_status = Some(payment.status.to_owned());
+    order.payment_attempts = order.payment_attempts.max(payment.attempts);
+    order.payment_last_error = payment.last_error.clone();
 }
 
 /// The outbox messages of a transition just applied: its events numbered with the sequence

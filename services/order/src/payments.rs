@@ -15,15 +15,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shop_contracts::events::{PaymentEvent, PaymentOutcome, PaymentReport};
 use shop_db::prepared;
 use shop_http::{FieldError, RequestContext};
-use shop_outbox::Written;
 use uuid::Uuid;
 
 use crate::{
     AppState,
     error::OrderError,
-    lifecycle::{self, Actor, Cause, PaymentSummary, Transition},
+    lifecycle::{Actor, Batch, Cause, PaymentSummary, Transition},
     models::Status,
-    repo,
 };
 
 /// The answer to one report.
@@ -136,16 +134,25 @@ async fn record(
     reports: &[PaymentReport],
     context: &RequestContext,
 ) -> Result<Vec<Reply>, OrderError> {
+    let ids: Vec<Uuid> = reports.iter().map(|r| r.order_id).collect();
     let mut conn = shop_db::conn(&state.pool).await?;
     let (replies, written) = conn
         .transaction::<_, OrderError, _>(async |conn| {
-            let mut answered = answered(conn, reports).await?;
+            let conn: &AsyncPgConnection = conn;
+            // Independent of each other: sent together.
+            let (mut answered, mut batch) =
+                futures_util::future::try_join(answered(conn, reports), Batch::lock(conn, &ids))
+                    .await?;
             let mut replies = Vec::with_capacity(reports.len());
-            let mut written = Written::NOTHING;
             let mut recorded: Vec<(&PaymentReport, Reply)> = Vec::new();
             for report in reports {
                 let reply = match answered.get(&key(report)) {
-                    Some(code) => repeated(conn, report.order_id, *code).await?,
+                    // A repeat gets the first answer, with the order's status now.
+                    Some(code) => match batch.status(report.order_id) {
+                        Some(status) if *code == 200 => Reply::Accepted(status),
+                        Some(status) => Reply::NotPending(status),
+                        None => Reply::Unknown,
+                    },
                     None => {
                         let span = tracing::info_span!(
                             "payment report",
@@ -154,6 +161,7 @@ async fn record(
                             payment.outcome = report.event.outcome.as_str(),
                         );
                         shop_http::continue_trace(&span, report.traceparent.as_deref());
+                        let _entered = span.enter();
                         let context = RequestContext {
                             traceparent: report
                                 .traceparent
@@ -163,12 +171,7 @@ async fn record(
                                 .unwrap_or_else(|| context.traceparent.clone()),
                             ..context.clone()
                         };
-                        let (reply, wrote) = tracing::Instrument::instrument(
-                            apply(conn, report.order_id, &report.event, &context),
-                            span,
-                        )
-                        .await?;
-                        written |= wrote;
+                        let reply = apply(&mut batch, report.order_id, &report.event, &context)?;
                         if reply != Reply::Unknown {
                             // A repeat later in this batch gets this answer.
                             answered
@@ -180,7 +183,9 @@ async fn record(
                 };
                 replies.push(reply);
             }
-            record_answers(conn, &recorded).await?;
+            let (written, ()) =
+                futures_util::future::try_join(batch.write(conn), record_answers(conn, &recorded))
+                    .await?;
             Ok((replies, written))
         })
         .await?;
@@ -190,7 +195,7 @@ async fn record(
 
 /// The answers given before to any of these reports.
 async fn answered(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     reports: &[PaymentReport],
 ) -> Result<HashMap<Key, i16>, OrderError> {
     let rows: Vec<Answered> = prepared(ANSWERED)
@@ -207,7 +212,7 @@ async fn answered(
                 .map(|r| r.event.outcome.as_str())
                 .collect::<Vec<_>>(),
         )
-        .load(conn)
+        .load(&mut &*conn)
         .await?;
     Ok(rows
         .into_iter()
@@ -223,29 +228,16 @@ async fn answered(
         .collect())
 }
 
-/// A repeat gets the answer the first report got, with the order's status now.
-async fn repeated(
-    conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    code: i16,
-) -> Result<Reply, OrderError> {
-    let Some(order) = repo::find_order(conn, order_id).await? else {
-        return Ok(Reply::Unknown);
-    };
-    Ok(if code == 200 {
-        Reply::Accepted(order.status)
-    } else {
-        Reply::NotPending(order.status)
-    })
-}
-
-/// What a first report does to its order.
-async fn apply(
-    conn: &mut AsyncPgConnection,
+/// What a first report does to its order, in the batch.
+fn apply(
+    batch: &mut Batch,
     order_id: Uuid,
     event: &PaymentEvent,
     context: &RequestContext,
-) -> Result<(Reply, Written), OrderError> {
+) -> Result<Reply, OrderError> {
+    let Some(status) = batch.status(order_id) else {
+        return Ok(Reply::Unknown);
+    };
     let error = event.error.clone();
     let transition = match (event.outcome, event.is_final) {
         (PaymentOutcome::Refunded, _) => {
@@ -254,14 +246,9 @@ async fn apply(
                 attempts: event.attempt_no,
                 last_error: error,
             };
-            let noted = (Actor::Payment, Cause::PaymentRefunded);
-            return Ok(
-                match lifecycle::record_payment(conn, order_id, None, &summary, Some(noted)).await?
-                {
-                    Some(status) => (Reply::Accepted(status), Written::NOTHING),
-                    None => (Reply::Unknown, Written::NOTHING),
-                },
-            );
+            let noted = Some((Actor::Payment, Cause::PaymentRefunded));
+            batch.record_payment(order_id, None, &summary, noted);
+            return Ok(Reply::Accepted(status));
         }
         (PaymentOutcome::Failed, false) => {
             let summary = PaymentSummary {
@@ -269,33 +256,25 @@ async fn apply(
                 attempts: event.attempt_no,
                 last_error: error,
             };
-            let recorded =
-                lifecycle::record_payment(conn, order_id, Some(&[Status::Pending]), &summary, None)
-                    .await?;
-            return Ok(match recorded {
-                Some(status) => (Reply::Accepted(status), Written::NOTHING),
-                None => (not_pending(conn, order_id).await?, Written::NOTHING),
-            });
+            return Ok(
+                match batch.record_payment(order_id, Some(&[Status::Pending]), &summary, None) {
+                    Some(status) => Reply::Accepted(status),
+                    None => Reply::NotPending(status),
+                },
+            );
         }
         (PaymentOutcome::Failed, true) => Transition::payment_failed(event.attempt_no, error),
         (PaymentOutcome::Succeeded, _) => Transition::paid(event.attempt_no),
     };
-    match lifecycle::apply(conn, order_id, None, &transition, context).await? {
-        Some(applied) => Ok((Reply::Accepted(applied.order.status), applied.written)),
-        None => Ok((not_pending(conn, order_id).await?, Written::NOTHING)),
-    }
-}
-
-async fn not_pending(conn: &mut AsyncPgConnection, order_id: Uuid) -> Result<Reply, OrderError> {
-    Ok(match repo::find_order(conn, order_id).await? {
-        Some(order) => Reply::NotPending(order.status),
-        None => Reply::Unknown,
+    Ok(match batch.apply(order_id, &transition, context)? {
+        Some(status) => Reply::Accepted(status),
+        None => Reply::NotPending(status),
     })
 }
 
 /// Stores the answers of a batch's first reports, in one statement.
 async fn record_answers(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     recorded: &[(&PaymentReport, Reply)],
 ) -> Result<(), OrderError> {
     if recorded.is_empty() {
@@ -338,7 +317,7 @@ async fn record_answers(
                 .map(|(_, reply)| i16::try_from(reply.code()).unwrap_or(500))
                 .collect::<Vec<_>>(),
         )
-        .execute(conn)
+        .execute(&mut &*conn)
         .await?;
     Ok(())
 }
