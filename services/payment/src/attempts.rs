@@ -61,12 +61,11 @@ pub struct Attempts {
     running: TaskTracker,
 }
 
-/// An attempt that ran, and the slot it holds until its outcome is committed.
+/// An attempt that ran, waiting for its outcome to be committed.
 #[derive(Debug)]
 pub struct Finished {
     payment: Payment,
     failed: bool,
-    _slot: OwnedSemaphorePermit,
 }
 
 impl Attempts {
@@ -113,12 +112,12 @@ impl Attempts {
                 async move {
                     tokio::time::sleep(duration).await;
                     let failed = rand::rng().random_range(0..100) < u32::from(failure_percent);
+                    // The simulated processor is done with it: the slot is free for the next
+                    // attempt while this outcome waits for its batch (still leased, so nobody
+                    // else runs it meanwhile).
+                    drop(slot);
                     // Only gone when the instance stops: the lease expires and it runs again.
-                    let _ = finished.send(Finished {
-                        payment,
-                        failed,
-                        _slot: slot,
-                    });
+                    let _ = finished.send(Finished { payment, failed });
                 },
                 span,
             )
@@ -127,7 +126,7 @@ impl Attempts {
     }
 }
 
-/// Leases due payments and starts their attempts until cancelled. A recorded outcome frees a
+/// Leases due payments and starts their attempts until cancelled. A finished attempt frees a
 /// slot, and a payment left waiting for one wakes the loop ([`Attempts::wake`]); the poll is
 /// for retries coming due and for payments other instances left.
 pub async fn run(state: AppState, cancel: CancellationToken) {
@@ -230,7 +229,6 @@ async fn record_batch(state: &AppState, batch: Vec<Finished>) {
         }
         Err(error) => outcomes.iter().for_each(|o| not_recorded(o, &error)),
     }
-    // Dropping the batch frees its slots.
 }
 
 fn not_recorded(outcome: &Outcome, error: &DbError) {
