@@ -48,7 +48,8 @@ pub struct Config {
     pub shoppers: usize,
     /// Products they order from.
     pub products: usize,
-    /// Initial stock of each product.
+    /// Initial stock of each product: enough that no fault's check meets a sold-out product
+    /// (a run places several thousand orders of one to three units).
     pub stock: i64,
 }
 
@@ -60,7 +61,7 @@ impl Config {
             work_dir: root.join("target/chaos"),
             shoppers: 16,
             products: 20,
-            stock: 400,
+            stock: 100_000,
         }
     }
 }
