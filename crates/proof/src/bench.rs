@@ -1085,6 +1085,7 @@ async fn run_on(
             config.warmup.as_secs()
         ),
     );
+    setup.insert("binaries".into(), config.bin_dir.display().to_string());
     setup.insert(
         "catalogue".into(),
         format!("{} products, {} shoppers", config.products, config.shoppers),

@@ -62,15 +62,15 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 const TIMES: &str = "
 SELECT o.id,
-    EXTRACT(EPOCH FROM o.created_at) * 1000,
-    (SELECT EXTRACT(EPOCH FROM min(h.at)) * 1000 FROM orders.order_status_history h
+    (EXTRACT(EPOCH FROM o.created_at) * 1000)::float8,
+    (SELECT (EXTRACT(EPOCH FROM min(h.at)) * 1000)::float8 FROM orders.order_status_history h
         WHERE h.order_id = o.id AND h.status = 'pending'),
-    (SELECT EXTRACT(EPOCH FROM p.created_at) * 1000 FROM payments.payments p
+    (SELECT (EXTRACT(EPOCH FROM p.created_at) * 1000)::float8 FROM payments.payments p
         WHERE p.order_id = o.id),
-    (SELECT EXTRACT(EPOCH FROM min(a.at)) * 1000 FROM payments.payment_attempts a
+    (SELECT (EXTRACT(EPOCH FROM min(a.at)) * 1000)::float8 FROM payments.payment_attempts a
         JOIN payments.payments p ON p.id = a.payment_id
         WHERE p.order_id = o.id AND a.outcome = 'succeeded'),
-    (SELECT EXTRACT(EPOCH FROM min(h.at)) * 1000 FROM orders.order_status_history h
+    (SELECT (EXTRACT(EPOCH FROM min(h.at)) * 1000)::float8 FROM orders.order_status_history h
         WHERE h.order_id = o.id AND h.status = 'paid')
 FROM orders.orders o WHERE o.id = ANY($1)";
 
