@@ -153,7 +153,7 @@ impl RelayConfig {
             user_stream_max_len: settings.user_stream_max_len,
             user_stream_ttl: settings.user_stream_ttl,
             max_backoff: Duration::from_secs(60),
-            dedup_window: Duration::from_secs(600),
+            dedup_window: Duration::from_secs(300),
             wake_throttle: Duration::from_millis(100),
         }
     }
