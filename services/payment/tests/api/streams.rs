@@ -7,6 +7,16 @@ use shop_testkit::{Component, PrivateRedis, TestApp, wait};
 
 use crate::{order, payments, payments_for};
 
+/// Waits until the order's payment request is on `payments.requests`.
+async fn on_the_stream(app: &TestApp, order: uuid::Uuid) {
+    wait::until(
+        "the request on the stream",
+        Duration::from_secs(20),
+        || async { (!app.events_of("payments.requests", order).await.is_empty()).then_some(()) },
+    )
+    .await;
+}
+
 fn redis_of(app: &TestApp) -> RedisPool {
     RedisPool::with_url(
         app.redis_direct_url(),
@@ -106,12 +116,7 @@ async fn entries_a_dead_consumer_held_are_reclaimed() {
     let redis = redis_of(&app);
     let mut conn = redis.get().await.unwrap();
     let stream = redis.key("payments.requests");
-    wait::until(
-        "the request on the stream",
-        Duration::from_secs(20),
-        || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
-    )
-    .await;
+    on_the_stream(&app, id).await;
     // Another consumer reads it and dies without acknowledging.
     let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
         .arg("GROUP")
@@ -149,12 +154,7 @@ async fn when_redis_loses_everything_the_group_returns_and_orders_finish() {
     let user = app.new_user().await;
     app.stop(Component::Payment).await;
     let id = order(&app, &user, mug, 1).await;
-    wait::until(
-        "the request on the stream",
-        Duration::from_secs(20),
-        || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
-    )
-    .await;
+    on_the_stream(&app, id).await;
     // Redis restarts empty: the request, the stream and the group are gone.
     redis_server.restart_empty().await;
     app.start(Component::Payment).await;
@@ -186,12 +186,7 @@ async fn a_read_with_a_poison_entry_stores_the_rest() {
     // it then takes them in one read.
     app.stop(Component::Payment).await;
     let first = order(&app, &user, mug, 1).await;
-    wait::until(
-        "the first request on the stream",
-        Duration::from_secs(20),
-        || async { (!app.events_of("payments.requests", first).await.is_empty()).then_some(()) },
-    )
-    .await;
+    on_the_stream(&app, first).await;
     let mut conn = redis.get().await.unwrap();
     let _: String = redis::cmd("XADD")
         .arg(redis.key("payments.requests"))
@@ -207,12 +202,7 @@ async fn a_read_with_a_poison_entry_stores_the_rest() {
         order(&app, &user, mug, 2).await,
     ];
     for id in rest {
-        wait::until(
-            "the request on the stream",
-            Duration::from_secs(20),
-            || async { (!app.events_of("payments.requests", id).await.is_empty()).then_some(()) },
-        )
-        .await;
+        on_the_stream(&app, id).await;
     }
     app.start(Component::Payment).await;
     for id in [first, rest[0], rest[1]] {
