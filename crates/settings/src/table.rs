@@ -330,7 +330,7 @@ pub const VARIABLES: &[Variable] = &[
         "true",
         "bool",
         "gateway",
-        "rate limiting on or off (`make bench` turns it off and says so)",
+        "rate limiting on or off",
     ),
     var(
         "THROTTLER_AUTH_TTL",
