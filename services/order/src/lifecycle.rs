@@ -313,7 +313,16 @@ impl Transition {
 /// The guarded change: nothing happens unless the order is in one of `from` (and belongs to
 /// the given owner, when one is given). One statement text for every transition, so it stays
 /// prepared.
-const TRANSITION: &str = "
+/// The columns of [`Order`], as the statements here return them.
+macro_rules! order_columns {
+    () => {
+        "id, user_id, status, total_cents, currency, payment_status, payment_attempts, \
+         payment_last_error, event_seq, created_at, updated_at"
+    };
+}
+
+const TRANSITION: &str = concat!(
+    "
 UPDATE orders SET
     status = $2,
     status_changed_at = now(),
@@ -325,8 +334,9 @@ UPDATE orders SET
     payment_attempts = GREATEST(payment_attempts, $8),
     payment_last_error = CASE WHEN $7::text IS NULL THEN payment_last_error ELSE $9 END
 WHERE id = $1 AND status = ANY($3) AND ($10::uuid IS NULL OR user_id = $10)
-RETURNING id, user_id, status, total_cents, currency, payment_status, payment_attempts,
-    payment_last_error, event_seq, created_at, updated_at";
+RETURNING ",
+    order_columns!()
+);
 
 const HISTORY: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
      VALUES ($1, $2, $3, $4)";
@@ -384,11 +394,13 @@ pub async fn apply(
 
 /// The sweeper's resend: `payment.requested` again for a pending order the payment service
 /// never reported on (the order's status does not change).
-const REQUEST_AGAIN: &str = "
+const REQUEST_AGAIN: &str = concat!(
+    "
 UPDATE orders SET payment_requested_at = now(), event_seq = event_seq + 1
 WHERE id = $1 AND status = $2
-RETURNING id, user_id, status, total_cents, currency, payment_status, payment_attempts,
-    payment_last_error, event_seq, created_at, updated_at";
+RETURNING ",
+    order_columns!()
+);
 
 pub async fn request_payment_again(
     conn: &mut AsyncPgConnection,
@@ -405,7 +417,7 @@ pub async fn request_payment_again(
         return Ok(None);
     };
     let message = events::payment_requested(&order, order.event_seq, context)
-        .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("an event of {}: {e}", order.id)))?;
+        .map_err(|e| unserialisable(&order, e))?;
     Ok(Some(shop_outbox::enqueue(conn, &[message]).await?))
 }
 
@@ -427,21 +439,28 @@ struct Planned {
     /// As it will be written.
     order: Order,
     changed: bool,
+    /// A transition asked for the payment (`payment_requested_at` is set).
+    requested: bool,
 }
 
-const LOCK_ORDERS: &str = "
-SELECT id, user_id, status, total_cents, currency, payment_status, payment_attempts,
-    payment_last_error, event_seq, created_at, updated_at
-FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+const LOCK_ORDERS: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+);
 
+/// Everything [`TRANSITION`] sets, for many orders, each only if it is still as it was read.
 const WRITE_BATCH: &str = "
 UPDATE orders o SET status = v.status,
     status_changed_at = CASE WHEN v.status <> o.status THEN now() ELSE o.status_changed_at END,
-    updated_at = now(), event_seq = v.event_seq, payment_status = v.payment_status,
-    payment_attempts = v.payment_attempts, payment_last_error = v.payment_last_error
-FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::text[], $7::text[],
-    $8::int4[])
-    AS v(id, status, event_seq, payment_status, payment_attempts, payment_last_error, was, was_seq)
+    updated_at = now(), event_seq = v.event_seq, total_cents = v.total_cents,
+    payment_requested_at = CASE WHEN v.requested THEN now() ELSE o.payment_requested_at END,
+    payment_status = v.payment_status, payment_attempts = v.payment_attempts,
+    payment_last_error = v.payment_last_error
+FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $5::bool[], $6::text[], $7::int4[],
+    $8::text[], $9::text[], $10::int4[])
+    AS v(id, status, event_seq, total_cents, requested, payment_status, payment_attempts,
+        payment_last_error, was, was_seq)
 WHERE o.id = v.id AND o.status = v.was AND o.event_seq = v.was_seq";
 
 const HISTORY_BATCH: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
@@ -465,6 +484,7 @@ impl Batch {
                         read: (order.status, order.event_seq),
                         order,
                         changed: false,
+                        requested: false,
                     };
                     (planned.order.id, planned)
                 })
@@ -503,6 +523,7 @@ impl Batch {
             note_payment(order, payment);
         }
         planned.changed = true;
+        planned.requested |= transition.messages.contains(&Message::PaymentRequested);
         self.history.push((
             id,
             transition.to,
@@ -555,6 +576,13 @@ impl Batch {
                         .map(|p| p.order.event_seq)
                         .collect::<Vec<_>>(),
                 )
+                .bind::<Array<Nullable<BigInt>>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.total_cents)
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<Bool>, _>(changed.iter().map(|p| p.requested).collect::<Vec<_>>())
                 .bind::<Array<Nullable<Text>>, _>(
                     changed
                         .iter()
@@ -647,11 +675,14 @@ fn messages(
                     context,
                 ),
             };
-            message.map_err(|e| {
-                OrderError::Unexpected(anyhow::anyhow!("an event of {}: {e}", order.id))
-            })
+            message.map_err(|e| unserialisable(order, e))
         })
         .collect()
+}
+
+/// An event that would not serialise: a bug, never bad input.
+fn unserialisable(order: &Order, error: serde_json::Error) -> OrderError {
+    OrderError::Unexpected(anyhow::anyhow!("an event of {}: {error}", order.id))
 }
 
 /// Which `order.*` events say why: failures and cancellations do, the happy path does not.

@@ -393,9 +393,7 @@ async fn record(state: &AppState, outcomes: &[Outcome]) -> Result<Written, DbErr
                     next_retry_at: outcome.next_retry_at,
                     is_final: outcome.is_final,
                 });
-                messages.extend(outcome.messages(payment).map_err(|e| {
-                    DbError::Query(diesel::result::Error::SerializationError(Box::new(e)))
-                })?);
+                messages.extend(outcome.messages(payment).map_err(events::unserialisable)?);
                 retries.extend(outcome.next_retry_at);
                 log(payment, outcome);
             }

@@ -41,6 +41,12 @@ pub fn notification(
     })
 }
 
+/// An event that would not serialise, as the error of the transaction writing it (a bug,
+/// never bad input).
+pub fn unserialisable(error: serde_json::Error) -> shop_db::DbError {
+    shop_db::DbError::Query(diesel::result::Error::SerializationError(Box::new(error)))
+}
+
 /// Reports an attempt or outcome to the order service (retried until accepted).
 pub fn report(payment: &Payment, event: &PaymentEvent) -> NewMessage {
     NewMessage {

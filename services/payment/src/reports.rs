@@ -194,11 +194,7 @@ impl Reporter {
                         };
                         let notification =
                             events::notification(&payment, seq, types::PAYMENT_REFUNDED, data)
-                                .map_err(|e| {
-                                    shop_db::DbError::Query(
-                                        diesel::result::Error::SerializationError(Box::new(e)),
-                                    )
-                                })?;
+                                .map_err(events::unserialisable)?;
                         let messages = [notification, events::report(&payment, &refund)];
                         tracing::warn!(
                             order.id = %payment.order_id,
