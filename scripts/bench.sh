@@ -13,6 +13,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v redis-benchmark >/dev/null || missing+=(redis-tools)
 command -v pgbench >/dev/null || missing+=(postgresql-client)
+command -v nginx >/dev/null || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bench: installing ${missing[*]} with apt-get"

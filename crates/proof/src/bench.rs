@@ -116,6 +116,25 @@ pub struct Measure {
     pub cost: Option<Cost>,
     /// For the order-to-paid latencies: each step's median.
     pub stages: Vec<Stage>,
+    /// For the HTTP loads: commands the system's redis-server ran per request, by command
+    /// (`INFO commandstats` before and after the measured run; everything the system sent
+    /// meanwhile counts, background work included).
+    pub redis_commands_per_request: Option<BTreeMap<String, f64>>,
+}
+
+impl Measure {
+    /// Redis commands per request, all commands together.
+    pub fn redis_per_request(&self) -> Option<f64> {
+        self.redis_commands_per_request
+            .as_ref()
+            .map(|commands| commands.values().sum())
+    }
+
+    /// CPU time `process` spent per operation, microseconds.
+    pub fn cpu_us_per_operation(&self, process: &str) -> Option<f64> {
+        let percent = self.cpu_percent.get(process)?;
+        (self.throughput > 0.0).then(|| percent / 100.0 * 1e6 / self.throughput)
+    }
 }
 
 impl Measure {
@@ -134,6 +153,7 @@ impl Measure {
             cpu_percent: BTreeMap::new(),
             cost: None,
             stages: Vec::new(),
+            redis_commands_per_request: None,
         }
     }
 
@@ -419,6 +439,8 @@ impl Wrk<'_> {
         if !config.warmup.is_zero() {
             self.run(config.warmup)?;
         }
+        let redis = system.map(System::redis_addr);
+        let commands_before = redis.map(command_counts).transpose()?;
         let window = system.map(CpuWindow::start);
         let profile = if system.is_some() {
             start_profile(config, key)?
@@ -428,14 +450,66 @@ impl Wrk<'_> {
         let result = self.run(config.duration);
         finish_profile(profile);
         let result = result?;
+        let commands_after = redis.map(command_counts).transpose()?;
         let mut measure = Measure::new(key, name, self.tool(), result.requests_per_second, "req/s");
         measure.p50_ms = result.p50_ms;
         measure.p99_ms = result.p99_ms;
         measure.count = result.requests;
         measure.errors = result.errors;
         measure.cpu_percent = window.map(CpuWindow::finish).unwrap_or_default();
+        if let (Some(before), Some(after)) = (commands_before, commands_after) {
+            measure.redis_commands_per_request =
+                Some(per_request(&before, &after, result.requests.max(1)));
+        }
         Ok(measure)
     }
+}
+
+/// Calls per command so far (`INFO commandstats`), without the `INFO` calls themselves.
+fn command_counts(redis: std::net::SocketAddr) -> anyhow::Result<BTreeMap<String, u64>> {
+    let output = Command::new("redis-cli")
+        .args([
+            "-h",
+            &redis.ip().to_string(),
+            "-p",
+            &redis.port().to_string(),
+        ])
+        .args(["INFO", "commandstats"])
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run redis-cli")?;
+    if !output.status.success() {
+        bail!("redis-cli INFO commandstats failed");
+    }
+    Ok(parse_commandstats(&String::from_utf8_lossy(&output.stdout)))
+}
+
+fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            (name != "info").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn per_request(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    requests: u64,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(name, &calls)| {
+            let spent = calls.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (spent > 0).then(|| (name.clone(), spent as f64 / requests as f64))
+        })
+        .collect()
 }
 
 /// The minimal actix-web handler: the same product JSON, from memory. `shop-bench` runs it as
@@ -472,7 +546,9 @@ async fn await_port(port: u16) -> anyhow::Result<()> {
     bail!("nothing listens on port {port}")
 }
 
-async fn in_memory_ceiling(config: &Config, product: Uuid, body: &str) -> anyhow::Result<Measure> {
+/// The in-memory handler alone, and behind one nginx hop (Debian's nginx, upstream
+/// keep-alive): the most any design where a gateway proxies to a service could serve.
+async fn http_ceilings(config: &Config, product: Uuid, body: &str) -> anyhow::Result<Vec<Measure>> {
     let port = free_port();
     let file = config.work_dir.join("product.json");
     std::fs::write(&file, body)?;
@@ -484,7 +560,7 @@ async fn in_memory_ceiling(config: &Config, product: Uuid, body: &str) -> anyhow
         .spawn()?;
     let measured = async {
         await_port(port).await?;
-        Wrk {
+        let direct = Wrk {
             url: format!("http://127.0.0.1:{port}/products/{product}"),
             connections: config.connections,
             headers: Vec::new(),
@@ -495,11 +571,72 @@ async fn in_memory_ceiling(config: &Config, product: Uuid, body: &str) -> anyhow
             None,
             "ceiling_in_memory",
             "actix-web handler, product JSON from memory",
-        )
+        )?;
+        let proxied = one_hop(config, port, product).await?;
+        Ok(vec![direct, proxied])
     }
     .await;
     let _ = server.kill();
     let _ = server.wait();
+    measured
+}
+
+/// The in-memory handler on `upstream` behind nginx.
+async fn one_hop(config: &Config, upstream: u16, product: Uuid) -> anyhow::Result<Measure> {
+    let port = free_port();
+    let dir = config.work_dir.join("nginx");
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n\
+             upstream ceiling {{ server 127.0.0.1:{upstream}; keepalive 128; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+             proxy_pass http://ceiling;\n      proxy_http_version 1.1;\n\
+             proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+            dir = dir.display()
+        ),
+    )?;
+    let mut nginx = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot run nginx (Debian: apt-get install nginx; `make bench` installs it)")?;
+    let measured = async {
+        await_port(port).await?;
+        Wrk {
+            url: format!("http://127.0.0.1:{port}/products/{product}"),
+            connections: config.connections,
+            headers: Vec::new(),
+            script: None,
+        }
+        .measure(
+            config,
+            None,
+            "ceiling_one_hop",
+            "the same handler behind one nginx hop (upstream keep-alive)",
+        )
+    }
+    .await;
+    // SIGKILL would leave the workers running: `-s stop` asks the master to end them.
+    let stopped = Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-s", "stop"])
+        .status();
+    if !stopped.is_ok_and(|s| s.success()) {
+        let _ = nginx.kill();
+    }
+    let _ = nginx.wait();
     measured
 }
 
@@ -877,8 +1014,8 @@ async fn run_on(
     track_memory(system, &mut memory);
 
     let mut ceilings = Vec::new();
-    progress("ceiling: in-memory actix-web handler");
-    ceilings.push(in_memory_ceiling(config, product, &product_json).await?);
+    progress("ceiling: in-memory actix-web handler, alone and behind nginx");
+    ceilings.extend(http_ceilings(config, product, &product_json).await?);
     progress("ceiling: redis-benchmark");
     let redis = PrivateRedis::start().await;
     ceilings.push(redis_ceiling(&redis)?);
@@ -1175,8 +1312,9 @@ fn find<'a>(measures: &'a [Measure], key: &str) -> Option<&'a Measure> {
 fn judge(ceilings: &[Measure], scenarios: &[Measure], memory: &[Memory]) -> Vec<Target> {
     let mut targets = Vec::new();
     let mut ratio = |what: &str, key: &str, ceiling: &str, goal: f64, errors_matter: bool| {
-        let (Some(measured), Some(ceiling)) = (find(scenarios, key), find(ceilings, ceiling))
-        else {
+        // The reference is a ceiling or, for one scenario against another, a scenario.
+        let reference = find(ceilings, ceiling).or_else(|| find(scenarios, ceiling));
+        let (Some(measured), Some(ceiling)) = (find(scenarios, key), reference) else {
             return;
         };
         let ratio = measured.throughput / ceiling.throughput;
@@ -1206,10 +1344,24 @@ fn judge(ceilings: &[Measure], scenarios: &[Measure], memory: &[Memory]) -> Vec<
         });
     };
     ratio(
-        "cached product read",
+        "cached product read through the gateway, rate limits on",
         "product_read",
+        "ceiling_one_hop",
+        0.50,
+        false,
+    );
+    ratio(
+        "cached product read at the catalog directly",
+        "catalog_direct",
         "ceiling_in_memory",
-        0.35,
+        0.50,
+        false,
+    );
+    ratio(
+        "cached list page through the gateway",
+        "product_list",
+        "product_read",
+        0.60,
         false,
     );
     ratio("order placement", "orders", "ceiling_pgbench", 0.15, true);
@@ -1221,6 +1373,16 @@ fn judge(ceilings: &[Measure], scenarios: &[Measure], memory: &[Memory]) -> Vec<
         false,
     );
     ratio("login", "login", "ceiling_bcrypt", 0.90, false);
+    if let Some(read) = find(scenarios, "product_read")
+        && let Some(commands) = read.redis_per_request()
+    {
+        targets.push(Target {
+            what: "Redis commands per cached read through the gateway".into(),
+            goal: "<= 0.1".into(),
+            measured: format!("{commands:.3}"),
+            met: commands <= 0.1,
+        });
+    }
     let mut latency = |what: &str, key: &str, p99: bool, goal: f64| {
         let Some(measured) = find(scenarios, key) else {
             return;
@@ -1349,6 +1511,37 @@ pub fn markdown(report: &Report) -> String {
             ));
         }
     }
+    out.push_str(
+        "\n## What one request costs\n\nCPU time per request of each busy process, and the \
+         commands the system's redis-server ran per request (`INFO commandstats`, everything \
+         the system sent meanwhile).\n\n| Measure | CPU µs per request | Redis commands per \
+         request |\n|---|---|---|\n",
+    );
+    for m in &report.scenarios {
+        let Some(commands) = &m.redis_commands_per_request else {
+            continue;
+        };
+        let cpu: Vec<String> = m
+            .cpu_percent
+            .iter()
+            .filter(|(_, percent)| **percent >= 1.0)
+            .filter_map(|(p, _)| Some(format!("{p} {:.1}", m.cpu_us_per_operation(p)?)))
+            .collect();
+        let mut by_command: Vec<(&String, &f64)> = commands.iter().collect();
+        by_command.sort_by(|a, b| b.1.total_cmp(a.1));
+        let by_command: Vec<String> = by_command
+            .iter()
+            .take(4)
+            .map(|(c, v)| format!("{c} {v:.3}"))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {:.3} ({}) |\n",
+            m.name,
+            cpu.join(", "),
+            m.redis_per_request().unwrap_or_default(),
+            by_command.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "\n## The cost of a write\n\nPer order placed and paid, the quiet system's own work \
          ({:.1} commits/s, {:.1} statements/s) taken out; commits as counted in brackets.\n\n\
@@ -1454,5 +1647,23 @@ Transfer/sec:      5.67MB
         assert_eq!(result.p50_ms, Some(0.85));
         assert_eq!(result.p99_ms, Some(2500.0));
         assert!(parse_wrk("nothing").is_err());
+    }
+
+    #[test]
+    fn reads_commandstats_and_divides_by_requests() {
+        let before = parse_commandstats(
+            "# Commandstats\r\ncmdstat_get:calls=10,usec=5,usec_per_call=0.5\r\n\
+             cmdstat_info:calls=3,usec=1\r\n",
+        );
+        assert_eq!(before, BTreeMap::from([("get".to_owned(), 10)]));
+        let after = parse_commandstats(
+            "cmdstat_get:calls=30,usec=9\r\ncmdstat_evalsha:calls=5,usec=1\r\n\
+             cmdstat_info:calls=9,usec=1\r\n",
+        );
+        let spent = per_request(&before, &after, 100);
+        assert_eq!(
+            spent,
+            BTreeMap::from([("evalsha".to_owned(), 0.05), ("get".to_owned(), 0.2)])
+        );
     }
 }

@@ -359,6 +359,11 @@ impl System {
         &mut self.redis
     }
 
+    /// Where the system's redis-server listens.
+    pub fn redis_addr(&self) -> std::net::SocketAddr {
+        self.redis.addr()
+    }
+
     /// The gateway's base URL.
     pub fn gateway_url(&self) -> String {
         self.url("gateway")
