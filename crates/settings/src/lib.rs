@@ -118,6 +118,10 @@ pub struct Settings {
     pub product_cache_ttl: Duration,
     #[serde(deserialize_with = "duration::secs")]
     pub list_cache_ttl: Duration,
+    /// How long another catalog instance's write may stay unseen by this one's in-process
+    /// cache (DESIGN, "Product read freshness").
+    #[serde(deserialize_with = "duration::millis")]
+    pub product_cache_sync: Duration,
     #[serde(deserialize_with = "duration::millis")]
     pub redis_acquire_timeout: Duration,
 
@@ -245,6 +249,7 @@ impl Default for Settings {
             cache_redis_url: None,
             product_cache_ttl: Duration::from_secs(300),
             list_cache_ttl: Duration::from_secs(30),
+            product_cache_sync: Duration::from_millis(100),
             redis_acquire_timeout: Duration::from_millis(500),
             jwt_secret: None,
             jwt_key_id: "k1".into(),
@@ -482,6 +487,7 @@ impl Settings {
             ("catalog_service_timeout", self.catalog_service_timeout),
             ("order_service_timeout", self.order_service_timeout),
             ("payment_service_timeout", self.payment_service_timeout),
+            ("product_cache_sync", self.product_cache_sync),
         ] {
             if value < Duration::from_millis(1) {
                 return Err(invalid(name, "must be at least 1 ms"));

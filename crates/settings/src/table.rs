@@ -171,6 +171,13 @@ pub const VARIABLES: &[Variable] = &[
         "Redis for the product cache, if it should be another instance (it may evict)",
     ),
     var(
+        "PRODUCT_CACHE_SYNC",
+        "100",
+        "ms",
+        "catalog",
+        "longest another catalog instance's write stays unseen by this one's in-process cache",
+    ),
+    var(
         "PRODUCT_CACHE_TTL",
         "300s",
         "duration (bare number: s)",

@@ -142,6 +142,7 @@ impl TestAppBuilder {
             running: HashMap::new(),
             order_hooks: std::sync::Arc::default(),
             payment_hooks: std::sync::Arc::default(),
+            catalog_hooks: std::sync::Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -169,8 +170,42 @@ pub struct TestApp {
     running: HashMap<Component, Running>,
     order_hooks: std::sync::Arc<order_service::hooks::Hooks>,
     payment_hooks: std::sync::Arc<payment_service::hooks::Hooks>,
+    catalog_hooks: std::sync::Arc<catalog_service::hooks::Hooks>,
     /// A plain HTTP client (no redirects followed).
     pub http: reqwest::Client,
+}
+
+/// Another instance of a component (see [`TestApp::start_instance`]); it runs until
+/// [`Instance::stop`] or the end of the test.
+#[derive(Debug)]
+pub struct Instance {
+    running: Option<Running>,
+    addr: SocketAddr,
+    catalog_hooks: std::sync::Arc<catalog_service::hooks::Hooks>,
+}
+
+impl Instance {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL of `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Its switches, if it is a catalog instance.
+    pub fn catalog_hooks(&self) -> &catalog_service::hooks::Hooks {
+        &self.catalog_hooks
+    }
+
+    /// Stops it gracefully.
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
 }
 
 /// A registered, logged-in user.
@@ -204,7 +239,10 @@ impl TestApp {
         let settings = self.settings.clone();
         let running = match component {
             Component::User => user_service::start(settings, listener).await,
-            Component::Catalog => catalog_service::start(settings, listener).await,
+            Component::Catalog => {
+                catalog_service::start_with_hooks(settings, listener, self.catalog_hooks.clone())
+                    .await
+            }
             Component::Order => {
                 order_service::start_with_hooks(settings, listener, self.order_hooks.clone()).await
             }
@@ -244,6 +282,41 @@ impl TestApp {
     /// The payment service's fault-injection switches.
     pub fn payment_hooks(&self) -> &payment_service::hooks::Hooks {
         &self.payment_hooks
+    }
+
+    /// The catalog service's fault-injection switches.
+    pub fn catalog_hooks(&self) -> &catalog_service::hooks::Hooks {
+        &self.catalog_hooks
+    }
+
+    /// Starts another instance of `component` on a port of its own, with this system's
+    /// settings adjusted by `configure` and switches of its own (for the catalog). It shares
+    /// the database and Redis prefix; nothing routes to it unless the test does.
+    pub async fn start_instance(
+        &self,
+        component: Component,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Instance {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let catalog_hooks = std::sync::Arc::<catalog_service::hooks::Hooks>::default();
+        let running = match component {
+            Component::User => user_service::start(settings, listener).await,
+            Component::Catalog => {
+                catalog_service::start_with_hooks(settings, listener, catalog_hooks.clone()).await
+            }
+            Component::Order => order_service::start(settings, listener).await,
+            Component::Payment => payment_service::start(settings, listener).await,
+            Component::Gateway => gateway::start(settings, listener).await,
+        }
+        .unwrap_or_else(|e| panic!("cannot start another {component:?}: {e:#}"));
+        Instance {
+            running: Some(running),
+            addr,
+            catalog_hooks,
+        }
     }
 
     /// A component's address.

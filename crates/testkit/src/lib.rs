@@ -21,7 +21,9 @@ pub use shop::expect_problem;
 mod test_redis;
 pub mod wait;
 
-pub use app::{ADMIN_EMAIL, ADMIN_PASSWORD, Component, TestApp, TestAppBuilder, TestUser};
+pub use app::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Component, Instance, TestApp, TestAppBuilder, TestUser,
+};
 pub use db::TestDb;
 pub use documents::{assert_document, operations};
 pub use invariant::{assert_holds_match_orders, assert_ledger_invariant};

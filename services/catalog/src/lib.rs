@@ -3,6 +3,8 @@
 
 mod cache;
 mod error;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 mod models;
 pub mod openapi;
 mod products;
@@ -49,10 +51,13 @@ impl AppState {
             settings.redis_acquire_timeout,
         )
         .context("CACHE_REDIS_URL")?;
+        // The cache registers its counters once: the recorder must be there first.
+        shop_telemetry::metrics::install();
         Ok(Self {
             pool: shop_db::pool(settings, SERVICE),
             cache: Arc::new(Cache::new(
                 redis,
+                settings.product_cache_sync,
                 settings.product_cache_ttl,
                 settings.list_cache_ttl,
             )),
@@ -70,6 +75,24 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// Starts the service on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    start_inner(settings, listener, Arc::new(())).await
+}
+
+/// Starts the service with fault-injection hooks (tests only).
+#[cfg(feature = "test-hooks")]
+pub async fn start_with_hooks(
+    settings: Settings,
+    listener: TcpListener,
+    hooks: Arc<hooks::Hooks>,
+) -> anyhow::Result<Running> {
+    start_inner(settings, listener, hooks).await
+}
+
+async fn start_inner(
+    settings: Settings,
+    listener: TcpListener,
+    listening: Arc<dyn cache::broadcast::Listening>,
+) -> anyhow::Result<Running> {
     if settings.run_migrations_on_start {
         migrate(&settings).await?;
     }
@@ -80,6 +103,13 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         state.cache.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(cache::broadcast::listen(
+        state.cache.clone(),
+        settings.cache_redis_url(),
+        listening,
+        cancel.clone(),
+    ));
+    tasks.spawn(cache::broadcast::tick(state.cache.clone(), cancel.clone()));
 
     let sampled = state.pool.clone();
     shop_http::spawn_sampler(&tasks, cancel.clone(), move || {

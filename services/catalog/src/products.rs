@@ -1,12 +1,16 @@
 //! Product operations: each owns its transaction and, once committed, updates the cache
 //! before the caller is answered.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use diesel_async::AsyncConnection;
 use shop_http::{FieldError, Identity};
 use uuid::Uuid;
 
 use crate::{
     AppState,
+    cache::ProductEntry,
     error::CatalogError,
     models::{MovementKind, NewMovement, NewProduct, Product, Versioned, etag},
     repo::{self, Edit, ListFilter},
@@ -132,20 +136,17 @@ async fn committed(state: &AppState, product: &Product, listings_changed: bool) 
     product.into()
 }
 
-/// One live product (cached).
-pub async fn get(state: &AppState, id: Uuid) -> Result<Versioned, CatalogError> {
-    state
-        .cache
-        .product(id, &state.pool)
-        .await?
-        .ok_or(CatalogError::NotFound)
+/// One live product (cached), as its stored JSON.
+pub async fn get(state: &AppState, id: Uuid) -> Result<Arc<ProductEntry>, CatalogError> {
+    let entry = state.cache.product(id, &state.pool).await?;
+    if entry.body.is_none() {
+        return Err(CatalogError::NotFound);
+    }
+    Ok(entry)
 }
 
-/// A page of live products (cached; stock in listings is advisory).
-pub async fn list(
-    state: &AppState,
-    filter: ListFilter,
-) -> Result<crate::cache::ListPage, CatalogError> {
+/// A page of live products (cached; stock in listings is advisory), as its stored JSON.
+pub async fn list(state: &AppState, filter: ListFilter) -> Result<Bytes, CatalogError> {
     state.cache.list(filter, &state.pool).await
 }
 

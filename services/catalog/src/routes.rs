@@ -156,7 +156,9 @@ pub async fn list_products(
 ) -> Result<HttpResponse, ApiError> {
     let filter = query.into_inner().into_filter()?;
     let page = products::list(&state, filter).await?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(page))
 }
 
 /// Read one product. Its ETag covers the whole representation, stock included.
@@ -173,14 +175,18 @@ pub async fn get_product(
     req: HttpRequest,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let versioned = products::get(&state, *id).await?;
-    if not_modified(&req, &versioned.etag()) {
-        return Ok(with_etag(HttpResponse::NotModified().finish(), &versioned));
+    let entry = products::get(&state, *id).await?;
+    let etag = entry.etag.to_str().unwrap_or_default();
+    if not_modified(&req, etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, entry.etag.clone()))
+            .finish());
     }
-    Ok(with_etag(
-        HttpResponse::Ok().json(&versioned.product),
-        &versioned,
-    ))
+    let body = entry.body.clone().unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, entry.etag.clone()))
+        .body(body))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
