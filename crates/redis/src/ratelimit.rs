@@ -6,6 +6,15 @@
 //! a burst of `limit`. Each key stores its theoretical arrival time (TAT) in microseconds of
 //! Redis's clock; one request moves it forward by one interval, and a request is refused while
 //! that would put the TAT more than one period ahead of now.
+//!
+//! Tokens are leased in blocks: a request that finds no token of its own asks Redis for up to
+//! [`Quota::block`] at once (a fiftieth of the limit, 1 to 1000) and the instance spends them
+//! on the following requests of that key, for at most [`LEASE_LIFETIME`]. Only what Redis
+//! granted is ever spent, so the tolerance across `n` instances is one block each way: a
+//! client may be refused up to `(n − 1) × (block − 1)` requests early (tokens other instances
+//! hold and have not spent), and over any window it may be admitted up to `n × block` beyond
+//! the limit (a lease spent up to a second after it was taken). Limits under 100 have a block
+//! of one: every request asks Redis, and the limit is exact.
 
 use std::{
     collections::HashMap,
@@ -43,6 +52,11 @@ impl Quota {
     fn tolerance_us(self) -> u64 {
         self.interval_us()
             .saturating_mul(u64::from(self.limit.max(1)))
+    }
+
+    /// Tokens leased from Redis at once: a fiftieth of the limit, 1 to 1000.
+    pub fn block(self) -> u32 {
+        (self.limit / 50).clamp(1, 1000)
     }
 }
 
@@ -139,41 +153,72 @@ fn decide(tats: &[Option<u64>], now: u64, buckets: &[Bucket]) -> (Decision, Vec<
     (decision, store)
 }
 
-/// The same algorithm as [`decide`], atomically in Redis. `ARGV` holds (interval, tolerance)
-/// in microseconds per key. Returns {allowed, index of the deciding key (1-based), remaining or
-/// retry-after, reset}, times in microseconds. `string.format('%.0f')` writes TATs exactly
-/// (Lua's `tostring` would round them to 14 digits).
-const GCRA: &str = r"
+/// The same algorithm as [`decide`], atomically in Redis, taking up to a block of tokens per
+/// key. `ARGV` holds (interval, tolerance, tokens wanted) per key, times in microseconds.
+/// Every key must have room for one token, or nothing moves. Returns {0, index of the deciding
+/// key (1-based), retry-after, reset} when refused, else 1 and, per key, {tokens granted,
+/// remaining after them, reset}. `string.format('%.0f')` writes TATs exactly (Lua's `tostring`
+/// would round them to 14 digits).
+const LEASE: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tats = {}
+local tats, grants = {}, {}
 local refused, refused_wait, refused_reset = 0, -1, 0
 for i = 1, #KEYS do
-  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, tolerance = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - tolerance
-  if allow_at > now and allow_at - now > refused_wait then
-    refused, refused_wait, refused_reset = i, allow_at - now, tat - now
+  local room = math.floor((now + tolerance - tat) / interval)
+  if room < 1 then
+    local wait = tat + interval - tolerance - now
+    if wait > refused_wait then
+      refused, refused_wait, refused_reset = i, wait, tat - now
+    end
   end
-  tats[i] = new_tat
+  grants[i] = math.min(tonumber(ARGV[3 * i]), room)
+  tats[i] = tat + grants[i] * interval
 end
 if refused > 0 then
   return {0, refused, refused_wait, refused_reset}
 end
-local best, best_remaining, best_reset = 1, -1, 0
+local answer = {1}
 for i = 1, #KEYS do
-  local interval, tolerance = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local interval, tolerance = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
   local ttl = math.ceil((tats[i] - now) / 1000) + 1
   redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', ttl)
-  local remaining = math.floor((now + tolerance - tats[i]) / interval)
-  if best_remaining < 0 or remaining < best_remaining then
-    best, best_remaining, best_reset = i, remaining, tats[i] - now
-  end
+  answer[#answer + 1] = grants[i]
+  answer[#answer + 1] = math.floor((now + tolerance - tats[i]) / interval)
+  answer[#answer + 1] = tats[i] - now
 end
-return {1, best, best_remaining, best_reset}
+return answer
 ";
+
+/// How long leased tokens may be spent.
+pub const LEASE_LIFETIME: Duration = Duration::from_secs(1);
+
+/// Tokens of one key this instance was granted and has not spent.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    /// What the shared bucket had left once they were taken.
+    shared_remaining: u32,
+    /// When the shared bucket is entirely unused again, as of the grant.
+    reset_at: Instant,
+    expires: Instant,
+}
+
+impl Lease {
+    fn usable(&self, now: Instant) -> bool {
+        self.tokens > 0 && now < self.expires
+    }
+}
+
+/// What Redis said to a lease request.
+enum Leased {
+    /// Per key asked for: tokens granted, remaining after them, reset.
+    Granted(Vec<(u32, u32, Duration)>),
+    Refused(Decision),
+}
 
 const MAX_LOCAL_KEYS: usize = 100_000;
 /// After a Redis failure, how long requests are limited locally before Redis is tried again
@@ -187,6 +232,7 @@ pub struct RateLimiter {
     script: Script,
     epoch: Instant,
     local: Mutex<HashMap<String, u64>>,
+    leases: Mutex<HashMap<String, Lease>>,
     redis_again_at: Mutex<Option<Instant>>,
     degraded: AtomicBool,
 }
@@ -195,9 +241,10 @@ impl RateLimiter {
     pub fn new(redis: RedisPool) -> Self {
         Self {
             redis,
-            script: Script::new(GCRA),
+            script: Script::new(LEASE),
             epoch: Instant::now(),
             local: Mutex::default(),
+            leases: Mutex::default(),
             redis_again_at: Mutex::default(),
             degraded: AtomicBool::new(false),
         }
@@ -206,24 +253,97 @@ impl RateLimiter {
     /// Counts one request against every bucket (it passes only if all allow it).
     pub async fn check(&self, buckets: &[Bucket]) -> Decision {
         assert!(!buckets.is_empty(), "a rate-limit check needs a bucket");
-        if self.redis_due() {
-            match self.check_redis(buckets).await {
-                Ok(decision) => {
+        // Leased tokens first; Redis for the buckets without one (a concurrent request may
+        // spend a token meanwhile, so this can take another round).
+        for _ in 0..3 {
+            let missing = match self.spend_leased(buckets) {
+                Ok(decision) => return decision,
+                Err(missing) => missing,
+            };
+            if !self.redis_due() {
+                break;
+            }
+            match self.lease(buckets, &missing).await {
+                Ok(Leased::Granted(grants)) => {
                     if self.degraded.swap(false, Ordering::Relaxed) {
                         tracing::info!("redis is back; rate limits are shared again");
                     }
-                    return decision;
+                    self.keep(buckets, &missing, &grants);
                 }
+                Ok(Leased::Refused(decision)) => return decision,
                 Err(error) => {
                     *lock(&self.redis_again_at) = Some(Instant::now() + REDIS_RETRY);
                     if !self.degraded.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(%error, "redis away; rate limits are per instance until it returns");
+                        tracing::warn!(
+                            %error,
+                            "redis away; rate limits are per instance until it returns"
+                        );
                     }
+                    break;
                 }
             }
         }
         metrics::counter!("shop_rate_limit_local_decisions_total").increment(1);
         self.check_local(buckets)
+    }
+
+    /// Spends one leased token of every bucket, or returns (spending nothing) the indexes of
+    /// the buckets without one.
+    fn spend_leased(&self, buckets: &[Bucket]) -> Result<Decision, Vec<usize>> {
+        let now = Instant::now();
+        let mut leases = lock(&self.leases);
+        let missing: Vec<usize> = buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, bucket)| !leases.get(&bucket.key).is_some_and(|l| l.usable(now)))
+            .map(|(index, _)| index)
+            .collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        let mut tightest: Option<Decision> = None;
+        for bucket in buckets {
+            let Some(lease) = leases.get_mut(&bucket.key) else {
+                continue;
+            };
+            lease.tokens -= 1;
+            let remaining = lease.shared_remaining.saturating_add(lease.tokens);
+            if tightest.is_none_or(|d| remaining < d.remaining) {
+                tightest = Some(Decision {
+                    allowed: true,
+                    limit: bucket.quota.limit,
+                    remaining,
+                    reset: lease.reset_at.saturating_duration_since(now),
+                    retry_after: Duration::ZERO,
+                    local: false,
+                });
+            }
+        }
+        tightest.ok_or_else(|| (0..buckets.len()).collect())
+    }
+
+    /// Adds what Redis granted to this instance's leases.
+    fn keep(&self, buckets: &[Bucket], missing: &[usize], grants: &[(u32, u32, Duration)]) {
+        let now = Instant::now();
+        let mut leases = lock(&self.leases);
+        if leases.len() >= MAX_LOCAL_KEYS {
+            leases.retain(|_, lease| lease.usable(now));
+        }
+        for (&index, &(granted, shared_remaining, reset)) in missing.iter().zip(grants) {
+            let lease = leases.entry(buckets[index].key.clone()).or_insert(Lease {
+                tokens: 0,
+                shared_remaining,
+                reset_at: now,
+                expires: now,
+            });
+            if now >= lease.expires {
+                lease.tokens = 0;
+            }
+            lease.tokens = lease.tokens.saturating_add(granted);
+            lease.shared_remaining = shared_remaining;
+            lease.reset_at = now + reset;
+            lease.expires = now + LEASE_LIFETIME;
+        }
     }
 
     fn redis_due(&self) -> bool {
@@ -238,38 +358,55 @@ impl RateLimiter {
         }
     }
 
-    async fn check_redis(&self, buckets: &[Bucket]) -> Result<Decision, RedisUnavailable> {
+    /// Asks Redis for a block of tokens of each of `missing`'s buckets.
+    async fn lease(
+        &self,
+        buckets: &[Bucket],
+        missing: &[usize],
+    ) -> Result<Leased, RedisUnavailable> {
         let mut invocation = self.script.prepare_invoke();
-        for bucket in buckets {
+        for &index in missing {
+            let bucket = &buckets[index];
             invocation
                 .key(self.redis.key(&format!("ratelimit:{}", bucket.key)))
                 .arg(bucket.quota.interval_us())
-                .arg(bucket.quota.tolerance_us());
+                .arg(bucket.quota.tolerance_us())
+                .arg(bucket.quota.block());
         }
         let mut conn = self.redis.get().await?;
-        let (allowed, index, amount, reset): (u8, usize, u64, u64) =
-            invocation.invoke_async(&mut *conn).await?;
-        let quota = buckets
-            .get(index.saturating_sub(1))
-            .ok_or_else(|| RedisUnavailable(format!("rate-limit script named bucket {index}")))?
-            .quota;
-        let allowed = allowed == 1;
-        Ok(Decision {
-            allowed,
-            limit: quota.limit,
-            remaining: if allowed {
-                u32::try_from(amount).unwrap_or(u32::MAX)
-            } else {
-                0
-            },
-            reset: Duration::from_micros(reset),
-            retry_after: if allowed {
-                Duration::ZERO
-            } else {
-                Duration::from_micros(amount)
-            },
-            local: false,
-        })
+        let answer: Vec<u64> = invocation.invoke_async(&mut *conn).await?;
+        let unexpected = || RedisUnavailable(format!("rate-limit script answered {answer:?}"));
+        match answer.as_slice() {
+            [0, index, retry, reset] => {
+                let deciding = usize::try_from(*index).unwrap_or(0).saturating_sub(1);
+                let quota = missing
+                    .get(deciding)
+                    .and_then(|&i| buckets.get(i))
+                    .ok_or_else(unexpected)?
+                    .quota;
+                Ok(Leased::Refused(Decision {
+                    allowed: false,
+                    limit: quota.limit,
+                    remaining: 0,
+                    reset: Duration::from_micros(*reset),
+                    retry_after: Duration::from_micros(*retry),
+                    local: false,
+                }))
+            }
+            [1, grants @ ..] if grants.len() == 3 * missing.len() => Ok(Leased::Granted(
+                grants
+                    .chunks_exact(3)
+                    .map(|grant| {
+                        (
+                            u32::try_from(grant[0]).unwrap_or(u32::MAX),
+                            u32::try_from(grant[1]).unwrap_or(u32::MAX),
+                            Duration::from_micros(grant[2]),
+                        )
+                    })
+                    .collect(),
+            )),
+            _ => Err(unexpected()),
+        }
     }
 
     fn check_local(&self, buckets: &[Bucket]) -> Decision {
@@ -331,6 +468,21 @@ mod tests {
                 decision
             })
             .collect()
+    }
+
+    #[test]
+    fn blocks_are_a_fiftieth_of_the_limit_and_small_limits_stay_exact() {
+        let block = |limit| {
+            Quota {
+                limit,
+                period: Duration::from_secs(60),
+            }
+            .block()
+        };
+        assert_eq!(
+            [block(0), block(10), block(99), block(600), block(1_000_000_000)],
+            [1, 1, 1, 12, 1000]
+        );
     }
 
     #[test]

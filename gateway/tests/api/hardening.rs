@@ -200,6 +200,83 @@ async fn with_redis_cut_each_instance_limits_in_memory() {
     expect_problem(refused, 429, "rate-limited").await;
 }
 
+/// Admitted requests out of `count`, sent one at a time, alternating between `bases`, from one
+/// forwarded client.
+async fn admitted(app: &TestApp, bases: &[String], client: &str, count: usize) -> usize {
+    let mut admitted = 0;
+    for i in 0..count {
+        let response = app
+            .http
+            .get(format!("{}/products?limit=1", bases[i % bases.len()]))
+            .header("x-forwarded-for", client)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => admitted += 1,
+            429 => {}
+            status => panic!("request {i} answered {status}"),
+        }
+    }
+    admitted
+}
+
+#[tokio::test]
+async fn two_instances_lease_one_quota_in_blocks_within_the_stated_tolerance() {
+    // 400 an hour: leased 8 at a time, and nothing earned back while the test runs.
+    const LIMIT: u32 = 400;
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.throttler_limit = LIMIT;
+            s.throttler_ttl = Duration::from_secs(3600);
+            s.trusted_proxies = "127.0.0.1/32".into();
+        })
+        .spawn()
+        .await;
+    let block = shop_redis::Quota {
+        limit: LIMIT,
+        period: Duration::from_secs(3600),
+    }
+    .block();
+    assert_eq!(block, 8);
+    let other = app.start_instance(Component::Gateway, |_| {}).await;
+    let bases = [app.url(""), other.url("")];
+    let admitted = admitted(&app, &bases, "203.0.113.60", 500).await;
+    // Never more than the quota; fewer by at most the tokens the other instance holds.
+    let tolerance = usize::try_from(block - 1).unwrap();
+    let limit = usize::try_from(LIMIT).unwrap();
+    assert!(
+        (limit - tolerance..=limit).contains(&admitted),
+        "{admitted} of {LIMIT} admitted"
+    );
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn with_redis_cut_two_instances_each_hold_their_local_limit() {
+    const LIMIT: u32 = 200;
+    let app = TestApp::builder()
+        .redis_through_proxy()
+        .configure(|s| {
+            s.throttler_limit = LIMIT;
+            s.throttler_ttl = Duration::from_secs(3600);
+            s.trusted_proxies = "127.0.0.1/32".into();
+        })
+        .spawn()
+        .await;
+    let other = app.start_instance(Component::Gateway, |_| {}).await;
+    app.redis_proxy().cut();
+    let limit = usize::try_from(LIMIT).unwrap();
+    for base in [app.url(""), other.url("")] {
+        assert_eq!(
+            admitted(&app, std::slice::from_ref(&base), "203.0.113.61", 250).await,
+            limit,
+            "{base} limits on its own"
+        );
+    }
+    other.stop().await;
+}
+
 #[tokio::test]
 async fn cors_preflights_are_answered_for_listed_origins_only() {
     let app = TestApp::builder()
