@@ -6,11 +6,11 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use shop_auth::{AccessClaims, JwtKeys, denylist};
 use shop_client::{Idempotency, ServiceClient};
 use shop_contracts::SessionStatus;
@@ -21,6 +21,10 @@ use uuid::Uuid;
 /// How long an answer from the user service is reused while Redis is away.
 const USER_SERVICE_ANSWER_TTL: Duration = Duration::from_secs(5);
 const MAX_CACHED_SESSIONS: usize = 100_000;
+
+/// A request's verified token claims (`None`: no valid token), as a request extension.
+#[derive(Debug, Clone)]
+struct Verified(Option<Arc<AccessClaims>>);
 
 #[derive(Debug, Clone, Copy)]
 struct Known {
@@ -61,23 +65,36 @@ impl Authenticator {
         req: &HttpRequest,
         context: &RequestContext,
     ) -> Result<AccessClaims, ApiError> {
-        let token = bearer(req).ok_or_else(ApiError::unauthorized)?;
-        let claims = self.keys.verify(token).map_err(|error| {
-            tracing::debug!(%error, "access token refused");
-            ApiError::unauthorized()
-        })?;
+        let claims = self.verified(req).ok_or_else(ApiError::unauthorized)?;
         if self.is_revoked(&claims, context).await? {
             tracing::debug!(session.id = %claims.sid, "revoked session");
             return Err(ApiError::unauthorized());
         }
         tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
-        Ok(claims)
+        Ok(AccessClaims::clone(&claims))
+    }
+
+    /// The claims of the request's bearer token if its signature and lifetime are valid
+    /// (revocation is not checked here). Verified once per request; later calls share it.
+    fn verified(&self, req: &HttpRequest) -> Option<Arc<AccessClaims>> {
+        if let Some(Verified(claims)) = req.extensions().get::<Verified>() {
+            return claims.clone();
+        }
+        let claims = bearer(req).and_then(|token| match self.keys.verify(token) {
+            Ok(claims) => Some(Arc::new(claims)),
+            Err(error) => {
+                tracing::debug!(%error, "access token refused");
+                None
+            }
+        });
+        req.extensions_mut().insert(Verified(claims.clone()));
+        claims
     }
 
     /// The user a request's token names, if its signature and lifetime are valid (revocation
     /// is not checked: this only chooses whose rate limit a request counts against).
     pub fn subject(&self, req: &HttpRequest) -> Option<Uuid> {
-        self.keys.verify(bearer(req)?).ok().map(|claims| claims.sub)
+        self.verified(req).map(|claims| claims.sub)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Known>> {

@@ -3,7 +3,7 @@
 use std::{convert::Infallible, future::Ready, net::IpAddr};
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload};
-use rand::RngCore;
+use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 
 /// Header names used between the gateway and the services.
 pub mod headers {
@@ -17,18 +17,18 @@ pub mod headers {
     pub const FORWARDED_FOR: &str = "x-forwarded-for";
 }
 
-/// A W3C `traceparent`: `00-<trace id>-<parent id>-<flags>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A W3C `traceparent`: `00-<trace id>-<parent id>-<flags>`, held as numbers (no text is
+/// made until a header is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
-    trace_id: String,
-    parent_id: String,
-    flags: String,
+    trace_id: TraceId,
+    parent_id: SpanId,
+    flags: TraceFlags,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+/// A random span id (never the invalid all-zero one).
+fn new_span_id() -> SpanId {
+    SpanId::from(rand::random::<u64>().max(1))
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
@@ -41,9 +41,9 @@ impl TraceParent {
     /// Starts a new trace.
     pub fn new_root() -> Self {
         Self {
-            trace_id: random_hex(16),
-            parent_id: random_hex(8),
-            flags: "01".into(),
+            trace_id: TraceId::from(rand::random::<u128>().max(1)),
+            parent_id: new_span_id(),
+            flags: TraceFlags::SAMPLED,
         }
     }
 
@@ -56,39 +56,39 @@ impl TraceParent {
             && parts.next().is_none()
             && is_lower_hex(trace_id, 32)
             && is_lower_hex(parent_id, 16)
-            && is_lower_hex(flags, 2)
-            && trace_id.bytes().any(|b| b != b'0')
-            && parent_id.bytes().any(|b| b != b'0');
-        valid.then(|| Self {
-            trace_id: trace_id.into(),
-            parent_id: parent_id.into(),
-            flags: flags.into(),
-        })
+            && is_lower_hex(flags, 2);
+        if !valid {
+            return None;
+        }
+        let parsed = Self {
+            trace_id: TraceId::from_hex(trace_id).ok()?,
+            parent_id: SpanId::from_hex(parent_id).ok()?,
+            flags: TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        };
+        (parsed.trace_id != TraceId::INVALID && parsed.parent_id != SpanId::INVALID)
+            .then_some(parsed)
     }
 
     /// The same trace with a new span id, for an outgoing call.
     pub fn child(&self) -> Self {
         Self {
-            trace_id: self.trace_id.clone(),
-            parent_id: random_hex(8),
-            flags: self.flags.clone(),
+            parent_id: new_span_id(),
+            ..*self
         }
     }
 
-    /// The trace id (32 hex digits).
-    pub fn trace_id(&self) -> &str {
-        &self.trace_id
+    /// The trace id (displayed as 32 hex digits).
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
     }
 
     /// The OpenTelemetry context whose (remote) parent this traceparent names.
     pub fn otel_context(&self) -> opentelemetry::Context {
-        use opentelemetry::trace::{
-            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-        };
+        use opentelemetry::trace::{SpanContext, TraceContextExt, TraceState};
         let span = SpanContext::new(
-            TraceId::from_hex(&self.trace_id).unwrap_or(TraceId::INVALID),
-            SpanId::from_hex(&self.parent_id).unwrap_or(SpanId::INVALID),
-            TraceFlags::new(u8::from_str_radix(&self.flags, 16).unwrap_or(1)),
+            self.trace_id,
+            self.parent_id,
+            self.flags,
             true,
             TraceState::default(),
         );
@@ -102,11 +102,10 @@ impl TraceParent {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         let context = span.context();
         let recorded = context.span().span_context().clone();
-        if recorded.is_valid() && recorded.trace_id().to_string() == self.trace_id {
+        if recorded.is_valid() && recorded.trace_id() == self.trace_id {
             Self {
-                trace_id: self.trace_id.clone(),
-                parent_id: recorded.span_id().to_string(),
-                flags: self.flags.clone(),
+                parent_id: recorded.span_id(),
+                ..*self
             }
         } else {
             self.child()
@@ -115,7 +114,12 @@ impl TraceParent {
 
     /// The header value.
     pub fn header_value(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id,
+            self.parent_id,
+            self.flags.to_u8()
+        )
     }
 }
 

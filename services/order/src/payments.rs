@@ -168,7 +168,7 @@ async fn record(
                                 .as_deref()
                                 .and_then(shop_http::TraceParent::parse)
                                 .map(|trace| trace.within(&span))
-                                .unwrap_or_else(|| context.traceparent.clone()),
+                                .unwrap_or_else(|| context.traceparent),
                             ..context.clone()
                         };
                         let reply = apply(&mut batch, report.order_id, &report.event, &context)?;
