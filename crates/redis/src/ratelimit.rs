@@ -480,7 +480,13 @@ mod tests {
             .block()
         };
         assert_eq!(
-            [block(0), block(10), block(99), block(600), block(1_000_000_000)],
+            [
+                block(0),
+                block(10),
+                block(99),
+                block(600),
+                block(1_000_000_000)
+            ],
             [1, 1, 1, 12, 1000]
         );
     }
