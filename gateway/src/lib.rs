@@ -113,8 +113,29 @@ impl GatewayState {
             &self.trusted_proxies,
         )
     }
+}
 
-    fn upstream(&self, upstream: Upstream) -> &ServiceClient {
+/// The upstream clients of one HTTP worker: connections of its own runtime (see
+/// [`ServiceClient::with_own_connections`]), breakers and bounds shared with every worker.
+#[derive(Debug)]
+pub struct Upstreams {
+    user: ServiceClient,
+    catalog: ServiceClient,
+    order: ServiceClient,
+    payment: ServiceClient,
+}
+
+impl Upstreams {
+    fn for_this_worker(state: &GatewayState) -> Self {
+        Self {
+            user: state.user.with_own_connections(),
+            catalog: state.catalog.with_own_connections(),
+            order: state.order.with_own_connections(),
+            payment: state.payment.with_own_connections(),
+        }
+    }
+
+    fn get(&self, upstream: Upstream) -> &ServiceClient {
         match upstream {
             Upstream::User => &self.user,
             Upstream::Catalog => &self.catalog,
@@ -162,8 +183,10 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     });
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
+        let upstreams = web::Data::new(Upstreams::for_this_worker(&state));
         App::new()
             .app_data(state.clone())
+            .app_data(upstreams)
             .app_data(service.clone())
             .configure(shop_http::common_config(settings.max_body_bytes))
             .configure(shop_http::health_routes(Readiness::always()))

@@ -16,7 +16,7 @@ use shop_contracts::Role;
 use shop_http::{ApiError, ErrorCode, RequestContext, headers};
 
 use crate::{
-    GatewayState,
+    GatewayState, Upstreams,
     routes::{self, Access},
 };
 
@@ -57,6 +57,7 @@ pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<GatewayState>,
+    upstreams: web::Data<Upstreams>,
 ) -> Result<HttpResponse, ApiError> {
     let route = routes::find(req.method(), req.uri().path()).ok_or_else(ApiError::not_found)?;
     tracing::Span::current().record("http.route", tracing::field::display(route.template));
@@ -117,7 +118,7 @@ pub async fn forward(
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
-    let upstream = state.upstream(route.upstream);
+    let upstream = upstreams.get(route.upstream);
     let (response, slot) = match upstream
         .forward(method, path_and_query, outgoing, body, &context)
         .await

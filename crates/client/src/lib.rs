@@ -159,6 +159,11 @@ pub struct ServiceClient {
     http: reqwest::Client,
     upstream: &'static str,
     base_url: Arc<str>,
+    /// `base_url` parsed once, when it has no path of its own (the usual case): a call then
+    /// sets only its path and query, and the host is not parsed again.
+    base: Option<reqwest::Url>,
+    /// The internal credential as a header value, made once (and kept out of debug output).
+    credential: reqwest::header::HeaderValue,
     config: Arc<ClientConfig>,
     breaker: Arc<CircuitBreaker>,
     in_flight: Arc<Semaphore>,
@@ -170,25 +175,37 @@ pub struct InFlight(#[allow(dead_code)] OwnedSemaphorePermit);
 
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
 
+fn http_client(config: &ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        // Below the upstreams' keep-alive (actix: 5 s), so a pooled connection is never one
+        // the server is closing.
+        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_max_idle_per_host(config.pool_max_idle)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 impl ServiceClient {
     /// A client for `upstream` at `base_url` (no trailing slash needed).
     pub fn new(upstream: &'static str, base_url: &str, config: ClientConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            // Below the upstreams' keep-alive (actix: 5 s), so a pooled connection is never one
-            // the server is closing.
-            .pool_idle_timeout(Duration::from_secs(4))
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = http_client(&config);
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown);
+        let mut credential =
+            reqwest::header::HeaderValue::from_str(config.internal_token.expose_secret())
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        credential.set_sensitive(true);
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         Self {
             http,
             upstream,
             base_url: base_url.trim_end_matches('/').into(),
+            base: reqwest::Url::parse(base_url)
+                .ok()
+                .filter(|url| url.path() == "/" && url.query().is_none()),
+            credential,
             config: Arc::new(config),
             breaker: Arc::new(breaker),
             in_flight,
@@ -214,6 +231,18 @@ impl ServiceClient {
             })
     }
 
+    /// The same client (circuit breaker and in-flight bound shared) with connections of its
+    /// own. A connection runs on the runtime that opened it; an HTTP worker with its own
+    /// runtime (actix-web's) calls through connections of that runtime, with no wake-ups
+    /// across threads.
+    #[must_use]
+    pub fn with_own_connections(&self) -> Self {
+        Self {
+            http: http_client(&self.config),
+            ..self.clone()
+        }
+    }
+
     /// The upstream's name.
     pub fn upstream(&self) -> &'static str {
         self.upstream
@@ -224,19 +253,34 @@ impl ServiceClient {
         self.config.request_timeout
     }
 
+    fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        let Some(base) = &self.base else {
+            return self
+                .http
+                .request(method, format!("{}{path_and_query}", self.base_url));
+        };
+        let mut url = base.clone();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        url.set_path(path);
+        url.set_query(query);
+        self.http.request(method, url)
+    }
+
     fn prepare(
         &self,
         method: Method,
         path_and_query: &str,
         context: &RequestContext,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path_and_query}", self.base_url))
+        self.request(method, path_and_query)
+            .header(headers::INTERNAL_TOKEN, self.credential.clone())
             .header(
-                headers::INTERNAL_TOKEN,
-                self.config.internal_token.expose_secret(),
+                headers::CALLER,
+                reqwest::header::HeaderValue::from_static(self.config.caller),
             )
-            .header(headers::CALLER, self.config.caller)
             .header(headers::REQUEST_ID, &context.request_id)
             // The caller's current span is the callee's parent.
             .header(headers::TRACEPARENT, context.traceparent.header_value())
