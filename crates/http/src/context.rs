@@ -152,11 +152,19 @@ pub(crate) fn sane_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+/// A new request id: a random (version 4) UUID from the thread's generator, which needs no
+/// system call (`Uuid::new_v4` asks the kernel for every id).
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 impl RequestContext {
     /// A context for work that no request started (background workers).
     pub fn background() -> Self {
         Self {
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: new_request_id(),
             traceparent: TraceParent::new_root(),
             client_ip: None,
         }
@@ -175,7 +183,7 @@ impl RequestContext {
         };
         let request_id = header(headers::REQUEST_ID)
             .filter(|id| sane_request_id(id))
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            .unwrap_or_else(new_request_id);
         let traceparent = header(headers::TRACEPARENT)
             .and_then(|v| TraceParent::parse(&v))
             .unwrap_or_else(TraceParent::new_root);

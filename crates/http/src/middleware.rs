@@ -1,15 +1,19 @@
 //! Middleware every service uses: request tracing and the internal-credential guard.
 
-use std::time::Instant;
+use std::{cell::RefCell, collections::HashMap, time::Instant};
 
 use actix_web::{
     Error, HttpMessage,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        Method,
+        header::{HeaderName, HeaderValue},
+    },
     middleware::Next,
     web,
 };
+use metrics::{Counter, Histogram};
 use shop_auth::InternalTokens;
 use tracing::Instrument;
 
@@ -24,23 +28,71 @@ pub struct ServiceName(pub &'static str);
 #[derive(Debug, Clone, Copy)]
 pub struct RouteTemplate(pub &'static str);
 
-fn record_request(service: &'static str, method: &str, route: String, status: u16, seconds: f64) {
-    metrics::counter!(
-        "shop_http_requests_total",
-        "service" => service,
-        "method" => method.to_owned(),
-        "route" => route.clone(),
-        "status" => status.to_string(),
-    )
-    .increment(1);
-    metrics::histogram!(
-        "shop_http_request_duration_seconds",
-        "service" => service,
-        "method" => method.to_owned(),
-        "route" => route,
-        "status" => status.to_string(),
-    )
-    .record(seconds);
+/// The method as a label: the standard ones by name, anything else as `other` (a client must
+/// not be able to make new series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The request metrics of one label set, registered once.
+struct Series {
+    service: &'static str,
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+thread_local! {
+    /// Each worker thread's series by route template (templates are few and fixed).
+    static SERIES: RefCell<HashMap<Box<str>, Vec<Series>>> = RefCell::default();
+}
+
+fn record_request(
+    service: &'static str,
+    method: &'static str,
+    route: &str,
+    status: u16,
+    seconds: f64,
+) {
+    SERIES.with_borrow_mut(|series| {
+        if !series.contains_key(route) {
+            series.insert(route.into(), Vec::new());
+        }
+        let Some(of_route) = series.get_mut(route) else {
+            return;
+        };
+        let index = of_route
+            .iter()
+            .position(|s| s.status == status && s.method == method && s.service == service)
+            .unwrap_or_else(|| {
+                let labels = [
+                    ("service", service.to_owned()),
+                    ("method", method.to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", status.to_string()),
+                ];
+                of_route.push(Series {
+                    service,
+                    method,
+                    status,
+                    requests: metrics::counter!("shop_http_requests_total", &labels),
+                    duration: metrics::histogram!("shop_http_request_duration_seconds", &labels),
+                });
+                of_route.len() - 1
+            });
+        of_route[index].requests.increment(1);
+        of_route[index].duration.record(seconds);
+    });
 }
 
 fn is_health(path: &str) -> bool {
@@ -97,7 +149,7 @@ pub async fn trace_requests(
     let service = req
         .app_data::<web::Data<ServiceName>>()
         .map_or("unknown", |name| name.0);
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let quiet = is_health(req.path());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
@@ -105,20 +157,24 @@ pub async fn trace_requests(
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(mut response) => {
-            let route = response
+            let template = response
                 .request()
                 .extensions()
                 .get::<RouteTemplate>()
-                .map(|t| t.0.to_owned())
-                .or_else(|| response.request().match_pattern());
-            if let Some(pattern) = &route {
-                span.record("http.route", tracing::field::display(pattern));
+                .map(|t| t.0);
+            let pattern = match template {
+                Some(_) => None,
+                None => response.request().match_pattern(),
+            };
+            let route = template.or(pattern.as_deref());
+            if let Some(route) = route {
+                span.record("http.route", tracing::field::display(route));
             }
             let status = response.status().as_u16();
             record_request(
                 service,
-                &method,
-                route.unwrap_or_else(|| "unmatched".into()),
+                method,
+                route.unwrap_or("unmatched"),
                 status,
                 elapsed_ms / 1000.0,
             );
@@ -136,13 +192,7 @@ pub async fn trace_requests(
         }
         Err(error) => {
             let status = error.as_response_error().status_code().as_u16();
-            record_request(
-                service,
-                &method,
-                "unmatched".into(),
-                status,
-                elapsed_ms / 1000.0,
-            );
+            record_request(service, method, "unmatched", status, elapsed_ms / 1000.0);
             tracing::info!(http.status = status, elapsed_ms, "request refused");
             Err(error)
         }
