@@ -632,6 +632,7 @@ async fn one_hop(config: &Config, upstream: u16, product: Uuid) -> anyhow::Resul
         .arg("-c")
         .arg(&conf)
         .args(["-s", "stop"])
+        .stderr(Stdio::null())
         .status();
     if !stopped.is_ok_and(|s| s.success()) {
         let _ = nginx.kill();
