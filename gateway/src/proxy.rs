@@ -126,7 +126,7 @@ pub async fn forward(
         Ok(answer) => answer,
         Err(error) => return Err(error.into()),
     };
-    let mut response = relay(response, slot);
+    let mut response = relay(response, slot).await?;
     // Answers to a signed-in caller, and tokens, are the caller's alone: no cache may keep
     // them.
     let carries_tokens = matches!(route.template, "/login" | "/refresh");
@@ -160,9 +160,13 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes,
     Ok(body.freeze())
 }
 
-/// The service's answer, streamed back without hop-by-hop headers. The upstream's in-flight
-/// slot is released when the stream ends.
-fn relay(response: reqwest::Response, slot: InFlight) -> HttpResponse {
+/// Answers up to this size (API documents, product pages) are read whole and sent with their
+/// headers in one write; larger or unsized ones are streamed.
+const BUFFERED_ANSWER: u64 = 64 * 1024;
+
+/// The service's answer without hop-by-hop headers. The upstream's in-flight slot is released
+/// once the answer has been read.
+async fn relay(response: reqwest::Response, slot: InFlight) -> Result<HttpResponse, ApiError> {
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
@@ -177,11 +181,23 @@ fn relay(response: reqwest::Response, slot: InFlight) -> HttpResponse {
             builder.append_header((name, value.as_bytes()));
         }
     }
-    if let Some(length) = response.content_length() {
-        builder.no_chunking(length);
+    match response.content_length() {
+        Some(length) if length <= BUFFERED_ANSWER => {
+            let body = response.bytes().await.map_err(|error| {
+                tracing::warn!(%error, "upstream answer cut short");
+                ApiError::new(ErrorCode::BadGateway, "the service's answer was cut short")
+            })?;
+            drop(slot);
+            Ok(builder.body(body))
+        }
+        length => {
+            if let Some(length) = length {
+                builder.no_chunking(length);
+            }
+            Ok(builder.streaming(response.bytes_stream().map(move |chunk| {
+                let _held = &slot;
+                chunk
+            })))
+        }
     }
-    builder.streaming(response.bytes_stream().map(move |chunk| {
-        let _held = &slot;
-        chunk
-    }))
 }
