@@ -18,7 +18,7 @@ use std::{
 };
 
 use actix_web::{
-    App, HttpRequest, HttpServer,
+    App, HttpMessage, HttpRequest, HttpServer,
     middleware::{DefaultHeaders, from_fn},
     web,
 };
@@ -32,6 +32,10 @@ use shop_settings::Settings;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{auth::Authenticator, routes::Upstream};
+
+/// A request's client address, as a request extension.
+#[derive(Debug, Clone, Copy)]
+struct ClientIp(Option<IpAddr>);
 
 /// Shared by every request.
 #[derive(Debug)]
@@ -98,20 +102,33 @@ impl GatewayState {
         })
     }
 
-    /// The client's address: the peer, or what a trusted proxy says it is.
+    /// The client's address: the peer, or what a trusted proxy says it is. Worked out once
+    /// per request (the rate limiter and the proxy both ask).
     fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        // Several X-Forwarded-For lines form one list, in order.
-        let forwarded_for: Vec<&str> = req
+        if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+            return *ip;
+        }
+        let mut values = req
             .headers()
             .get_all(shop_http::headers::FORWARDED_FOR)
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
-        forwarded::client_ip(
+            .filter_map(|v| v.to_str().ok());
+        // Several X-Forwarded-For lines form one list, in order.
+        let forwarded_for = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(only), None) => Some(std::borrow::Cow::Borrowed(only)),
+            (Some(first), Some(second)) => {
+                let mut all = vec![first, second];
+                all.extend(values);
+                Some(std::borrow::Cow::Owned(all.join(",")))
+            }
+        };
+        let ip = forwarded::client_ip(
             req.peer_addr().map(|a| a.ip()),
             forwarded_for.as_deref(),
             &self.trusted_proxies,
-        )
+        );
+        req.extensions_mut().insert(ClientIp(ip));
+        ip
     }
 }
 
