@@ -22,8 +22,6 @@ pub enum CatalogError {
     PreconditionRequired(&'static str),
     #[error("order {order_id} was released; its reservation cannot be made")]
     OrderReleased { order_id: Uuid },
-    #[error("only the order service may reserve or release stock")]
-    WrongCaller,
     /// An answer already decided (shared by every caller of one cache load).
     #[error("{0}")]
     Api(ApiError),
@@ -76,7 +74,6 @@ impl From<CatalogError> for ApiError {
                 format!("order {order_id} was released; it can no longer reserve stock"),
             )
             .with_extra(json!({"orderId": order_id})),
-            CatalogError::WrongCaller => ApiError::forbidden(),
             CatalogError::Api(error) => error,
             CatalogError::Db(error) => error.into(),
             CatalogError::Unexpected(error) => ApiError::internal(error),

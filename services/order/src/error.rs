@@ -21,9 +21,6 @@ pub enum OrderError {
     IdempotencyInProgress,
     #[error("only the payment service reports payments")]
     WrongCaller,
-    /// An answer already decided elsewhere (e.g. the catalog's refusal).
-    #[error("{0}")]
-    Api(ApiError),
     #[error(transparent)]
     Db(#[from] shop_db::DbError),
     #[error(transparent)]
@@ -71,7 +68,6 @@ impl From<OrderError> for ApiError {
             )
             .with_retry_after(1),
             OrderError::WrongCaller => ApiError::forbidden(),
-            OrderError::Api(error) => error,
             OrderError::Db(error) => error.into(),
             OrderError::Unexpected(error) => ApiError::internal(error),
         }
