@@ -32,8 +32,7 @@ pub fn receive(memory: &Memory, payload: &[u8]) {
                 .next()
                 .and_then(|r| std::str::from_utf8(r).ok()?.parse::<i64>().ok());
             if let (Some(id), Some(revision), Some(json)) = (id, revision, parts.next()) {
-                let json = Bytes::copy_from_slice(json);
-                let body = (json.as_ref() != b"null").then_some(json);
+                let body = super::body(Bytes::copy_from_slice(json));
                 let entry = ProductEntry::new(revision, body, std::time::Instant::now());
                 memory.install_product(id, entry);
             }
