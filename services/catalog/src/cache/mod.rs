@@ -102,6 +102,9 @@ pub struct Cache {
     redis: RedisPool,
     memory: Memory,
     channel: String,
+    /// The scripts, hashed once.
+    set_if_newer: redis::Script,
+    next_generation: redis::Script,
     product_ttl: Duration,
     list_ttl: Duration,
     paused_until: Mutex<Option<Instant>>,
@@ -115,9 +118,11 @@ pub struct Cache {
     list_lookups: Lookups,
 }
 
-fn encode(product: &Product) -> String {
+/// The JSON a product is answered with (`null` once deleted), made once per write or load and
+/// shared by both levels.
+fn encode(product: &Product) -> Bytes {
     let value = (product.deleted_at.is_none()).then(|| ProductResponse::from(product));
-    serde_json::to_string(&value).unwrap_or_else(|_| "null".into())
+    serde_json::to_vec(&value).map_or_else(|_| Bytes::from_static(b"null"), Bytes::from)
 }
 
 /// A representation's JSON as the cache keeps it; `None` for a deleted product.
@@ -133,12 +138,8 @@ fn decode(entry: Bytes) -> Option<(i64, Option<Bytes>)> {
     (!json.is_empty()).then(|| (revision, body(json)))
 }
 
-fn entry_of(product: &Product, checked: Instant) -> ProductEntry {
-    ProductEntry::new(
-        product.revision,
-        body(Bytes::from(encode(product))),
-        checked,
-    )
+fn entry_of(product: &Product, json: Bytes, checked: Instant) -> ProductEntry {
+    ProductEntry::new(product.revision, body(json), checked)
 }
 
 fn list_key_part(filter: &ListFilter) -> String {
@@ -170,6 +171,8 @@ impl Cache {
             redis,
             memory: Memory::new(Arc::new(Freshness::new(sync)), product_ttl, list_ttl),
             channel,
+            set_if_newer: redis::Script::new(SET_IF_NEWER),
+            next_generation: redis::Script::new(NEXT_GENERATION),
             product_ttl,
             list_ttl,
             paused_until: Mutex::new(None),
@@ -316,8 +319,11 @@ impl Cache {
         drop(conn);
         match product {
             Some(product) => {
-                self.store_loaded(&product).await;
-                Ok(self.memory.install_product(id, entry_of(&product, checked)))
+                let json = encode(&product);
+                self.store_loaded(&product, &json).await;
+                Ok(self
+                    .memory
+                    .install_product(id, entry_of(&product, json, checked)))
             }
             // Ids that never existed are not kept: a scan of random ids must not evict products.
             None => Ok(Arc::new(ProductEntry::new(0, None, checked))),
@@ -327,14 +333,16 @@ impl Cache {
     async fn set_if_newer(
         &self,
         product: &Product,
+        json: &[u8],
         announce: bool,
     ) -> Result<(), RedisUnavailable> {
         let mut conn = self.redis.get().await?;
         let ttl = u64::try_from(self.product_ttl.as_millis()).unwrap_or(u64::MAX);
-        let _: i64 = redis::Script::new(SET_IF_NEWER)
+        let _: i64 = self
+            .set_if_newer
             .key(self.product_key(product.id))
             .arg(product.revision)
-            .arg(encode(product))
+            .arg(json)
             .arg(ttl)
             .arg(if announce { self.channel.as_str() } else { "" })
             .arg(product.id.to_string())
@@ -345,8 +353,8 @@ impl Cache {
 
     /// Fills the cache with a row a read loaded; set-if-newer keeps it from replacing a newer
     /// entry, and a failure costs nothing but the next read's miss.
-    async fn store_loaded(&self, product: &Product) {
-        if let Err(error) = self.set_if_newer(product, false).await {
+    async fn store_loaded(&self, product: &Product, json: &[u8]) {
+        if let Err(error) = self.set_if_newer(product, json, false).await {
             self.failed(&error, "filling the cache");
         }
     }
@@ -356,9 +364,10 @@ impl Cache {
     pub async fn store_product(&self, product: &Product) {
         // Reads from now on must not join a load that began before this write.
         self.products.forget(&product.id);
+        let json = encode(product);
         self.memory
-            .install_product(product.id, entry_of(product, Instant::now()));
-        if let Err(error) = self.set_if_newer(product, true).await {
+            .install_product(product.id, entry_of(product, json.clone(), Instant::now()));
+        if let Err(error) = self.set_if_newer(product, &json, true).await {
             self.failed(&error, "storing a product");
             self.remember_unsent(product);
         }
@@ -379,7 +388,8 @@ impl Cache {
 
     async fn bump_generation(&self) -> Result<(), RedisUnavailable> {
         let mut conn = self.redis.get().await?;
-        let generation: u64 = redis::Script::new(NEXT_GENERATION)
+        let generation: u64 = self
+            .next_generation
             .key(self.generation_key())
             .arg(&self.channel)
             .invoke_async(&mut *conn)
@@ -421,7 +431,7 @@ impl Cache {
             .cloned()
             .collect();
         for product in &pending {
-            if let Err(error) = self.set_if_newer(product, true).await {
+            if let Err(error) = self.set_if_newer(product, &encode(product), true).await {
                 self.failed(&error, "retrying a product store");
                 return true;
             }
