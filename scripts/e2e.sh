@@ -6,16 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# apt-get install, as root or through sudo; refreshes the package lists if the first try fails.
-apt_install() {
-  local sudo=()
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=(sudo); fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get install -y "$@" || {
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" apt-get install -y "$@"
-  }
-}
+# shellcheck source=lib/apt.sh
+. scripts/lib/apt.sh
 
 chromium=${CHROMIUM:-/usr/bin/chromium}
 [ -x "$chromium" ] || apt_install chromium

@@ -9,14 +9,11 @@ stamp="$venv/.pins-$(printf '%s ' "$@" | sha256sum | cut -c1-12)"
 [ -e "$stamp" ] && exit 0
 rm -rf "$venv"
 if ! python3 -m venv "$venv" 2>/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq >/dev/null && apt-get install -y -qq python3-venv >/dev/null
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-  else
-    echo "error: python3 with venv is needed (Debian: apt-get install python3-venv)" >&2
-    exit 1
-  fi
+  # shellcheck source=lib/apt.sh
+  . "$(dirname "$0")/lib/apt.sh"
+  apt_install python3-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check "$@"
 touch "$stamp"

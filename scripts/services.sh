@@ -41,23 +41,21 @@ wait_for() {
   fail "$what did not come up"
 }
 
-apt_install() {
-  if is_root && have apt-get; then
-    say "installing $* with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "$@" >/dev/null
-  else
-    fail "$* not installed, and this is not Debian as root"
-  fi
-}
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
 
 # Programs: the server binaries, also needed by the tests (private Redis servers).
 missing=()
 if [ -z "$(pg_bin)" ] || ! have psql; then missing+=(postgresql postgresql-client); fi
 have redis-server || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
-  if pg_answers && redis_answers && have redis-server && have psql; then :; else apt_install "${missing[@]}"; fi
+  if pg_answers && redis_answers && have redis-server && have psql; then
+    :
+  elif is_root && have apt-get; then
+    apt_install "${missing[@]}"
+  else
+    fail "${missing[*]} not installed, and this is not Debian as root"
+  fi
 fi
 
 # Postgres.
