@@ -11,6 +11,7 @@
 
 use std::{
     collections::HashMap,
+    convert::Infallible,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -146,46 +147,46 @@ impl Hub {
         let stream = self.redis.key(shop_contracts::events::NOTIFICATIONS);
         let mut last = "$".to_owned();
         loop {
-            let session = async {
-                let client = redis::Client::open(self.redis_url.as_str())?;
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(2)));
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                loop {
-                    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
-                        .arg("COUNT")
-                        .arg(500)
-                        .arg("BLOCK")
-                        .arg(5000)
-                        .arg("STREAMS")
-                        .arg(&stream)
-                        .arg(&last)
-                        .query_async(&mut conn)
-                        .await?;
-                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                        if let Some(raw) = entry.get::<String>("event") {
-                            self.dispatch(&entry.id, &raw);
-                        }
-                        last = entry.id;
-                    }
-                }
-                #[allow(unreachable_code)]
-                redis::RedisResult::Ok(())
-            };
             tokio::select! {
                 () = cancel.cancelled() => return,
-                result = session => {
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "notifications tail lost redis; reconnecting");
-                    }
+                result = self.follow(&stream, &mut last) => {
+                    let Err(error) = result;
+                    tracing::warn!(%error, "notifications tail lost redis; reconnecting");
                 }
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Dispatches the entries of `stream` after `last` on a connection of its own, moving
+    /// `last` on, until Redis fails.
+    async fn follow(&self, stream: &str, last: &mut String) -> redis::RedisResult<Infallible> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        loop {
+            let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(500)
+                .arg("BLOCK")
+                .arg(5000)
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(&*last)
+                .query_async(&mut conn)
+                .await?;
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                if let Some(raw) = entry.get::<String>("event") {
+                    self.dispatch(&entry.id, &raw);
+                }
+                *last = entry.id;
             }
         }
     }
