@@ -9,7 +9,6 @@ use actix_web::{
     },
     web,
 };
-use bytes::Bytes;
 use futures_util::StreamExt;
 use shop_client::{InFlight, reqwest};
 use shop_contracts::Role;
@@ -48,10 +47,6 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
-fn too_large() -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
-}
-
 /// The gateway's handler for every path it does not serve itself.
 pub async fn forward(
     req: HttpRequest,
@@ -78,7 +73,7 @@ pub async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared_length.is_some_and(|len| len > state.max_body_bytes) {
-        return Err(too_large());
+        return Err(shop_http::too_large());
     }
 
     let mut outgoing = reqwest::header::HeaderMap::new();
@@ -109,7 +104,7 @@ pub async fn forward(
 
     // Read whole before anything is forwarded: a body over the limit must be refused before
     // the service acts, and a service that takes no body would act before seeing it end.
-    let body = read_body(payload, state.max_body_bytes).await?;
+    let body = shop_http::read_body(payload, state.max_body_bytes, None).await?;
     let body = (!body.is_empty()).then(|| reqwest::Body::from(body));
 
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
@@ -139,25 +134,6 @@ pub async fn forward(
         );
     }
     Ok(response)
-}
-
-/// The request body, read whole up to `limit` bytes (API bodies are small JSON documents);
-/// past it, 413 `payload-too-large`.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::new(
-                ErrorCode::MalformedJson,
-                format!("the body could not be read: {error}"),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// Answers up to this size (API documents, product pages) are read whole and sent with their

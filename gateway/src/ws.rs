@@ -263,7 +263,7 @@ pub async fn create_ticket(
 ) -> Result<HttpResponse, ApiError> {
     // No body is needed, but one left unread would be taken for the connection's next
     // request; one over the limit is refused like anywhere else.
-    crate::proxy::read_body(payload, state.max_body_bytes).await?;
+    shop_http::read_body(payload, state.max_body_bytes, None).await?;
     let context = RequestContext::from_request(&req);
     let claims = state.auth.authenticate(&req, &context).await?;
     let mut bytes = [0u8; 32];

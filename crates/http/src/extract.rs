@@ -102,8 +102,36 @@ impl<T> Deref for Json<T> {
     }
 }
 
-fn too_large() -> ApiError {
+/// 413 `payload-too-large`.
+pub fn too_large() -> ApiError {
     ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+}
+
+/// Reads a request body whole, up to `limit` bytes (API bodies are small JSON documents): past
+/// it, 413 `payload-too-large`; a body that breaks off, 400. `expected` (a declared length
+/// within the limit) sizes the buffer.
+pub async fn read_body<S>(
+    mut payload: S,
+    limit: usize,
+    expected: Option<usize>,
+) -> Result<web::Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let mut body = web::BytesMut::with_capacity(expected.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body could not be read: {error}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn declares_json(req: &HttpRequest) -> bool {
@@ -138,19 +166,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             if declared.is_some_and(|len| len > limit) {
                 return Err(too_large());
             }
-            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|error| {
-                    ApiError::new(
-                        ErrorCode::MalformedJson,
-                        format!("the body could not be read: {error}"),
-                    )
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body(&mut payload, limit, declared).await?;
             decode(&body).map(Json)
         })
     }

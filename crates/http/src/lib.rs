@@ -13,9 +13,9 @@ mod problem;
 mod server;
 
 pub use context::{RequestContext, TraceParent, continue_trace, headers};
-pub use extract::{Json, common_config, not_found};
+pub use extract::{Json, common_config, not_found, read_body, too_large};
 pub use health::{Readiness, health_routes};
-pub use identity::{Admin, Identity};
+pub use identity::{Admin, Caller, Identity, InternalCaller, OrderService, PaymentService};
 pub use middleware::{RouteTemplate, ServiceName, require_internal_token, trace_requests};
 pub use problem::{ApiError, ErrorCode, FieldError, Problem};
 pub use server::{
