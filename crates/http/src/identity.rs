@@ -71,3 +71,50 @@ impl FromRequest for Admin {
         })
     }
 }
+
+/// A service that calls other services' internal routes, by its `X-Caller` name.
+pub trait Caller {
+    const NAME: &'static str;
+}
+
+/// The order service (it reserves and releases stock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderService;
+
+impl Caller for OrderService {
+    const NAME: &'static str = "order";
+}
+
+/// The payment service (it reports payments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentService;
+
+impl Caller for PaymentService {
+    const NAME: &'static str = "payment";
+}
+
+/// An extractor for a route only the service `C` may call: anyone else gets 403 before the
+/// body is read. The internal-credential guard has already admitted the request; `X-Caller`
+/// says which holder of the credential it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InternalCaller<C>(std::marker::PhantomData<C>);
+
+impl<C: Caller> FromRequest for InternalCaller<C> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let caller = req
+            .headers()
+            .get(headers::CALLER)
+            .and_then(|v| v.to_str().ok());
+        ready(if caller == Some(C::NAME) {
+            Ok(Self(std::marker::PhantomData))
+        } else {
+            Err(ApiError::new(
+                crate::ErrorCode::Forbidden,
+                format!("only the {} service may call this", C::NAME),
+            ))
+        })
+    }
+}

@@ -8,9 +8,9 @@ use actix_web::{
 use serde::Deserialize;
 use shop_contracts::ReserveRequest;
 use shop_http::{
-    Admin, ApiError, FieldError, PageQuery, Problem,
+    Admin, ApiError, FieldError, InternalCaller, OrderService, PageQuery, Problem,
     conditional::{entity_tags, not_modified},
-    headers,
+    openapi::responses,
 };
 use uuid::Uuid;
 
@@ -325,18 +325,6 @@ pub async fn adjust_stock(
     ))
 }
 
-/// Reservations move stock for orders: only the order service may call them.
-fn require_order_service(req: &HttpRequest) -> Result<(), ApiError> {
-    match req
-        .headers()
-        .get(headers::CALLER)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("order") => Ok(()),
-        _ => Err(ApiError::forbidden()),
-    }
-}
-
 /// Reserve every line of an order, or none (order service only). Idempotent on the order
 /// id: a repeat gets the first answer.
 #[utoipa::path(post, path = "/internal/reservations/{order_id}", tag = "reservations",
@@ -346,18 +334,19 @@ fn require_order_service(req: &HttpRequest) -> Result<(), ApiError> {
            ("X-Caller" = String, Header, description = "Must be `order`")),
     responses(
         (status = 200, description = "Reserved, with the names and prices reserved at", body = shop_contracts::Reservation),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the order service", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Short stock (`insufficient-stock`), deleted product (`product-unavailable`), or the order was released (`order-not-pending`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid lines; unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
 pub async fn reserve_stock(
+    _caller: InternalCaller<OrderService>,
     state: State,
-    req: HttpRequest,
     order_id: web::Path<Uuid>,
     body: shop_http::Json<ReserveRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    require_order_service(&req)?;
     let reservation = reservations::reserve(&state, *order_id, &body.items).await?;
     Ok(HttpResponse::Ok().json(reservation))
 }
@@ -370,14 +359,15 @@ pub async fn reserve_stock(
            ("X-Caller" = String, Header, description = "Must be `order`")),
     responses(
         (status = 200, description = "Released (or already released)", body = shop_contracts::ReleaseOutcome),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the order service", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
 pub async fn release_stock(
+    _caller: InternalCaller<OrderService>,
     state: State,
-    req: HttpRequest,
     order_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    require_order_service(&req)?;
     Ok(HttpResponse::Ok().json(reservations::release(&state, *order_id).await?))
 }

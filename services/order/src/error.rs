@@ -19,8 +19,6 @@ pub enum OrderError {
     IdempotencyKeyReused,
     #[error("the request with this Idempotency-Key is still running")]
     IdempotencyInProgress,
-    #[error("only the payment service reports payments")]
-    WrongCaller,
     #[error(transparent)]
     Db(#[from] shop_db::DbError),
     #[error(transparent)]
@@ -67,7 +65,6 @@ impl From<OrderError> for ApiError {
                 "the first request with this Idempotency-Key is still running",
             )
             .with_retry_after(1),
-            OrderError::WrongCaller => ApiError::forbidden(),
             OrderError::Db(error) => error.into(),
             OrderError::Unexpected(error) => ApiError::internal(error),
         }

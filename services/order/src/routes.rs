@@ -1,13 +1,13 @@
 //! HTTP handlers: extract, call the order, cart or payment functions, shape the answer.
 
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use shop_contracts::events::{
     PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
 };
-use shop_http::{
-    Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext, headers,
-};
+use shop_http::openapi::responses;
+use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext};
+use shop_http::{InternalCaller, PaymentService};
 use uuid::Uuid;
 
 use crate::{
@@ -356,20 +356,23 @@ pub async fn delete_cart_item(
     params(("id" = Uuid, Path, description = "Order id"),
            ("X-Internal-Token" = String, Header, description = "The internal credential"),
            ("X-Caller" = String, Header, description = "Must be `payment`")),
-    responses((status = 200, description = "Recorded; the order's status after it", body = PaymentEventAnswer),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+    responses(
+        (status = 200, description = "Recorded; the order's status after it", body = PaymentEventAnswer),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the payment service", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "The order is no longer pending (`order-not-pending`, with the order's `orderStatus`): a success must be refunded", content_type = "application/problem+json", body = Problem),
-        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
 pub async fn report_payment(
+    _caller: InternalCaller<PaymentService>,
     state: State,
-    req: HttpRequest,
     context: RequestContext,
     id: web::Path<Uuid>,
     body: shop_http::Json<PaymentEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    from_payment(&req)?;
     match payments::report(&state, *id, &body, &context).await? {
         payments::Reply::Accepted(status) => Ok(HttpResponse::Ok().json(PaymentEventAnswer {
             order_id: *id,
@@ -387,17 +390,20 @@ pub async fn report_payment(
     request_body = PaymentReports,
     params(("X-Internal-Token" = String, Header, description = "The internal credential"),
            ("X-Caller" = String, Header, description = "Must be `payment`")),
-    responses((status = 200, description = "Every report recorded or refused, one answer each in order: `status` 200 recorded, 404 no such order, 409 no longer pending (a success must be refunded)", body = PaymentReportAnswers),
-        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
+    responses(
+        (status = 200, description = "Every report recorded or refused, one answer each in order: `status` 200 recorded, 404 no such order, 409 no longer pending (a success must be refunded)", body = PaymentReportAnswers),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the payment service", content_type = "application/problem+json", body = Problem),
-        (status = 422, description = "Invalid fields, with per-field `errors` (nothing recorded)", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 422, description = "Invalid fields, with per-field `errors` (nothing recorded)", content_type = "application/problem+json", body = Problem),
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
 pub async fn report_payments(
+    _caller: InternalCaller<PaymentService>,
     state: State,
-    req: HttpRequest,
     context: RequestContext,
     body: shop_http::Json<PaymentReports>,
 ) -> Result<HttpResponse, ApiError> {
-    from_payment(&req)?;
     let replies = payments::report_many(&state, &body.reports, &context).await?;
     let answers = body
         .reports
@@ -412,20 +418,6 @@ pub async fn report_payments(
         })
         .collect();
     Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers }))
-}
-
-/// Only the payment service reports payments.
-fn from_payment(req: &HttpRequest) -> Result<(), ApiError> {
-    if req
-        .headers()
-        .get(headers::CALLER)
-        .and_then(|v| v.to_str().ok())
-        == Some("payment")
-    {
-        Ok(())
-    } else {
-        Err(OrderError::WrongCaller.into())
-    }
 }
 
 /// What a recorded payment report answers.
