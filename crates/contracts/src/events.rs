@@ -13,7 +13,8 @@ pub const PAYMENT_REQUESTS: &str = "payments.requests";
 /// Entries the payment service could not handle, with the reason.
 pub const PAYMENTS_DEAD: &str = "payments.dead";
 
-/// The envelope of every stream entry (serialized as the entry's `event` field).
+/// The envelope of every stream entry (serialized as the entry's `event` field): the
+/// event's `type` and `data` sit beside the envelope's own fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
@@ -21,10 +22,10 @@ pub struct Envelope {
     pub v: u32,
     /// Unique event id (consumers deduplicate on it).
     pub id: Uuid,
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `order` or `payment`.
-    pub producer: String,
+    /// `type` and `data`.
+    #[serde(flatten)]
+    pub event: Event,
+    pub producer: Producer,
     pub occurred_at: DateTime<Utc>,
     pub user_id: Uuid,
     pub order_id: Uuid,
@@ -32,24 +33,72 @@ pub struct Envelope {
     pub seq: i64,
     /// W3C trace context of the change that caused the event.
     pub traceparent: Option<String>,
-    pub data: serde_json::Value,
 }
 
-/// Event type names.
-pub mod types {
-    pub const PAYMENT_REQUESTED: &str = "payment.requested";
-    pub const PAYMENT_CANCEL: &str = "payment.cancel";
-    pub const ORDER_CREATED: &str = "order.created";
-    pub const ORDER_PAID: &str = "order.paid";
-    pub const ORDER_FAILED: &str = "order.failed";
-    pub const ORDER_CANCELLED: &str = "order.cancelled";
-    pub const ORDER_SHIPPED: &str = "order.shipped";
-    pub const ORDER_DELIVERED: &str = "order.delivered";
-    pub const PAYMENT_ATTEMPT_FAILED: &str = "payment.attempt_failed";
-    pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
-    pub const PAYMENT_FAILED: &str = "payment.failed";
-    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+/// The service that wrote an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Producer {
+    Order,
+    Payment,
 }
+
+/// Every event type, with its data: `{"type": "order.paid", "data": {…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    /// On `payments.requests`: take the order's payment.
+    #[serde(rename = "payment.requested")]
+    PaymentRequested(PaymentRequested),
+    /// On `payments.requests`: start no further attempt.
+    #[serde(rename = "payment.cancel")]
+    PaymentCancel(NoData),
+    #[serde(rename = "order.created")]
+    OrderCreated(OrderStatusChanged),
+    #[serde(rename = "order.paid")]
+    OrderPaid(OrderStatusChanged),
+    #[serde(rename = "order.failed")]
+    OrderFailed(OrderStatusChanged),
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled(OrderStatusChanged),
+    #[serde(rename = "order.shipped")]
+    OrderShipped(OrderStatusChanged),
+    #[serde(rename = "order.delivered")]
+    OrderDelivered(OrderStatusChanged),
+    #[serde(rename = "payment.attempt_failed")]
+    PaymentAttemptFailed(AttemptFailed),
+    #[serde(rename = "payment.succeeded")]
+    PaymentSucceeded(PaymentSettled),
+    #[serde(rename = "payment.failed")]
+    PaymentFailed(PaymentSettled),
+    #[serde(rename = "payment.refunded")]
+    PaymentRefunded(PaymentSettled),
+}
+
+impl Event {
+    /// The event's `type`, as its schema in `proto-docs/events/` is named.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PaymentRequested(_) => "payment.requested",
+            Event::PaymentCancel(_) => "payment.cancel",
+            Event::OrderCreated(_) => "order.created",
+            Event::OrderPaid(_) => "order.paid",
+            Event::OrderFailed(_) => "order.failed",
+            Event::OrderCancelled(_) => "order.cancelled",
+            Event::OrderShipped(_) => "order.shipped",
+            Event::OrderDelivered(_) => "order.delivered",
+            Event::PaymentAttemptFailed(_) => "payment.attempt_failed",
+            Event::PaymentSucceeded(_) => "payment.succeeded",
+            Event::PaymentFailed(_) => "payment.failed",
+            Event::PaymentRefunded(_) => "payment.refunded",
+        }
+    }
+}
+
+/// The data of an event that carries none: `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoData {}
 
 /// `payment.attempt_failed` data; `nextRetryAt` is null after the last attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,24 +153,12 @@ pub struct PaymentEvent {
     pub is_final: bool,
 }
 
-/// What an attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum PaymentOutcome {
-    Failed,
-    Succeeded,
-    Refunded,
-}
-
-impl PaymentOutcome {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentOutcome::Failed => "failed",
-            PaymentOutcome::Succeeded => "succeeded",
-            PaymentOutcome::Refunded => "refunded",
-        }
+crate::text::text_enum! {
+    /// What an attempt came to.
+    pub enum PaymentOutcome {
+        Failed = "failed",
+        Succeeded = "succeeded",
+        Refunded = "refunded",
     }
 }
 

@@ -1,6 +1,8 @@
-//! Types that cross service boundaries. Serde only: no database, no web framework.
+//! Types that cross service boundaries. Serde only: no web framework; with the `diesel`
+//! feature, the statuses are stored as `text`.
 
 pub mod events;
+mod text;
 
 use std::{fmt, str::FromStr};
 
@@ -102,7 +104,10 @@ pub struct SessionStatus {
     pub active: bool,
 }
 
-/// `POST /internal/reservations/{orderId}` body (order → catalog).
+/// Most lines one order (and so one cart and one reservation) may hold.
+pub const MAX_LINES: usize = 50;
+
+/// `POST /internal/reservations/{orderId}` body (order → catalog): 1 to [`MAX_LINES`] lines.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -147,4 +152,37 @@ pub struct ReleaseOutcome {
     pub order_id: Uuid,
     /// Stock given back by this call (false for a repeat, or a tombstone for an unknown order).
     pub restored: bool,
+}
+
+/// Why the catalog refused a reservation: the `refusal` member of its 409 or 422 answer, and
+/// what it stores so that a repeat is refused the same way.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "refusal", rename_all = "camelCase")]
+pub enum ReserveRefusal {
+    /// A line asks for more than is in stock (409).
+    #[serde(rename_all = "camelCase")]
+    InsufficientStock { product_id: Uuid, available: i32 },
+    /// A line's product is deleted (409).
+    #[serde(rename_all = "camelCase")]
+    ProductUnavailable { product_id: Uuid },
+    /// A line names no product (422); `index` counts the lines as sent.
+    #[serde(rename_all = "camelCase")]
+    UnknownProduct { index: usize },
+}
+
+text::text_enum! {
+    /// A payment's status, in the payment service's `payments.status` and as the order service
+    /// keeps it (`payment.status` of an order).
+    pub enum PaymentStatus {
+        /// An attempt runs or a retry is due.
+        Processing = "processing",
+        Succeeded = "succeeded",
+        /// The last attempt failed.
+        Failed = "failed",
+        /// The order was cancelled or timed out before the payment settled.
+        Cancelled = "cancelled",
+        /// It succeeded after its order had moved on, and was given back.
+        Refunded = "refunded",
+    }
 }

@@ -20,6 +20,7 @@ use diesel::{
     sql_types::{Array, Jsonb, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
 use uuid::Uuid;
 
 pub use relay::{Command, CommandHandler, Outcome, Relay, RelayConfig, run_lanes};
@@ -61,6 +62,41 @@ pub struct NewMessage {
     /// For events: also append to this user's notification stream.
     pub user_id: Option<Uuid>,
     pub payload: serde_json::Value,
+}
+
+impl NewMessage {
+    /// An event for the stream `topic`, in the lane of `aggregate_id`; with `user_id`, also
+    /// for that user's notifications. A payload that does not serialise is an error.
+    pub fn event(
+        topic: &str,
+        aggregate_id: Uuid,
+        user_id: Option<Uuid>,
+        event: &impl Serialize,
+    ) -> serde_json::Result<Self> {
+        Ok(Self {
+            kind: Kind::Event,
+            topic: topic.to_owned(),
+            aggregate_id,
+            user_id,
+            payload: serde_json::to_value(event)?,
+        })
+    }
+
+    /// The command `topic` for the service's [`CommandHandler`], whose `Command` type reads
+    /// `command` back.
+    pub fn command(
+        topic: &str,
+        aggregate_id: Uuid,
+        command: &impl Serialize,
+    ) -> serde_json::Result<Self> {
+        Ok(Self {
+            kind: Kind::Command,
+            topic: topic.to_owned(),
+            aggregate_id,
+            user_id: None,
+            payload: serde_json::to_value(command)?,
+        })
+    }
 }
 
 const INSERT: &str = "INSERT INTO outbox (kind, topic, aggregate_id, user_id, payload) \

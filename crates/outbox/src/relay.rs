@@ -9,6 +9,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
 use rand::Rng;
+use serde::{Deserialize, de::DeserializeOwned};
 use shop_db::{DbError, Pool, prepared};
 use shop_redis::{RedisPool, redis};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -19,25 +20,25 @@ use crate::{
     wake::{RelayHandle, Signals, subscribe},
 };
 
-/// A command row handed to a [`CommandHandler`].
+/// A command row handed to a [`CommandHandler`], its payload decoded.
 #[derive(Debug, Clone)]
-pub struct Command {
+pub struct Command<C> {
     /// The row's id: commands of one aggregate come in id order.
     pub id: i64,
     /// The command's name (e.g. `stock.release`).
     pub topic: String,
     /// Its ordering lane.
     pub aggregate_id: Uuid,
-    pub payload: serde_json::Value,
+    pub payload: C,
 }
 
 /// What became of one row of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<E = String> {
     /// Sent (or executed): never again.
     Done,
     /// Not sent: retried later, with backoff.
-    Failed(String),
+    Failed(E),
     /// Not tried, because an earlier row of its lane failed: it waits for that row.
     Skipped,
 }
@@ -45,6 +46,12 @@ pub enum Outcome {
 /// Executes the service's commands (e.g. `stock.release` → the catalog). Must be idempotent: a
 /// command may run again if its success could not be recorded.
 pub trait CommandHandler: Send + Sync + 'static {
+    /// The payload of its commands, as [`crate::NewMessage::command`] wrote it. A row that does
+    /// not decode fails (and holds up its lane) without reaching the handler.
+    type Command: DeserializeOwned + Send + Sync;
+    /// Why a command failed (kept on its row as text, and retried).
+    type Error: std::fmt::Display + Send;
+
     /// Runs a batch (in id order; each aggregate's commands in order) and returns one outcome
     /// per command. A failed command must stop the later commands of its aggregate
     /// ([`run_lanes`] does that for handlers that run commands one at a time).
@@ -56,16 +63,16 @@ pub trait CommandHandler: Send + Sync + 'static {
     fn run<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        commands: &'a [Command],
-    ) -> BoxFuture<'a, Vec<Outcome>>;
+        commands: &'a [Command<Self::Command>],
+    ) -> BoxFuture<'a, Vec<Outcome<Self::Error>>>;
 }
 
 /// Runs each aggregate's commands in order with `run`, the aggregates at once; after a failure
 /// the rest of that aggregate's commands are skipped.
-pub async fn run_lanes<'a, F, Fut>(commands: &'a [Command], run: F) -> Vec<Outcome>
+pub async fn run_lanes<'a, C, E, F, Fut>(commands: &'a [Command<C>], run: F) -> Vec<Outcome<E>>
 where
-    F: Fn(&'a Command) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    F: Fn(&'a Command<C>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
 {
     let mut lanes: Vec<Vec<usize>> = Vec::new();
     let mut lane_of: HashMap<Uuid, usize> = HashMap::new();
@@ -97,11 +104,74 @@ where
         outcomes
     }))
     .await;
-    let mut outcomes = vec![Outcome::Skipped; commands.len()];
+    let mut outcomes: Vec<Outcome<E>> = (0..commands.len()).map(|_| Outcome::Skipped).collect();
     for (index, outcome) in ran.into_iter().flatten() {
         outcomes[index] = outcome;
     }
     outcomes
+}
+
+/// A [`CommandHandler`] behind its payload type: decodes the rows, runs the ones that decode,
+/// and gives the relay each row's outcome with its error as text.
+trait RawHandler: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        rows: &'a [Row],
+    ) -> BoxFuture<'a, Vec<Outcome>>;
+}
+
+struct Decoding<H>(Arc<H>);
+
+impl<H: CommandHandler> RawHandler for Decoding<H> {
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        rows: &'a [Row],
+    ) -> BoxFuture<'a, Vec<Outcome>> {
+        Box::pin(async move {
+            let mut outcomes: Vec<Outcome> = vec![Outcome::Skipped; rows.len()];
+            let mut commands = Vec::with_capacity(rows.len());
+            let mut positions = Vec::with_capacity(rows.len());
+            // A lane stops at its first row that does not decode.
+            let mut stopped: Vec<Uuid> = Vec::new();
+            for (index, row) in rows.iter().enumerate() {
+                if stopped.contains(&row.aggregate_id) {
+                    continue;
+                }
+                match H::Command::deserialize(&row.payload) {
+                    Ok(payload) => {
+                        commands.push(Command {
+                            id: row.id,
+                            topic: row.topic.clone(),
+                            aggregate_id: row.aggregate_id,
+                            payload,
+                        });
+                        positions.push(index);
+                    }
+                    Err(error) => {
+                        outcomes[index] = Outcome::Failed(format!(
+                            "command {} does not decode: {error}",
+                            row.topic
+                        ));
+                        stopped.push(row.aggregate_id);
+                    }
+                }
+            }
+            if commands.is_empty() {
+                return outcomes;
+            }
+            let ran = self.0.run(conn, &commands).await;
+            for (index, outcome) in positions.into_iter().zip(ran) {
+                outcomes[index] = match outcome {
+                    Outcome::Done => Outcome::Done,
+                    Outcome::Failed(error) => Outcome::Failed(error.to_string()),
+                    Outcome::Skipped => Outcome::Skipped,
+                };
+            }
+            outcomes
+        })
+    }
 }
 
 /// Tuning of a relay.
@@ -267,7 +337,7 @@ struct Pass {
 pub struct Relay {
     pool: Pool,
     redis: RedisPool,
-    handler: Arc<dyn CommandHandler>,
+    handler: Arc<dyn RawHandler>,
     config: RelayConfig,
     script: redis::Script,
     /// One per kind: events and commands are sent by separate loops, so a slow command target
@@ -284,10 +354,10 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
-    pub fn new(
+    pub fn new<H: CommandHandler>(
         pool: Pool,
         redis: RedisPool,
-        handler: Arc<dyn CommandHandler>,
+        handler: Arc<H>,
         config: RelayConfig,
     ) -> Self {
         let signals = Arc::new(Signals::new(
@@ -298,7 +368,7 @@ impl Relay {
         Self {
             pool,
             redis,
-            handler,
+            handler: Arc::new(Decoding(handler)),
             config,
             script: redis::Script::new(PUBLISH),
             signals,
@@ -397,17 +467,8 @@ impl Relay {
             let outcomes = match kind {
                 Kind::Event => self.publish(&rows).await,
                 Kind::Command => {
-                    let commands: Vec<Command> = rows
-                        .iter()
-                        .map(|r| Command {
-                            id: r.id,
-                            topic: r.topic.clone(),
-                            aggregate_id: r.aggregate_id,
-                            payload: r.payload.clone(),
-                        })
-                        .collect();
-                    let span = tracing::info_span!("outbox commands", outbox.rows = commands.len());
-                    tracing::Instrument::instrument(self.handler.run(conn, &commands), span).await
+                    let span = tracing::info_span!("outbox commands", outbox.rows = rows.len());
+                    tracing::Instrument::instrument(self.handler.run(conn, &rows), span).await
                 }
             };
             let handled = self.record(conn, &rows, &outcomes).await?;
@@ -620,12 +681,12 @@ impl Relay {
 mod tests {
     use super::*;
 
-    fn command(aggregate: Uuid, id: i64) -> Command {
+    fn command(aggregate: Uuid, id: i64) -> Command<()> {
         Command {
             id,
             topic: "t".into(),
             aggregate_id: aggregate,
-            payload: serde_json::json!({}),
+            payload: (),
         }
     }
 

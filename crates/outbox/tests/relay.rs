@@ -32,10 +32,13 @@ struct Flaky {
 }
 
 impl CommandHandler for Flaky {
+    type Command = Value;
+    type Error = String;
+
     fn run<'a>(
         &'a self,
         _conn: &'a mut AsyncPgConnection,
-        commands: &'a [Command],
+        commands: &'a [Command<Value>],
     ) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(run_lanes(commands, move |command| async move {
             if self.runs.fetch_add(1, Ordering::SeqCst) < self.failures {
@@ -90,7 +93,35 @@ async fn fixture(redis_url: Option<String>) -> Fixture {
     }
 }
 
-fn relay(f: &Fixture, handler: Arc<dyn CommandHandler>, poll: Duration) -> Relay {
+/// Runs commands whose payload is `{"n": …}`, recording each `n`.
+#[derive(Default)]
+struct Numbered {
+    ran: std::sync::Mutex<Vec<u32>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Number {
+    n: u32,
+}
+
+impl CommandHandler for Numbered {
+    type Command = Number;
+    type Error = std::convert::Infallible;
+
+    fn run<'a>(
+        &'a self,
+        _conn: &'a mut AsyncPgConnection,
+        commands: &'a [Command<Number>],
+    ) -> BoxFuture<'a, Vec<Outcome<std::convert::Infallible>>> {
+        Box::pin(run_lanes(commands, move |command| async move {
+            self.ran.lock().unwrap().push(command.payload.n);
+            Ok(())
+        }))
+    }
+}
+
+fn relay<H: CommandHandler>(f: &Fixture, handler: Arc<H>, poll: Duration) -> Relay {
     Relay::new(
         f.pool.clone(),
         f.redis.clone(),
@@ -319,6 +350,51 @@ async fn failing_commands_retry_in_order_without_holding_up_events() {
             .unwrap()
             .get(0);
     assert_eq!(attempts, 2);
+}
+
+#[tokio::test]
+async fn a_command_that_does_not_decode_holds_up_its_lane_only() {
+    let f = fixture(None).await;
+    let handler = Arc::new(Numbered::default());
+    let relay = relay(&f, handler.clone(), Duration::from_secs(1));
+    let (stuck, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut bad = command(stuck, 1);
+    bad.payload = json!({"n": "one"});
+    let _ = write(
+        &f,
+        vec![bad, command(stuck, 2), command(other, 3), command(other, 4)],
+    )
+    .await;
+
+    for _ in 0..3 {
+        make_due(&f).await;
+        drain(&relay).await;
+    }
+    assert_eq!(*handler.ran.lock().unwrap(), [3, 4]);
+    let rows =
+        f.db.client()
+            .await
+            .query(
+                "SELECT attempts, last_error FROM orders.outbox \
+             WHERE aggregate_id = $1 AND sent_at IS NULL ORDER BY id",
+                &[&stuck],
+            )
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2, "neither command of the stuck lane is done");
+    let error: Option<String> = rows[0].get(1);
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not decode")),
+        "{error:?}"
+    );
+    assert!(rows[0].get::<_, i32>(0) >= 1);
+    assert_eq!(
+        rows[1].get::<_, i32>(0),
+        0,
+        "the one behind it waits untried"
+    );
 }
 
 #[tokio::test]

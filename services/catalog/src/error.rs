@@ -1,6 +1,7 @@
 //! The catalog service's errors and their problem+json form.
 
 use serde_json::json;
+use shop_contracts::ReserveRefusal;
 use shop_http::{ApiError, ErrorCode, FieldError};
 use uuid::Uuid;
 
@@ -20,6 +21,9 @@ pub enum CatalogError {
     PreconditionFailed,
     #[error("{0}")]
     PreconditionRequired(&'static str),
+    /// A reservation refused; its answer carries the refusal's members for the order service.
+    #[error("reservation refused: {0:?}")]
+    Refused(ReserveRefusal),
     #[error("order {order_id} was released; its reservation cannot be made")]
     OrderReleased { order_id: Uuid },
     /// An answer already decided (shared by every caller of one cache load).
@@ -69,6 +73,7 @@ impl From<CatalogError> for ApiError {
             CatalogError::PreconditionRequired(detail) => {
                 ApiError::new(ErrorCode::PreconditionRequired, detail)
             }
+            CatalogError::Refused(refusal) => refused(refusal),
             CatalogError::OrderReleased { order_id } => ApiError::new(
                 ErrorCode::OrderNotPending,
                 format!("order {order_id} was released; it can no longer reserve stock"),
@@ -78,5 +83,32 @@ impl From<CatalogError> for ApiError {
             CatalogError::Db(error) => error.into(),
             CatalogError::Unexpected(error) => ApiError::internal(error),
         }
+    }
+}
+
+/// A refused reservation as the products' own errors say it, with the refusal's members
+/// (`refusal` and its fields) beside them: the order service reads those back.
+fn refused(refusal: ReserveRefusal) -> ApiError {
+    let error = match refusal {
+        ReserveRefusal::InsufficientStock {
+            product_id,
+            available,
+        } => CatalogError::InsufficientStock {
+            product_id,
+            available,
+        },
+        ReserveRefusal::ProductUnavailable { product_id } => {
+            CatalogError::ProductUnavailable { product_id }
+        }
+        ReserveRefusal::UnknownProduct { index } => {
+            CatalogError::Validation(vec![FieldError::new(
+                format!("items[{index}].productId"),
+                "no such product",
+            )])
+        }
+    };
+    match serde_json::to_value(refusal) {
+        Ok(members) => ApiError::from(error).with_extra(members),
+        Err(unserialisable) => ApiError::internal(unserialisable),
     }
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
-use shop_contracts::{ReleaseOutcome, Reservation, ReserveLine, ReservedLine};
+use shop_contracts::{
+    MAX_LINES, ReleaseOutcome, Reservation, ReserveLine, ReserveRefusal, ReservedLine,
+};
 use shop_http::FieldError;
 use uuid::Uuid;
 
@@ -16,46 +18,10 @@ use crate::{
     repo,
 };
 
-/// Most lines one reservation may hold.
-pub const MAX_LINES: usize = 50;
-
-/// Why a reservation was refused; stored so a repeat gets the same answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "refusal", rename_all = "camelCase")]
-enum Refusal {
-    #[serde(rename_all = "camelCase")]
-    InsufficientStock { product_id: Uuid, available: i32 },
-    #[serde(rename_all = "camelCase")]
-    ProductUnavailable { product_id: Uuid },
-    #[serde(rename_all = "camelCase")]
-    UnknownProduct { index: usize },
-}
-
-impl From<Refusal> for CatalogError {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::InsufficientStock {
-                product_id,
-                available,
-            } => CatalogError::InsufficientStock {
-                product_id,
-                available,
-            },
-            Refusal::ProductUnavailable { product_id } => {
-                CatalogError::ProductUnavailable { product_id }
-            }
-            Refusal::UnknownProduct { index } => CatalogError::Validation(vec![FieldError::new(
-                format!("items[{index}].productId"),
-                "no such product",
-            )]),
-        }
-    }
-}
-
 enum Outcome {
     Held(Reservation, Vec<Product>),
     Repeated(Reservation),
-    Refused(Refusal),
+    Refused(ReserveRefusal),
 }
 
 /// Merges duplicate product ids (quantities add up) and checks the lines.
@@ -136,11 +102,11 @@ pub async fn reserve(
             let locked: BTreeMap<Uuid, Product> = locked.into_iter().map(|p| (p.id, p)).collect();
             let refusal = lines.iter().enumerate().find_map(|(index, line)| {
                 match locked.get(&line.product_id) {
-                    None => Some(Refusal::UnknownProduct { index }),
+                    None => Some(ReserveRefusal::UnknownProduct { index }),
                     Some(p) if p.deleted_at.is_some() => {
-                        Some(Refusal::ProductUnavailable { product_id: p.id })
+                        Some(ReserveRefusal::ProductUnavailable { product_id: p.id })
                     }
-                    Some(p) if p.stock < line.quantity => Some(Refusal::InsufficientStock {
+                    Some(p) if p.stock < line.quantity => Some(ReserveRefusal::InsufficientStock {
                         product_id: p.id,
                         available: p.stock,
                     }),
@@ -186,7 +152,7 @@ pub async fn reserve(
             Ok(reservation)
         }
         Outcome::Repeated(reservation) => Ok(reservation),
-        Outcome::Refused(refusal) => Err(refusal.into()),
+        Outcome::Refused(refusal) => Err(CatalogError::Refused(refusal)),
     }
 }
 

@@ -2,15 +2,11 @@
 
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
+use shop_contracts::MAX_LINES;
 use shop_http::Identity;
 use uuid::Uuid;
 
-use crate::{
-    AppState,
-    error::OrderError,
-    placing::{MAX_LINES, MAX_QUANTITY},
-    repo,
-};
+use crate::{AppState, error::OrderError, placing::MAX_QUANTITY, repo};
 
 /// A cart line as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

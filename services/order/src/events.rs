@@ -1,54 +1,72 @@
 //! The messages this service writes to its outbox with each change.
 
 use chrono::Utc;
-use serde::Serialize;
-use serde_json::json;
-use shop_contracts::events::{self, Envelope, OrderStatusChanged, PaymentRequested, types};
+use serde::{Deserialize, Serialize};
+use shop_contracts::events::{
+    self, Envelope, Event, NoData, OrderStatusChanged, PaymentRequested, Producer,
+};
 use shop_http::RequestContext;
-use shop_outbox::{Kind, NewMessage};
+use shop_outbox::NewMessage;
 use uuid::Uuid;
 
-use crate::models::Order;
+use crate::models::{Order, Status};
 
 /// The command that gives an order's stock back.
 pub const RELEASE: &str = "stock.release";
 
-/// An event of `order`, numbered `seq` in its sequence.
+/// The payload of [`RELEASE`]: the catalog gives back what it holds for the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStock {
+    pub order_id: Uuid,
+}
+
+/// An event of `order` on `topic`, numbered `seq` in its sequence.
 fn event(
     order: &Order,
     seq: i32,
     topic: &str,
     user_stream: bool,
-    kind: &str,
-    data: impl Serialize,
+    event: Event,
     context: &RequestContext,
 ) -> serde_json::Result<NewMessage> {
     let envelope = Envelope {
         v: 1,
         id: Uuid::now_v7(),
-        kind: kind.to_owned(),
-        producer: "order".into(),
+        event,
+        producer: Producer::Order,
         occurred_at: Utc::now(),
         user_id: order.user_id,
         order_id: order.id,
         seq: i64::from(seq),
         traceparent: Some(context.traceparent.header_value()),
-        data: serde_json::to_value(data)?,
     };
-    Ok(NewMessage {
-        kind: Kind::Event,
-        topic: topic.into(),
-        aggregate_id: order.id,
-        user_id: user_stream.then_some(order.user_id),
-        payload: serde_json::to_value(envelope)?,
+    NewMessage::event(
+        topic,
+        order.id,
+        user_stream.then_some(order.user_id),
+        &envelope,
+    )
+}
+
+/// The `order.*` event that announces an order reaching `status` (`order.created` for
+/// `pending`); none for `reserving`, which is never announced.
+pub fn announcing(status: Status, data: OrderStatusChanged) -> Option<Event> {
+    Some(match status {
+        Status::Reserving => return None,
+        Status::Pending => Event::OrderCreated(data),
+        Status::Paid => Event::OrderPaid(data),
+        Status::Failed => Event::OrderFailed(data),
+        Status::Cancelled => Event::OrderCancelled(data),
+        Status::Shipped => Event::OrderShipped(data),
+        Status::Delivered => Event::OrderDelivered(data),
     })
 }
 
-/// `order.<status>` for the user's notifications.
+/// `order.<status>` of the order's current status, for the user's notifications.
 pub fn status_changed(
     order: &Order,
     seq: i32,
-    kind: &str,
     cause: Option<&str>,
     context: &RequestContext,
 ) -> serde_json::Result<NewMessage> {
@@ -58,7 +76,13 @@ pub fn status_changed(
         total_cents: order.total_cents,
         currency: Some(order.currency.clone()),
     };
-    event(order, seq, events::NOTIFICATIONS, true, kind, data, context)
+    let Some(announced) = announcing(order.status, data) else {
+        return Err(serde::ser::Error::custom(format!(
+            "an order in {} is not announced",
+            order.status.as_str()
+        )));
+    };
+    event(order, seq, events::NOTIFICATIONS, true, announced, context)
 }
 
 /// `payment.requested` for the payment service.
@@ -76,8 +100,7 @@ pub fn payment_requested(
         seq,
         events::PAYMENT_REQUESTS,
         false,
-        types::PAYMENT_REQUESTED,
-        data,
+        Event::PaymentRequested(data),
         context,
     )
 }
@@ -93,19 +116,12 @@ pub fn payment_cancel(
         seq,
         events::PAYMENT_REQUESTS,
         false,
-        types::PAYMENT_CANCEL,
-        json!({}),
+        Event::PaymentCancel(NoData {}),
         context,
     )
 }
 
 /// Gives the order's stock back through the catalog (retried until it succeeds).
-pub fn release(order_id: Uuid) -> NewMessage {
-    NewMessage {
-        kind: Kind::Command,
-        topic: RELEASE.into(),
-        aggregate_id: order_id,
-        user_id: None,
-        payload: json!({"orderId": order_id}),
-    }
+pub fn release(order_id: Uuid) -> serde_json::Result<NewMessage> {
+    NewMessage::command(RELEASE, order_id, &ReleaseStock { order_id })
 }

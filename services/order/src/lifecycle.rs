@@ -18,7 +18,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shop_contracts::events::types;
+use shop_contracts::PaymentStatus;
 use shop_db::prepared;
 use shop_http::RequestContext;
 use shop_outbox::{NewMessage, Written};
@@ -107,8 +107,8 @@ pub enum Message {
     PaymentCancel,
     /// The `stock.release` command: the catalog gives the stock back.
     ReleaseStock,
-    /// `order.<status>` (the type named) on the user's notifications.
-    Notify(&'static str),
+    /// `order.<status>` of the status reached, on the user's notifications.
+    Notify,
 }
 
 impl Message {
@@ -121,8 +121,7 @@ impl Message {
 /// What the payment service last said, kept on the order (`payment` in the API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentSummary {
-    /// `processing`, `succeeded`, `failed` or `refunded`.
-    pub status: &'static str,
+    pub status: PaymentStatus,
     /// Attempts made (the highest reported; a late report never lowers it).
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -172,10 +171,7 @@ impl Transition {
                 Pending,
                 Actor::System,
                 Cause::Reserved,
-                &[
-                    Message::PaymentRequested,
-                    Message::Notify(types::ORDER_CREATED),
-                ],
+                &[Message::PaymentRequested, Message::Notify],
             )
         }
     }
@@ -211,7 +207,7 @@ impl Transition {
     pub fn paid(attempts: i32) -> Self {
         Self {
             payment: Some(PaymentSummary {
-                status: "succeeded",
+                status: PaymentStatus::Succeeded,
                 attempts,
                 last_error: None,
             }),
@@ -220,7 +216,7 @@ impl Transition {
                 Paid,
                 Actor::Payment,
                 Cause::PaymentSucceeded,
-                &[Message::Notify(types::ORDER_PAID)],
+                &[Message::Notify],
             )
         }
     }
@@ -229,7 +225,7 @@ impl Transition {
     pub fn payment_failed(attempts: i32, error: Option<String>) -> Self {
         Self {
             payment: Some(PaymentSummary {
-                status: "failed",
+                status: PaymentStatus::Failed,
                 attempts,
                 last_error: error,
             }),
@@ -238,7 +234,7 @@ impl Transition {
                 Failed,
                 Actor::Payment,
                 Cause::PaymentFailed,
-                &[Message::ReleaseStock, Message::Notify(types::ORDER_FAILED)],
+                &[Message::ReleaseStock, Message::Notify],
             )
         }
     }
@@ -253,7 +249,7 @@ impl Transition {
             &[
                 Message::ReleaseStock,
                 Message::PaymentCancel,
-                Message::Notify(types::ORDER_CANCELLED),
+                Message::Notify,
             ],
         )
     }
@@ -268,7 +264,7 @@ impl Transition {
             &[
                 Message::ReleaseStock,
                 Message::PaymentCancel,
-                Message::Notify(types::ORDER_FAILED),
+                Message::Notify,
             ],
         )
     }
@@ -280,7 +276,7 @@ impl Transition {
             Shipped,
             Actor::Admin(admin),
             Cause::Fulfilment,
-            &[Message::Notify(types::ORDER_SHIPPED)],
+            &[Message::Notify],
         )
     }
 
@@ -291,7 +287,7 @@ impl Transition {
             Delivered,
             Actor::Admin(admin),
             Cause::Fulfilment,
-            &[Message::Notify(types::ORDER_DELIVERED)],
+            &[Message::Notify],
         )
     }
 
@@ -586,7 +582,7 @@ impl Batch {
                 .bind::<Array<Nullable<Text>>, _>(
                     changed
                         .iter()
-                        .map(|p| p.order.payment_status.as_deref())
+                        .map(|p| p.order.payment_status)
                         .collect::<Vec<_>>(),
                 )
                 .bind::<Array<Integer>, _>(
@@ -642,7 +638,7 @@ impl Batch {
 /// What a report says of the payment, kept on the order; a late report never lowers the
 /// attempts.
 fn note_payment(order: &mut Order, payment: &PaymentSummary) {
-    order.payment_status = Some(payment.status.to_owned());
+    order.payment_status = Some(payment.status);
     order.payment_attempts = order.payment_attempts.max(payment.attempts);
     order.payment_last_error = payment.last_error.clone();
 }
@@ -666,11 +662,10 @@ fn messages(
             let message = match message {
                 Message::PaymentRequested => events::payment_requested(order, seq, context),
                 Message::PaymentCancel => events::payment_cancel(order, seq, context),
-                Message::ReleaseStock => Ok(events::release(order.id)),
-                Message::Notify(kind) => events::status_changed(
+                Message::ReleaseStock => events::release(order.id),
+                Message::Notify => events::status_changed(
                     order,
                     seq,
-                    kind,
                     cause.filter(|_| notify_with_cause(transition.cause)),
                     context,
                 ),
@@ -713,7 +708,16 @@ mod tests {
                 Message::PaymentRequested => "payment.requested",
                 Message::PaymentCancel => "payment.cancel",
                 Message::ReleaseStock => "stock.release",
-                Message::Notify(kind) => kind,
+                Message::Notify => {
+                    let data = shop_contracts::events::OrderStatusChanged {
+                        status: transition.to.as_str().to_owned(),
+                        cause: None,
+                        total_cents: None,
+                        currency: None,
+                    };
+                    events::announcing(transition.to, data)
+                        .map_or("nothing announced", |e| e.name())
+                }
             })
             .collect();
         format!(

@@ -10,6 +10,7 @@ use diesel::{
     sql_types::Text,
 };
 use serde::{Deserialize, Serialize};
+use shop_contracts::PaymentStatus;
 use uuid::Uuid;
 
 use crate::schema::{cart_items, order_lines, order_status_history, orders};
@@ -94,7 +95,7 @@ pub struct Order {
     pub status: Status,
     pub total_cents: Option<i64>,
     pub currency: String,
-    pub payment_status: Option<String>,
+    pub payment_status: Option<PaymentStatus>,
     pub payment_attempts: i32,
     pub payment_last_error: Option<String>,
     /// The sequence number of the last event published for the order.
@@ -158,9 +159,8 @@ pub struct OrderItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentSummary {
-    /// `processing`, `succeeded`, `failed`, `cancelled` or `refunded`; absent before the
-    /// payment service has reported.
-    pub status: Option<String>,
+    /// Absent before the payment service has reported.
+    pub status: Option<PaymentStatus>,
     pub attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -201,7 +201,7 @@ impl OrderResponse {
                 })
                 .collect(),
             payment: PaymentSummary {
-                status: order.payment_status.clone(),
+                status: order.payment_status,
                 attempts: order.payment_attempts,
                 last_error: order.payment_last_error.clone(),
             },

@@ -12,7 +12,10 @@ use diesel::{
     sql_types::{Array, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use shop_contracts::events::{PaymentEvent, PaymentOutcome, PaymentReport};
+use shop_contracts::{
+    PaymentStatus,
+    events::{PaymentEvent, PaymentOutcome, PaymentReport},
+};
 use shop_db::prepared;
 use shop_http::{FieldError, RequestContext};
 use uuid::Uuid;
@@ -108,7 +111,7 @@ struct Answered {
     #[diesel(sql_type = Int4)]
     attempt_no: i32,
     #[diesel(sql_type = Text)]
-    outcome: String,
+    outcome: PaymentOutcome,
     #[diesel(sql_type = Int2)]
     answer_status: i16,
 }
@@ -206,24 +209,16 @@ async fn answered(
                 .map(|r| r.event.attempt_no)
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(
-            reports
-                .iter()
-                .map(|r| r.event.outcome.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Text>, _>(reports.iter().map(|r| r.event.outcome).collect::<Vec<_>>())
         .load(&mut &*conn)
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|row| {
-            let outcome = match row.outcome.as_str() {
-                "failed" => PaymentOutcome::Failed,
-                "succeeded" => PaymentOutcome::Succeeded,
-                "refunded" => PaymentOutcome::Refunded,
-                _ => return None,
-            };
-            Some(((row.order_id, row.attempt_no, outcome), row.answer_status))
+        .map(|row| {
+            (
+                (row.order_id, row.attempt_no, row.outcome),
+                row.answer_status,
+            )
         })
         .collect())
 }
@@ -242,7 +237,7 @@ fn apply(
     let transition = match (event.outcome, event.is_final) {
         (PaymentOutcome::Refunded, _) => {
             let summary = PaymentSummary {
-                status: "refunded",
+                status: PaymentStatus::Refunded,
                 attempts: event.attempt_no,
                 last_error: error,
             };
@@ -252,7 +247,7 @@ fn apply(
         }
         (PaymentOutcome::Failed, false) => {
             let summary = PaymentSummary {
-                status: "processing",
+                status: PaymentStatus::Processing,
                 attempts: event.attempt_no,
                 last_error: error,
             };
@@ -295,7 +290,7 @@ async fn record_answers(
         .bind::<Array<Text>, _>(
             recorded
                 .iter()
-                .map(|(r, _)| r.event.outcome.as_str())
+                .map(|(r, _)| r.event.outcome)
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Nullable<Text>>, _>(

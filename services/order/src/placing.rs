@@ -9,11 +9,13 @@
 //!    for a refusal; or `failed` with a release command when the catalog could not be reached
 //!    (503).
 
+use actix_web::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shop_client::{Idempotency, reqwest::Method};
-use shop_contracts::{Reservation, ReserveLine, ReserveRequest};
+use shop_contracts::{MAX_LINES, Reservation, ReserveLine, ReserveRefusal, ReserveRequest};
 use shop_http::{ApiError, ErrorCode, FieldError, Identity, RequestContext};
 use uuid::Uuid;
 
@@ -25,8 +27,6 @@ use crate::{
     repo::{self, ClaimKey, NewOrder},
 };
 
-/// Most lines in one order.
-pub const MAX_LINES: usize = 50;
 /// Most units of one product in one order.
 pub const MAX_QUANTITY: i64 = 1000;
 
@@ -58,7 +58,7 @@ pub enum Source {
 /// An HTTP answer, fresh or replayed from a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub status: u16,
+    pub status: StatusCode,
     pub body: Value,
     pub location: Option<String>,
     pub retry_after: Option<u64>,
@@ -67,7 +67,7 @@ pub struct Answer {
 impl Answer {
     fn created(order: &OrderResponse) -> Result<Self, OrderError> {
         Ok(Self {
-            status: 201,
+            status: StatusCode::CREATED,
             body: serde_json::to_value(order)
                 .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("order answer: {e}")))?,
             location: Some(format!("/orders/{}", order.id)),
@@ -77,28 +77,36 @@ impl Answer {
 
     fn problem(error: &ApiError) -> Self {
         Self {
-            status: error.status().as_u16(),
+            status: error.status(),
             body: error.body(),
             location: None,
             retry_after: error.retry_after(),
         }
     }
 
-    fn stored(status: i16, body: Value) -> Self {
-        let location = (status == 201)
+    /// The answer a claim stored.
+    fn stored(status: i16, body: Value) -> Result<Self, OrderError> {
+        let status = u16::try_from(status)
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or_else(|| {
+                OrderError::Unexpected(anyhow::anyhow!("claim stored status {status}"))
+            })?;
+        let location = (status == StatusCode::CREATED)
             .then(|| body["id"].as_str().map(|id| format!("/orders/{id}")))
             .flatten();
-        Self {
-            status: u16::try_from(status).unwrap_or(500),
+        Ok(Self {
+            status,
             body,
             location,
             retry_after: None,
-        }
+        })
     }
 
     /// The status as a claim stores it.
-    fn stored_status(&self) -> i16 {
-        i16::try_from(self.status).unwrap_or(500)
+    fn stored_status(&self) -> Result<i16, OrderError> {
+        i16::try_from(self.status.as_u16())
+            .map_err(|_| OrderError::Unexpected(anyhow::anyhow!("status {}", self.status)))
     }
 }
 
@@ -259,8 +267,19 @@ pub async fn place(
             settle.reserved(&reservation).await
         }
         Ok(reply) if reply.status == 409 || reply.status == 422 => {
-            let body: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            settle.refused(reply.status.as_u16(), body).await
+            let status = if reply.status == 409 {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            match serde_json::from_slice::<Value>(&reply.body) {
+                Ok(problem) => settle.refused(status, problem).await,
+                Err(error) => {
+                    settle
+                        .unavailable(&format!("unreadable refusal from the catalog: {error}"))
+                        .await
+                }
+            }
         }
         Ok(reply) => {
             settle
@@ -342,7 +361,7 @@ async fn existing_claim(
             return Err(OrderError::IdempotencyKeyReused);
         }
         if let (Some(status), Some(body)) = (stored.response_status, stored.response_body) {
-            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body)?)));
         }
         // Unanswered: still running, or left by a request that crashed. Only an old claim is
         // taken over; should its first request still be alive, both work on the same order
@@ -363,8 +382,9 @@ async fn existing_claim(
         if order.status != Status::Reserving {
             let answer = answer_for(conn, &order).await?;
             let (status, body) =
-                repo::store_claim_answer(conn, claim, answer.stored_status(), &answer.body).await?;
-            return Ok(Some(Claimed::Answered(Answer::stored(status, body))));
+                repo::store_claim_answer(conn, claim, answer.stored_status()?, &answer.body)
+                    .await?;
+            return Ok(Some(Claimed::Answered(Answer::stored(status, body)?)));
         }
         tracing::info!(order.id = %order.id, "resuming an order left by an interrupted request");
         let lines: Vec<ReserveLine> = repo::lines(conn, order.id)
@@ -412,7 +432,7 @@ impl Settle<'_> {
         let Some(claim) = &self.claim else {
             return Ok(answer);
         };
-        if repo::try_store_claim_answer(conn, claim, answer.stored_status(), &answer.body).await? {
+        if repo::try_store_claim_answer(conn, claim, answer.stored_status()?, &answer.body).await? {
             return Ok(answer);
         }
         let stored = repo::find_claim(conn, claim).await?;
@@ -421,7 +441,7 @@ impl Settle<'_> {
                 response_status: Some(status),
                 response_body: Some(body),
                 ..
-            }) => Answer::stored(status, body),
+            }) => Answer::stored(status, body)?,
             _ => answer,
         })
     }
@@ -509,29 +529,32 @@ impl Settle<'_> {
     }
 
     /// Refused by the catalog (short stock, deleted or unknown product): failed, nothing held.
-    async fn refused(&self, status: u16, mut body: Value) -> Result<Answer, OrderError> {
-        let cause = match body["code"].as_str() {
-            Some("insufficient-stock") => Cause::InsufficientStock,
-            Some("product-unavailable") => Cause::ProductUnavailable,
-            Some("validation-failed") => Cause::UnknownProduct,
-            _ => Cause::ReservationRefused,
+    /// The client is answered with the catalog's problem, its `refusal` members left out and
+    /// an unknown product's line naming the product.
+    async fn refused(&self, status: StatusCode, mut problem: Value) -> Result<Answer, OrderError> {
+        let refusal = ReserveRefusal::deserialize(&problem).ok();
+        let cause = match refusal {
+            Some(ReserveRefusal::InsufficientStock { .. }) => Cause::InsufficientStock,
+            Some(ReserveRefusal::ProductUnavailable { .. }) => Cause::ProductUnavailable,
+            Some(ReserveRefusal::UnknownProduct { .. }) => Cause::UnknownProduct,
+            None => Cause::ReservationRefused,
         };
+        if let Some(members) = problem.as_object_mut() {
+            members.remove("refusal");
+            members.remove("index");
+        }
         // The catalog numbers lines as sent (merged): name the product too.
-        if let Some(errors) = body["errors"].as_array_mut() {
+        if let Some(ReserveRefusal::UnknownProduct { index }) = refusal
+            && let Some(line) = self.lines.get(index)
+            && let Some(errors) = problem["errors"].as_array_mut()
+        {
             for error in errors {
-                let index = error["field"]
-                    .as_str()
-                    .and_then(|f| f.strip_prefix("items["))
-                    .and_then(|f| f.split(']').next())
-                    .and_then(|i| i.parse::<usize>().ok());
-                if let Some(line) = index.and_then(|i| self.lines.get(i)) {
-                    error["productId"] = Value::String(line.product_id.to_string());
-                }
+                error["productId"] = Value::String(line.product_id.to_string());
             }
         }
         let answer = Answer {
             status,
-            body,
+            body: problem,
             location: None,
             retry_after: None,
         };

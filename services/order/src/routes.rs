@@ -51,9 +51,8 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
 }
 
 fn respond(answer: Answer) -> HttpResponse {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::build(status);
-    response.content_type(if answer.status >= 400 {
+    let mut response = HttpResponse::build(answer.status);
+    response.content_type(if answer.status.as_u16() >= 400 {
         "application/problem+json"
     } else {
         "application/json"

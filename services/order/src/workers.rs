@@ -14,7 +14,6 @@ use shop_client::{Idempotency, ServiceClient, reqwest::Method};
 use shop_http::RequestContext;
 use shop_outbox::{Command, CommandHandler, Outcome, Written};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -36,15 +35,18 @@ pub struct ReleaseStock {
     pub catalog: ServiceClient,
 }
 
+/// Why a release did not happen this time (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("the catalog could not be asked: {0}")]
+    Unreachable(#[from] shop_client::ClientError),
+    #[error("the catalog answered {0}")]
+    Refused(shop_client::reqwest::StatusCode),
+}
+
 impl ReleaseStock {
-    async fn release(&self, command: &Command) -> Result<(), String> {
-        if command.topic != events::RELEASE {
-            return Err(format!("unknown command {}", command.topic));
-        }
-        let order_id: Uuid = command.payload["orderId"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| "command without an orderId".to_owned())?;
+    async fn release(&self, command: &Command<events::ReleaseStock>) -> Result<(), ReleaseError> {
+        let order_id = command.payload.order_id;
         let reply = self
             .catalog
             .call::<()>(
@@ -54,22 +56,24 @@ impl ReleaseStock {
                 Idempotency::Idempotent,
                 &RequestContext::background(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if reply.status.is_success() {
             Ok(())
         } else {
-            Err(format!("catalog answered {}", reply.status))
+            Err(ReleaseError::Refused(reply.status))
         }
     }
 }
 
 impl CommandHandler for ReleaseStock {
+    type Command = events::ReleaseStock;
+    type Error = ReleaseError;
+
     fn run<'a>(
         &'a self,
         _conn: &'a mut AsyncPgConnection,
-        commands: &'a [Command],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
+        commands: &'a [Command<events::ReleaseStock>],
+    ) -> BoxFuture<'a, Vec<Outcome<ReleaseError>>> {
         Box::pin(shop_outbox::run_lanes(commands, |command| {
             self.release(command)
         }))

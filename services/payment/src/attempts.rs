@@ -15,7 +15,10 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::Rng;
-use shop_contracts::events::{AttemptFailed, PaymentEvent, PaymentOutcome, PaymentSettled, types};
+use shop_contracts::{
+    PaymentStatus,
+    events::{AttemptFailed, Event, PaymentEvent, PaymentOutcome, PaymentSettled},
+};
 use shop_db::DbError;
 use shop_outbox::{NewMessage, Written};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -23,7 +26,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     AppState, events,
-    models::{NewAttempt, Payment, status},
+    models::{NewAttempt, Payment},
     repo::{self, Settlement},
 };
 
@@ -245,7 +248,7 @@ struct Outcome {
     payment: Payment,
     attempt_no: i32,
     outcome: PaymentOutcome,
-    status: &'static str,
+    status: PaymentStatus,
     next_retry_at: Option<chrono::DateTime<Utc>>,
     is_final: bool,
     error: Option<String>,
@@ -259,7 +262,7 @@ impl Outcome {
         let (outcome, status, next_retry_at, is_final, error) = if !failed {
             (
                 PaymentOutcome::Succeeded,
-                status::SUCCEEDED,
+                PaymentStatus::Succeeded,
                 None,
                 true,
                 None,
@@ -273,7 +276,7 @@ impl Outcome {
             let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             (
                 PaymentOutcome::Failed,
-                status::PROCESSING,
+                PaymentStatus::Processing,
                 Some(next),
                 false,
                 declined(),
@@ -281,7 +284,7 @@ impl Outcome {
         } else {
             (
                 PaymentOutcome::Failed,
-                status::FAILED,
+                PaymentStatus::Failed,
                 None,
                 true,
                 declined(),
@@ -323,8 +326,7 @@ impl Outcome {
             messages.push(events::notification(
                 payment,
                 next(),
-                types::PAYMENT_SUCCEEDED,
-                settled(),
+                Event::PaymentSucceeded(settled()),
             )?);
         } else {
             let failed = AttemptFailed {
@@ -335,15 +337,13 @@ impl Outcome {
             messages.push(events::notification(
                 payment,
                 next(),
-                types::PAYMENT_ATTEMPT_FAILED,
-                failed,
+                Event::PaymentAttemptFailed(failed),
             )?);
             if self.is_final {
                 messages.push(events::notification(
                     payment,
                     next(),
-                    types::PAYMENT_FAILED,
-                    settled(),
+                    Event::PaymentFailed(settled()),
                 )?);
             }
         }
@@ -354,7 +354,7 @@ impl Outcome {
             next_retry_at: self.next_retry_at,
             is_final: self.is_final,
         };
-        messages.push(events::report(payment, &event));
+        messages.push(events::report(payment, &event)?);
         Ok(messages)
     }
 }
@@ -387,7 +387,7 @@ async fn record(state: &AppState, outcomes: &[Outcome]) -> Result<Written, DbErr
                 attempts.push(NewAttempt {
                     payment_id: payment.id,
                     attempt_no: outcome.attempt_no,
-                    outcome: outcome.outcome.as_str(),
+                    outcome: outcome.outcome,
                     idempotency_key: format!("{}:{}", payment.id, outcome.attempt_no),
                     error: outcome.error.clone(),
                     next_retry_at: outcome.next_retry_at,

@@ -18,7 +18,10 @@ use std::{
 };
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use shop_contracts::events::{Envelope, PaymentEvent, PaymentOutcome, PaymentRequested, types};
+use shop_contracts::{
+    PaymentStatus,
+    events::{Envelope, Event, PaymentEvent, PaymentRequested},
+};
 use shop_db::DbError;
 use shop_outbox::Written;
 use shop_redis::redis::{
@@ -34,7 +37,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState, events,
-    models::{NewPayment, Payment, status},
+    models::{NewPayment, Payment},
     repo,
 };
 
@@ -463,7 +466,7 @@ impl Work {
         let span = tracing::info_span!(
             "stream entry",
             stream = shop_contracts::events::PAYMENT_REQUESTS,
-            event.kind = %envelope.kind,
+            event.kind = envelope.event.name(),
             order.id = %envelope.order_id,
         );
         shop_http::continue_trace(&span, envelope.traceparent.as_deref());
@@ -476,17 +479,16 @@ fn parse(raw: Option<&str>) -> Result<Work, String> {
     let raw = raw.ok_or_else(|| "entry has no event field".to_owned())?;
     let envelope: Envelope =
         serde_json::from_str(raw).map_err(|e| format!("unparseable envelope: {e}"))?;
-    match envelope.kind.as_str() {
-        types::PAYMENT_REQUESTED => {
-            let data: PaymentRequested = serde_json::from_value(envelope.data.clone())
-                .map_err(|e| format!("unparseable payment.requested: {e}"))?;
-            if data.amount_cents < 0 {
-                return Err(format!("payment.requested for {} cents", data.amount_cents));
-            }
+    match &envelope.event {
+        Event::PaymentRequested(data) if data.amount_cents < 0 => {
+            Err(format!("payment.requested for {} cents", data.amount_cents))
+        }
+        Event::PaymentRequested(data) => {
+            let data = data.clone();
             Ok(Work::Request(envelope, data))
         }
-        types::PAYMENT_CANCEL => Ok(Work::Cancel(envelope)),
-        other => Err(format!("unknown event type {other}")),
+        Event::PaymentCancel(_) => Ok(Work::Cancel(envelope)),
+        other => Err(format!("{} does not belong on this stream", other.name())),
     }
 }
 
@@ -503,19 +505,15 @@ async fn rereport(conn: &mut AsyncPgConnection, order_id: Uuid) -> Result<Writte
     let Some(attempt) = last_final else {
         return Ok(Written::NOTHING);
     };
-    let outcome = match attempt.outcome.as_str() {
-        "succeeded" => PaymentOutcome::Succeeded,
-        "refunded" => PaymentOutcome::Refunded,
-        _ => PaymentOutcome::Failed,
-    };
     let event = PaymentEvent {
         attempt_no: attempt.attempt_no,
-        outcome,
+        outcome: attempt.outcome,
         error: attempt.error.clone(),
         next_retry_at: None,
         is_final: true,
     };
-    Ok(shop_outbox::enqueue(conn, &[events::report(&payment, &event)]).await?)
+    let report = events::report(&payment, &event).map_err(events::unserialisable)?;
+    Ok(shop_outbox::enqueue(conn, &[report]).await?)
 }
 
 /// Stops a payment; a cancel that arrives first leaves a cancelled payment so a late request
@@ -531,7 +529,7 @@ async fn cancelled(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Result<
         user_id: envelope.user_id,
         amount_cents: 0,
         currency: String::new(),
-        status: status::CANCELLED,
+        status: PaymentStatus::Cancelled,
         next_attempt_at: None,
         traceparent: envelope.traceparent.clone(),
     };

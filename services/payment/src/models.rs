@@ -3,18 +3,10 @@
 use chrono::{DateTime, Utc};
 use diesel::{pg::Pg, prelude::*};
 use serde::Serialize;
+use shop_contracts::{PaymentStatus, events::PaymentOutcome};
 use uuid::Uuid;
 
 use crate::schema::{payment_attempts, payments};
-
-/// Payment statuses.
-pub mod status {
-    pub const PROCESSING: &str = "processing";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-    pub const REFUNDED: &str = "refunded";
-}
 
 /// A payment as stored.
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
@@ -25,7 +17,7 @@ pub struct Payment {
     pub user_id: Uuid,
     pub amount_cents: i64,
     pub currency: String,
-    pub status: String,
+    pub status: PaymentStatus,
     pub attempt_no: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The instance running its attempt, while one runs.
@@ -47,7 +39,7 @@ pub struct NewPayment {
     pub user_id: Uuid,
     pub amount_cents: i64,
     pub currency: String,
-    pub status: &'static str,
+    pub status: PaymentStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub traceparent: Option<String>,
 }
@@ -57,7 +49,7 @@ pub struct NewPayment {
 #[diesel(table_name = payment_attempts, check_for_backend(Pg))]
 pub struct Attempt {
     pub attempt_no: i32,
-    pub outcome: String,
+    pub outcome: PaymentOutcome,
     pub idempotency_key: String,
     pub error: Option<String>,
     pub next_retry_at: Option<DateTime<Utc>>,
@@ -72,7 +64,7 @@ pub struct Attempt {
 pub struct NewAttempt {
     pub payment_id: Uuid,
     pub attempt_no: i32,
-    pub outcome: &'static str,
+    pub outcome: PaymentOutcome,
     pub idempotency_key: String,
     pub error: Option<String>,
     pub next_retry_at: Option<DateTime<Utc>>,
@@ -84,8 +76,7 @@ pub struct NewAttempt {
 #[serde(rename_all = "camelCase")]
 pub struct AttemptResponse {
     pub attempt_no: i32,
-    /// `failed`, `succeeded` or `refunded`.
-    pub outcome: String,
+    pub outcome: PaymentOutcome,
     pub error: Option<String>,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
@@ -101,8 +92,7 @@ pub struct AttemptResponse {
 pub struct PaymentResponse {
     pub id: Uuid,
     pub order_id: Uuid,
-    /// `processing`, `succeeded`, `failed`, `cancelled` or `refunded`.
-    pub status: String,
+    pub status: PaymentStatus,
     pub amount_cents: i64,
     pub currency: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -116,7 +106,7 @@ impl PaymentResponse {
         Self {
             id: payment.id,
             order_id: payment.order_id,
-            status: payment.status.clone(),
+            status: payment.status,
             amount_cents: payment.amount_cents,
             currency: payment.currency.clone(),
             next_attempt_at: payment.next_attempt_at,

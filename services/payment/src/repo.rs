@@ -7,11 +7,12 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Double, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::{PaymentStatus, events::PaymentOutcome};
 use shop_db::prepared;
 use uuid::Uuid;
 
 use crate::{
-    models::{Attempt, NewAttempt, NewPayment, Payment, status},
+    models::{Attempt, NewAttempt, NewPayment, Payment},
     schema::{payment_attempts, payments},
 };
 
@@ -56,10 +57,10 @@ pub async fn cancel(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult
     diesel::update(
         payments::table
             .filter(payments::order_id.eq(order_id))
-            .filter(payments::status.eq(status::PROCESSING)),
+            .filter(payments::status.eq(PaymentStatus::Processing)),
     )
     .set((
-        payments::status.eq(status::CANCELLED),
+        payments::status.eq(PaymentStatus::Cancelled),
         payments::next_attempt_at.eq(None::<DateTime<Utc>>),
         payments::updated_at.eq(now),
     ))
@@ -128,7 +129,7 @@ pub async fn insert_requested(
                 .map(|r| r.traceparent.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Text, _>(status::PROCESSING)
+        .bind::<Text, _>(PaymentStatus::Processing)
         .bind::<BigInt, _>(i64::try_from(leased).unwrap_or(i64::MAX))
         .bind::<Text, _>(owner)
         .bind::<Double, _>(lease.as_secs_f64())
@@ -161,7 +162,7 @@ pub async fn lease_due(
         .bind::<Text, _>(owner)
         .bind::<Double, _>(lease.as_secs_f64())
         .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind::<Text, _>(status::PROCESSING)
+        .bind::<Text, _>(PaymentStatus::Processing)
         .load(conn)
         .await
 }
@@ -172,7 +173,7 @@ pub struct Settlement {
     pub payment_id: Uuid,
     /// The attempt's number: the payment's `attempt_no` was one less when it was leased.
     pub attempt_no: i32,
-    pub status: &'static str,
+    pub status: PaymentStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Notifications the attempt publishes (numbers of the order's payment events it takes).
     pub events: i32,
@@ -208,7 +209,7 @@ pub async fn settle_attempts(
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Int4>, _>(settlements.iter().map(|s| s.events).collect::<Vec<_>>())
-        .bind::<Text, _>(status::PROCESSING)
+        .bind::<Text, _>(PaymentStatus::Processing)
         .load(conn)
         .await
 }
@@ -250,7 +251,7 @@ pub async fn insert_attempts(conn: &AsyncPgConnection, attempts: &[NewAttempt]) 
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    new_status: &str,
+    new_status: PaymentStatus,
 ) -> QueryResult<Payment> {
     diesel::update(payments::table.find(id))
         .set((
@@ -292,7 +293,7 @@ WHERE a.payment_id = r.payment_id AND a.attempt_no = r.attempt_no AND a.outcome 
 /// Notes that the order service accepted these reports (payment, attempt, outcome).
 pub async fn mark_reported(
     conn: &mut AsyncPgConnection,
-    reported: &[(Uuid, i32, &str)],
+    reported: &[(Uuid, i32, PaymentOutcome)],
 ) -> QueryResult<()> {
     if reported.is_empty() {
         return Ok(());

@@ -3,21 +3,23 @@
 //! When an order is no longer pending (409 `order-not-pending`), a success is refunded
 //! (simulated) and reported as such, and a payment still retrying stops.
 
+use std::sync::Arc;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use shop_client::{Idempotency, ServiceClient, reqwest::Method};
+use shop_contracts::PaymentStatus;
 use shop_contracts::events::{
-    PaymentEvent, PaymentOutcome, PaymentReport, PaymentReportAnswers, PaymentReports,
-    PaymentSettled, types,
+    Event, PaymentEvent, PaymentOutcome, PaymentReport, PaymentReportAnswers, PaymentReports,
+    PaymentSettled,
 };
 use shop_db::Pool;
 use shop_http::RequestContext;
 use shop_outbox::{Command, CommandHandler, Outcome, RelayHandle};
-use uuid::Uuid;
 
 use crate::{
-    events,
-    models::{NewAttempt, status},
+    events::{self, Report},
+    models::NewAttempt,
     repo,
 };
 
@@ -30,81 +32,77 @@ pub struct Reporter {
     pub relay: std::sync::OnceLock<RelayHandle>,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Report {
-    order_id: Uuid,
-    /// The trace the payment belongs to (absent in reports queued before it was recorded).
-    #[serde(default)]
-    traceparent: Option<String>,
-    payment_id: Uuid,
-    event: PaymentEvent,
+/// Why a report was not accepted this time (it is sent again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the order service could not be asked: {0}")]
+    Unreachable(#[from] shop_client::ClientError),
+    #[error("the order service answered {0}")]
+    Answered(u16),
+    #[error("unreadable answer to the reports: {0}")]
+    Unreadable(#[from] serde_json::Error),
+    #[error("the order service answered {answered} of {sent} reports")]
+    Incomplete { answered: usize, sent: usize },
+    #[error(transparent)]
+    Db(#[from] shop_db::DbError),
 }
 
 impl CommandHandler for Reporter {
+    type Command = Report;
+    /// Shared by the reports of a batch that failed together.
+    type Error = Arc<ReportError>;
+
     fn run<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        commands: &'a [Command],
-    ) -> BoxFuture<'a, Vec<Outcome>> {
+        commands: &'a [Command<Report>],
+    ) -> BoxFuture<'a, Vec<Outcome<Arc<ReportError>>>> {
         Box::pin(self.report(conn, commands))
     }
 }
 
 impl Reporter {
-    async fn report(&self, conn: &mut AsyncPgConnection, commands: &[Command]) -> Vec<Outcome> {
-        let mut outcomes = vec![Outcome::Skipped; commands.len()];
-        let mut reports: Vec<(usize, Report)> = Vec::with_capacity(commands.len());
-        for (index, command) in commands.iter().enumerate() {
-            if command.topic != events::REPORT {
-                outcomes[index] = Outcome::Failed(format!("unknown command {}", command.topic));
-                continue;
-            }
-            match serde_json::from_value::<Report>(command.payload.clone()) {
-                Ok(report) => reports.push((index, report)),
-                Err(error) => outcomes[index] = Outcome::Failed(format!("bad report: {error}")),
-            }
-        }
-        if reports.is_empty() {
-            return outcomes;
+    async fn report(
+        &self,
+        conn: &mut AsyncPgConnection,
+        commands: &[Command<Report>],
+    ) -> Vec<Outcome<Arc<ReportError>>> {
+        let all_failed = |error: ReportError| {
+            let error = Arc::new(error);
+            vec![Outcome::Failed(error); commands.len()]
+        };
+        if commands.is_empty() {
+            return Vec::new();
         }
         let body = PaymentReports {
-            reports: reports
+            reports: commands
                 .iter()
-                .map(|(_, r)| PaymentReport {
-                    order_id: r.order_id,
-                    event: r.event.clone(),
-                    traceparent: r.traceparent.clone(),
+                .map(|c| PaymentReport {
+                    order_id: c.payload.order_id,
+                    event: c.payload.event.clone(),
+                    traceparent: c.payload.traceparent.clone(),
                 })
                 .collect(),
         };
         let answers = match self.send(&body).await {
-            Ok(answers) if answers.answers.len() == reports.len() => answers.answers,
+            Ok(answers) if answers.answers.len() == commands.len() => answers.answers,
             Ok(answers) => {
-                let error = format!(
-                    "the order service answered {} of {} reports",
-                    answers.answers.len(),
-                    reports.len()
-                );
-                for (index, _) in &reports {
-                    outcomes[*index] = Outcome::Failed(error.clone());
-                }
-                return outcomes;
+                return all_failed(ReportError::Incomplete {
+                    answered: answers.answers.len(),
+                    sent: commands.len(),
+                });
             }
-            Err(error) => {
-                for (index, _) in &reports {
-                    outcomes[*index] = Outcome::Failed(error.clone());
-                }
-                return outcomes;
-            }
+            Err(error) => return all_failed(error),
         };
-        let mut reported = Vec::with_capacity(reports.len());
-        for ((index, report), answer) in reports.iter().zip(answers) {
+        let mut outcomes = Vec::with_capacity(commands.len());
+        let mut reported = Vec::with_capacity(commands.len());
+        for (command, answer) in commands.iter().zip(answers) {
+            let report = &command.payload;
             let outcome = match answer.status {
                 200 => Outcome::Done,
                 409 => match self.order_moved_on(report).await {
                     Ok(()) => Outcome::Done,
-                    Err(error) => Outcome::Failed(error.to_string()),
+                    Err(error) => Outcome::Failed(Arc::new(error.into())),
                 },
                 404 => {
                     tracing::warn!(
@@ -113,28 +111,28 @@ impl Reporter {
                     );
                     Outcome::Done
                 }
-                other => Outcome::Failed(format!("order service answered {other}")),
+                other => Outcome::Failed(Arc::new(ReportError::Answered(other))),
             };
-            if outcome == Outcome::Done {
+            if matches!(outcome, Outcome::Done) {
                 reported.push((
                     report.payment_id,
                     report.event.attempt_no,
-                    report.event.outcome.as_str(),
+                    report.event.outcome,
                 ));
             }
-            outcomes[*index] = outcome;
+            outcomes.push(outcome);
         }
         // Bookkeeping in the relay's transaction: lost with it, the reports go again and the
         // order service answers them as before.
         if let Err(error) = repo::mark_reported(conn, &reported).await {
             tracing::warn!(%error, "reports not marked; they will be sent again");
-            return vec![Outcome::Failed(error.to_string()); commands.len()];
+            return all_failed(ReportError::Db(error.into()));
         }
         outcomes
     }
 
     /// One call with every report.
-    async fn send(&self, body: &PaymentReports) -> Result<PaymentReportAnswers, String> {
+    async fn send(&self, body: &PaymentReports) -> Result<PaymentReportAnswers, ReportError> {
         let reply = self
             .order
             .call(
@@ -144,14 +142,11 @@ impl Reporter {
                 Idempotency::Idempotent,
                 &RequestContext::background(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if reply.status != 200 {
-            return Err(format!("order service answered {}", reply.status));
+            return Err(ReportError::Answered(reply.status.as_u16()));
         }
-        reply
-            .json()
-            .map_err(|e| format!("unreadable answer to the reports: {e}"))
+        Ok(reply.json()?)
     }
 
     /// The order is no longer pending: refund a success, stop a payment still retrying.
@@ -162,16 +157,17 @@ impl Reporter {
                 let Some(payment) = repo::lock(conn, report.payment_id).await? else {
                     return Ok(shop_outbox::Written::NOTHING);
                 };
-                match (report.event.outcome, payment.status.as_str()) {
-                    (PaymentOutcome::Succeeded, status::SUCCEEDED) => {
-                        let payment = repo::set_status(conn, payment.id, status::REFUNDED).await?;
+                match (report.event.outcome, payment.status) {
+                    (PaymentOutcome::Succeeded, PaymentStatus::Succeeded) => {
+                        let payment =
+                            repo::set_status(conn, payment.id, PaymentStatus::Refunded).await?;
                         let attempt_no = report.event.attempt_no;
                         repo::insert_attempt(
                             conn,
                             &NewAttempt {
                                 payment_id: payment.id,
                                 attempt_no,
-                                outcome: PaymentOutcome::Refunded.as_str(),
+                                outcome: PaymentOutcome::Refunded,
                                 idempotency_key: format!("{}:{attempt_no}:refund", payment.id),
                                 error: None,
                                 next_retry_at: None,
@@ -192,17 +188,20 @@ impl Reporter {
                             next_retry_at: None,
                             is_final: true,
                         };
-                        let notification =
-                            events::notification(&payment, seq, types::PAYMENT_REFUNDED, data)
-                                .map_err(events::unserialisable)?;
-                        let messages = [notification, events::report(&payment, &refund)];
+                        let messages = [
+                            events::notification(&payment, seq, Event::PaymentRefunded(data)),
+                            events::report(&payment, &refund),
+                        ]
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(events::unserialisable)?;
                         tracing::warn!(
                             order.id = %payment.order_id,
                             "success for an order no longer pending: refunded"
                         );
                         Ok(shop_outbox::enqueue(conn, &messages).await?)
                     }
-                    (PaymentOutcome::Failed, status::PROCESSING) => {
+                    (PaymentOutcome::Failed, PaymentStatus::Processing) => {
                         repo::cancel(conn, payment.order_id).await?;
                         Ok(shop_outbox::Written::NOTHING)
                     }
