@@ -48,6 +48,15 @@ impl Reply {
         }
     }
 
+    /// [`Reply::code`] as `payment_events.answer_status` stores it.
+    fn stored_code(self) -> i16 {
+        match self {
+            Reply::Accepted(_) => 200,
+            Reply::NotPending(_) => 409,
+            Reply::Unknown => 404,
+        }
+    }
+
     /// The order's status, when there is an order.
     pub fn status(self) -> Option<Status> {
         match self {
@@ -177,8 +186,7 @@ async fn record(
                         let reply = apply(&mut batch, report.order_id, &report.event, &context)?;
                         if reply != Reply::Unknown {
                             // A repeat later in this batch gets this answer.
-                            answered
-                                .insert(key(report), i16::try_from(reply.code()).unwrap_or(500));
+                            answered.insert(key(report), reply.stored_code());
                             recorded.push((report, reply));
                         }
                         reply
@@ -309,7 +317,7 @@ async fn record_answers(
         .bind::<Array<Int2>, _>(
             recorded
                 .iter()
-                .map(|(_, reply)| i16::try_from(reply.code()).unwrap_or(500))
+                .map(|(_, reply)| reply.stored_code())
                 .collect::<Vec<_>>(),
         )
         .execute(&mut &*conn)
