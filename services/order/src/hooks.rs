@@ -27,4 +27,16 @@ impl Hooks {
         }
         hooks
     }
+
+    /// Where placing an order stands once the catalog answered (`reserved`: it holds the
+    /// stock): aborts the process, or fails the request as if it had, when armed.
+    pub fn after_reservation(&self, reserved: bool) -> anyhow::Result<()> {
+        if reserved && self.abort_after_reserve.load(Ordering::SeqCst) {
+            std::process::abort();
+        }
+        if self.crash_after_reserve.load(Ordering::SeqCst) {
+            anyhow::bail!("test hook: crashed after reserving");
+        }
+        Ok(())
+    }
 }

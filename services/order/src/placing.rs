@@ -241,24 +241,9 @@ pub async fn place(
         )
         .await;
     #[cfg(feature = "test-hooks")]
-    if matches!(&reply, Ok(reply) if reply.status == 200)
-        && state
-            .hooks
-            .abort_after_reserve
-            .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        std::process::abort();
-    }
-    #[cfg(feature = "test-hooks")]
-    if state
+    state
         .hooks
-        .crash_after_reserve
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        return Err(OrderError::Unexpected(anyhow::anyhow!(
-            "test hook: crashed after reserving"
-        )));
-    }
+        .after_reservation(matches!(&reply, Ok(reply) if reply.status == 200))?;
     match reply {
         Ok(reply) if reply.status == 200 => {
             let reservation: Reservation = reply
