@@ -48,16 +48,21 @@ pub async fn put_item(
         .ok()
         .filter(|q| (1..=MAX_QUANTITY).contains(&i64::from(*q)))
         .ok_or_else(|| OrderError::field("quantity", format!("must be 1 to {MAX_QUANTITY}")))?;
-    let current = get(state, identity).await?;
-    if current.items.len() >= MAX_LINES && !current.items.iter().any(|i| i.product_id == product_id)
-    {
-        return Err(OrderError::field(
-            "productId",
-            format!("a cart holds at most {MAX_LINES} lines"),
-        ));
-    }
     let mut conn = shop_db::conn(&state.pool).await?;
-    repo::put_cart_item(&mut conn, identity.user_id, product_id, quantity).await?;
+    conn.transaction::<_, OrderError, _>(async |conn| {
+        // Checked and written under the cart's lock: concurrent additions cannot pass it.
+        repo::lock_cart(conn, identity.user_id).await?;
+        let (lines, has_product) = repo::cart_lines(conn, identity.user_id, product_id).await?;
+        if !has_product && usize::try_from(lines).is_ok_and(|lines| lines >= MAX_LINES) {
+            return Err(OrderError::field(
+                "productId",
+                format!("a cart holds at most {MAX_LINES} lines"),
+            ));
+        }
+        repo::put_cart_item(conn, identity.user_id, product_id, quantity).await?;
+        Ok(())
+    })
+    .await?;
     drop(conn);
     get(state, identity).await
 }
@@ -110,6 +115,7 @@ pub async fn replace(
     };
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, OrderError, _>(async |conn| {
+        repo::lock_cart(conn, identity.user_id).await?;
         repo::clear_cart(conn, identity.user_id).await?;
         for line in &lines {
             repo::put_cart_item(conn, identity.user_id, line.product_id, line.quantity).await?;

@@ -350,6 +350,45 @@ pub async fn put_cart_item(
     Ok(())
 }
 
+/// Cart writes of one user take turns (a transaction-scoped advisory lock in this class), so
+/// that a line limit read in the transaction still holds when it commits.
+const CART_LOCK_CLASS: i32 = 0x4341_5254;
+
+/// Waits for the user's other cart writes to commit; held until this transaction ends.
+pub async fn lock_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+    shop_db::prepared("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+        .bind::<Int4, _>(CART_LOCK_CLASS)
+        .bind::<SqlUuid, _>(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many lines the user's cart holds, and whether one is for `product_id`.
+pub async fn cart_lines(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    product_id: Uuid,
+) -> QueryResult<(i64, bool)> {
+    let counted: Counted = shop_db::prepared(
+        "SELECT count(*) AS lines, coalesce(bool_or(product_id = $2), false) AS has \
+         FROM cart_items WHERE user_id = $1",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<SqlUuid, _>(product_id)
+    .get_result(conn)
+    .await?;
+    Ok((counted.lines, counted.has))
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = Int8)]
+    lines: i64,
+    #[diesel(sql_type = Bool)]
+    has: bool,
+}
+
 pub async fn delete_cart_item(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
