@@ -142,3 +142,70 @@ async fn the_whole_cart_can_be_replaced_and_lines_read() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_additions_cannot_pass_the_line_limit() {
+    // Connections enough for every request to be in a transaction at once.
+    let app = TestApp::builder()
+        .configure(|s| s.database_pool_size = 24)
+        .spawn()
+        .await;
+    let user = app.new_user().await;
+    // The cart does not check products: any ids make lines.
+    let full: Vec<Value> = (0..49)
+        .map(|_| json!({"productId": uuid::Uuid::now_v7(), "quantity": 1}))
+        .collect();
+    let replaced = app
+        .http
+        .put(app.url("/cart"))
+        .header("authorization", user.bearer())
+        .json(&json!({"items": full}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200);
+
+    // Open the connections first, so that the additions below really run at once.
+    for answer in futures_util::future::join_all((0..20).map(|_| {
+        app.get("/cart")
+            .header("authorization", user.bearer())
+            .send()
+    }))
+    .await
+    {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    // Twenty new products at once for the one free line.
+    let answers = futures_util::future::join_all((0..20).map(|_| {
+        app.http
+            .put(app.url(&format!("/cart/items/{}", uuid::Uuid::now_v7())))
+            .header("authorization", user.bearer())
+            .json(&json!({"quantity": 1}))
+            .send()
+    }))
+    .await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 422).count(),
+        19,
+        "{statuses:?}"
+    );
+    let cart: Value = app
+        .get("/cart")
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cart["items"].as_array().unwrap().len(), 50);
+}
