@@ -209,6 +209,11 @@ async fn short_stock_fails_the_order_and_moves_nothing() {
     let refused = place(&app, &user, &[(mug, 2), (rare, 2)], None).await;
     let problem = expect_problem(refused, 409, "insufficient-stock").await;
     assert_eq!(problem["productId"], rare.to_string());
+    assert_eq!(problem["available"], 1);
+    assert!(
+        problem.get("refusal").is_none(),
+        "the catalog's refusal members stay between the services: {problem}"
+    );
     assert_eq!(
         (stock_of(&app, mug).await, stock_of(&app, rare).await),
         (10, 1)
@@ -262,9 +267,15 @@ async fn invalid_orders_are_4xx_and_leave_nothing() {
         .await;
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
-    let unknown_product = place(&app, &user, &[(mug, 1), (Uuid::now_v7(), 1)], None).await;
+    let ghost = Uuid::now_v7();
+    let unknown_product = place(&app, &user, &[(mug, 1), (ghost, 1)], None).await;
     let problem = expect_problem(unknown_product, 422, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "items[1].productId");
+    assert_eq!(problem["errors"][0]["productId"], ghost.to_string());
+    assert!(
+        problem.get("refusal").is_none() && problem.get("index").is_none(),
+        "{problem}"
+    );
     let unknown_field = app
         .post(
             "/orders",
