@@ -46,6 +46,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
             `/login`, `/register` and `/ws/ticket`): answers carry `RateLimit-Limit`, \
             `RateLimit-Remaining` and `RateLimit-Reset`, and a refusal is 429 with `Retry-After`."
     ),
+    servers((url = "/", description = "The gateway that serves this document")),
     paths(
         crate::storefront::index,
         crate::storefront::asset,
@@ -290,7 +291,9 @@ fn absolute_links(page: &str) -> String {
     out
 }
 
-/// Swagger UI for this API, served entirely by the gateway.
+/// Swagger UI for this API.
+///
+/// Served entirely by the gateway (no external assets), reading `GET /api/openapi.json`.
 #[utoipa::path(get, path = "/api", tag = "documentation",
     responses((status = 200, description = "Swagger UI", content_type = "text/html")))]
 pub async fn api_page() -> Result<HttpResponse, ApiError> {
@@ -306,6 +309,9 @@ pub async fn api_asset(file: web::Path<String>) -> Result<HttpResponse, ApiError
 }
 
 /// This document.
+///
+/// The public API as one OpenAPI 3.1 document: the gateway's own routes merged with the public
+/// routes of the user, catalog, order and payment services.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
     responses((status = 200, description = "The OpenAPI 3.1 document of the public API", body = serde_json::Value)))]
 pub async fn api_document() -> Result<HttpResponse, ApiError> {

@@ -97,6 +97,9 @@ fn serve(req: &HttpRequest, name: &str) -> Result<HttpResponse, ApiError> {
 }
 
 /// The storefront and live order tracker.
+///
+/// One HTML page, served by the gateway with its scripts and styles from `/assets/`: browse the
+/// catalogue, fill a cart, place an order and watch its status change live over `GET /ws`.
 #[utoipa::path(get, path = "/", tag = "storefront",
     responses(
         (status = 200, description = "The storefront page", content_type = "text/html"),
@@ -107,6 +110,9 @@ pub async fn index(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// A script, style sheet or icon of the storefront.
+///
+/// Files are built into the gateway; each answer carries an ETag and asks to be revalidated
+/// (`If-None-Match` gets a 304), and an unknown name is 404.
 #[utoipa::path(get, path = "/assets/{file}", tag = "storefront",
     params(("file" = String, Path, description = "A file name, such as `main.js`")),
     responses(

@@ -248,14 +248,17 @@ pub struct TicketResponse {
     expires_in: u64,
 }
 
-/// Get a one-use ticket (30 s) for `GET /ws`: browsers cannot set headers on a WebSocket,
-/// and tokens never go in URLs.
+/// Get a one-use ticket for `GET /ws`.
+///
+/// Browsers cannot set headers on a WebSocket, and tokens never go in URLs: the ticket stands in
+/// for the access token once, within 30 seconds, and names the same session.
 #[utoipa::path(post, path = "/ws/ticket", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 201, description = "A ticket", body = TicketResponse),
         (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = shop_http::Problem),
         (status = 429, description = "Rate limited (a tighter per-address limit applies here); see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
-        (status = 503, description = "Tickets cannot be stored right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem)))]
+        (status = 503, description = "Tickets cannot be stored right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
+    ))]
 pub async fn create_ticket(
     req: HttpRequest,
     payload: web::Payload,
@@ -316,9 +319,12 @@ async fn redeem(hub: &Hub, ticket: &str) -> Option<AccessClaims> {
     serde_json::from_str(&stored?).ok()
 }
 
-/// The live notification socket (WebSocket; messages as in `proto-docs/ws/message.v1.json`).
-/// Credentials: the `Authorization` header or `?ticket=`. A browser `Origin` must be the
-/// gateway's own or listed in `CORS_ORIGINS`.
+/// The live notification socket.
+///
+/// A WebSocket carrying the caller's order and payment events, messages as in
+/// `proto-docs/ws/message.v1.json`; `?since=` resumes after the last event seen. Credentials: the
+/// `Authorization` header or `?ticket=`. A browser `Origin` must be the gateway's own or listed in
+/// `CORS_ORIGINS`.
 #[utoipa::path(get, path = "/ws", tag = "notifications", params(SocketQuery), security(("bearer" = []), ()),
     responses(
         (status = 101, description = "Switching to WebSocket; the first message is `{\"type\":\"ready\"}`"),
@@ -327,7 +333,8 @@ async fn redeem(hub: &Hub, ticket: &str) -> Option<AccessClaims> {
         (status = 403, description = "`scope=all` without the admin role, or an origin that may not open sockets", content_type = "application/problem+json", body = shop_http::Problem),
         (status = 422, description = "Invalid `scope` or `since`", content_type = "application/problem+json", body = shop_http::Problem),
         (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
-        (status = 503, description = "Sessions cannot be checked right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem)))]
+        (status = 503, description = "Sessions cannot be checked right now; see Retry-After", content_type = "application/problem+json", body = shop_http::Problem),
+    ))]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,

@@ -43,6 +43,8 @@ impl Readiness {
 }
 
 /// Liveness: the process answers.
+///
+/// Checks nothing else, so an orchestrator restarts the instance only when it is wedged.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process answers", body = serde_json::Value,
                example = json!({"status": "ok"}))))]
@@ -50,7 +52,10 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Readiness: the instance can do useful work (the gateway: whenever it listens).
+/// Readiness: the instance can do useful work.
+///
+/// A service checks its database (Redis being away only degrades features); the gateway is
+/// ready whenever it listens. 503 takes the instance out of rotation without restarting it.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = serde_json::Value, example = json!({"status": "ready"})),

@@ -29,3 +29,77 @@ pub fn to_json(mut doc: utoipa::openapi::OpenApi) -> String {
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.to_pretty_json().unwrap_or_default()
 }
+
+/// The responses many operations share, for `#[utoipa::path(responses(...))]` beside the
+/// operation's own: each is a problem+json answer with the `Problem` schema.
+pub mod responses {
+    use std::collections::BTreeMap;
+
+    use utoipa::{
+        IntoResponses,
+        openapi::{ContentBuilder, RefOr, Response, ResponseBuilder, schema::Ref},
+    };
+
+    fn problem(description: &str) -> RefOr<Response> {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+            .into()
+    }
+
+    macro_rules! response_set {
+        ($(#[$meta:meta])* $name:ident { $($status:literal => $description:literal),+ $(,)? }) => {
+            $(#[$meta])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    BTreeMap::from([$(($status.to_owned(), problem($description))),+])
+                }
+            }
+        };
+    }
+
+    response_set! {
+        /// 401 for an operation that needs an access token.
+        Unauthenticated {
+            "401" => "Missing, invalid, expired or revoked access token (`unauthorized`)",
+        }
+    }
+
+    response_set! {
+        /// 413 and 415 for an operation that reads a JSON body.
+        JsonBody {
+            "413" => "Body too large (`payload-too-large`)",
+            "415" => "Body is not application/json (`unsupported-media-type`)",
+        }
+    }
+
+    response_set! {
+        /// 429 from the gateway's rate limits.
+        RateLimited {
+            "429" => "Rate limited (`rate-limited`); see Retry-After",
+        }
+    }
+
+    response_set! {
+        /// 503 when the database or another service is away.
+        Unavailable {
+            "503" => "A dependency is unavailable (`dependency-unavailable`); see Retry-After",
+        }
+    }
+
+    response_set! {
+        /// 401 for an internal operation called without the caller's credential.
+        InternalCredential {
+            "401" => "Missing or wrong internal credential (`unauthorized`)",
+        }
+    }
+}

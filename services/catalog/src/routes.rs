@@ -146,10 +146,16 @@ impl ListQuery {
 }
 
 /// List live products.
+///
+/// Deleted products are left out. Pages of `limit` products, sorted as `sort` asks; `q` searches
+/// names and descriptions. Answers are cached and carry an ETag.
 #[utoipa::path(get, path = "/products", tag = "products", params(ListQuery),
     responses(
         (status = 200, description = "A page of products", body = shop_contracts::Page<ProductResponse>),
-        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn list_products(
     state: State,
     query: web::Query<ListQuery>,
@@ -161,7 +167,10 @@ pub async fn list_products(
         .body(page))
 }
 
-/// Read one product. Its ETag covers the whole representation, stock included.
+/// Read one product.
+///
+/// Its ETag covers the whole representation, stock included: send it back in `If-None-Match` for
+/// a 304, or in `If-Match` to guard an edit. A deleted product is 404.
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
     params(("id" = Uuid, Path, description = "Product id"),
            ("If-None-Match" = Option<String>, Header, description = "ETag(s) already held")),
@@ -169,7 +178,11 @@ pub async fn list_products(
         (status = 200, description = "The product", body = ProductResponse,
          headers(("ETag" = String, description = "Strong entity tag"))),
         (status = 304, description = "Not modified since the ETag sent"),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_product(
     state: State,
     req: HttpRequest,
@@ -199,12 +212,21 @@ pub struct CreateProductRequest {
 }
 
 /// Create a product (administrators).
+///
+/// Answers 201 with the product at version 1 and its `Location`.
 #[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ProductResponse,
          headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn create_product(
     Admin(admin): Admin,
     state: State,
@@ -237,21 +259,28 @@ pub struct UpdateProductRequest {
     version: Option<i32>,
 }
 
-/// Replace a product's editable fields (administrators). Guard the edit with `If-Match`
-/// (strict: any change, a sale included, makes it stale) or the body's `version` (editable
-/// fields only). `stock` may be set only under a matching `If-Match`.
+/// Replace a product's editable fields (administrators).
+///
+/// Guard the edit with `If-Match` (strict: any change, a sale included, makes it stale) or the
+/// body's `version` (editable fields only). `stock` may be set only under a matching `If-Match`.
 #[utoipa::path(put, path = "/products/{id}", tag = "products", request_body = UpdateProductRequest,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id"),
            ("If-Match" = Option<String>, Header, description = "The ETag read, or *")),
     responses(
         (status = 200, description = "Updated", body = ProductResponse, headers(("ETag" = String))),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Body `version` is stale (`version-conflict`, with `currentVersion`)", content_type = "application/problem+json", body = Problem),
         (status = 412, description = "If-Match is stale", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         (status = 428, description = "Neither If-Match nor version; or stock without If-Match", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn update_product(
     Admin(admin): Admin,
     state: State,
@@ -277,15 +306,23 @@ pub async fn update_product(
     ))
 }
 
-/// Delete a product (administrators; soft: readers get 404, reservations 409).
+/// Delete a product (administrators).
+///
+/// Soft: readers get 404 from now on, reservations of it are refused with 409, and orders that
+/// already hold it keep their lines.
 #[utoipa::path(delete, path = "/products/{id}", tag = "products", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id"),
            ("If-Match" = Option<String>, Header, description = "Optional: the ETag read")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
         (status = 412, description = "If-Match is stale", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn delete_product(
     Admin(_admin): Admin,
     state: State,
@@ -303,15 +340,25 @@ pub struct StockAdjustmentRequest {
     reason: String,
 }
 
-/// Add or remove stock with a reason (administrators); never below zero.
+/// Add or remove stock with a reason (administrators).
+///
+/// The change is recorded in the product's stock ledger; stock never goes below zero (409
+/// `insufficient-stock`).
 #[utoipa::path(post, path = "/products/{id}/stock-adjustments", tag = "products",
     request_body = StockAdjustmentRequest, security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
         (status = 200, description = "Adjusted", body = ProductResponse, headers(("ETag" = String))),
-        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed product id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (checked before validation and preconditions)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such product, or deleted", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Stock would go below zero (`insufficient-stock`, with `available`)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn adjust_stock(
     Admin(admin): Admin,
     state: State,

@@ -94,16 +94,23 @@ pub struct CreateOrderRequest {
     items: Vec<OrderLineRequest>,
 }
 
-/// Place an order: stock is reserved at once; payment follows asynchronously.
+/// Place an order.
+///
+/// Stock of every line is reserved at once, at the current prices, or none is; the order is then
+/// pending and its payment follows asynchronously (watch `GET /ws` or the order). With an
+/// `Idempotency-Key`, a repeat of the same body gets the first answer.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
-    responses((status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), 
+    responses(
+        (status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem)))]
+        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+    ))]
 pub async fn create_order(
     identity: Identity,
     state: State,
@@ -130,16 +137,22 @@ pub async fn create_order(
     Ok(respond(answer))
 }
 
-/// Turn the cart into an order (the cart empties only when the order is pending).
+/// Turn the cart into an order.
+///
+/// Places the cart's lines as `POST /orders` would (an `Idempotency-Key` works the same). The
+/// ordered lines leave the cart only when the order is pending; lines added meanwhile stay.
 #[utoipa::path(post, path = "/cart/checkout", tag = "cart", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
-    responses((status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), 
+    responses(
+        (status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem)))]
+        (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+    ))]
 pub async fn checkout(
     identity: Identity,
     state: State,
@@ -173,11 +186,18 @@ pub struct ListOrdersQuery {
     user_id: Option<Uuid>,
 }
 
-/// List orders, newest first: your own, or everyone's for an administrator. Orders still
-/// reserving or failed are listed only when asked for by `status`.
+/// List orders, newest first.
+///
+/// Your own, or everyone's for an administrator. Orders still reserving or failed are listed only
+/// when asked for by `status`.
 #[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), params(ListOrdersQuery),
-    responses((status = 200, description = "A page of orders", body = shop_contracts::Page<OrderResponse>),
-        (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "A page of orders", body = shop_contracts::Page<OrderResponse>),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn list_orders(
     identity: Identity,
     state: State,
@@ -204,10 +224,20 @@ pub async fn list_orders(
     Ok(HttpResponse::Ok().json(orders::list(&state, &identity, filter).await?))
 }
 
-/// Read an order (yours, or any for an administrator).
+/// Read an order.
+///
+/// Yours, or any for an administrator; another user's order is 404. `payment` says what the
+/// payment service last reported.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "The order", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_order(
     identity: Identity,
     state: State,
@@ -216,10 +246,19 @@ pub async fn get_order(
     Ok(HttpResponse::Ok().json(orders::get(&state, &identity, *id).await?))
 }
 
-/// Every status change of an order: when, who and why.
+/// Every status change of an order.
+///
+/// Oldest first: when, who (`user`, `admin`, `payment` or `system`) and why.
 #[utoipa::path(get, path = "/orders/{id}/timeline", tag = "orders", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "Oldest first", body = Vec<TimelineEntry>), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "Oldest first", body = Vec<TimelineEntry>),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_timeline(
     identity: Identity,
     state: State,
@@ -228,12 +267,21 @@ pub async fn get_timeline(
     Ok(HttpResponse::Ok().json(orders::timeline(&state, &identity, *id).await?))
 }
 
-/// Cancel your pending order: its stock comes back (even if the catalog is down right now,
-/// once it returns) and its payment stops.
+/// Cancel your pending order.
+///
+/// Its stock comes back (even if the catalog is down right now, once it returns) and its payment
+/// stops. Any other status is 409 with the order's status.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "Cancelled", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
-        (status = 409, description = "Not pending (`illegal-transition`, with the order's `orderStatus`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "Cancelled", body = OrderResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Not pending (`illegal-transition`, with the order's `orderStatus`)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn cancel_order(
     identity: Identity,
     state: State,
@@ -249,12 +297,24 @@ pub struct SetStatusRequest {
     status: Status,
 }
 
-/// Move a paid order on (administrators): `paid → shipped → delivered` only.
+/// Move a paid order on (administrators).
+///
+/// Fulfilment only: `paid → shipped → delivered`; any other change is 409 with the order's
+/// status.
 #[utoipa::path(put, path = "/orders/{id}/status", tag = "orders", request_body = SetStatusRequest, security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
-    responses((status = 200, description = "Moved", body = OrderResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+    responses(
+        (status = 200, description = "Moved", body = OrderResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Not allowed from the current status (`illegal-transition`)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn set_order_status(
     Admin(admin): Admin,
     state: State,
@@ -267,8 +327,15 @@ pub async fn set_order_status(
 }
 
 /// Your cart.
+///
+/// Lines kept until checkout, each a product and a quantity; an empty cart has no lines.
 #[utoipa::path(get, path = "/cart", tag = "cart", security(("bearer" = [])),
-    responses((status = 200, description = "The cart", body = CartResponse), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "The cart", body = CartResponse),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(cart::get(&state, &identity).await?))
 }
@@ -280,8 +347,18 @@ pub struct ReplaceCartRequest {
 }
 
 /// Replace your whole cart.
+///
+/// Lines of one product add up; at most 50 lines, quantities 1 to 1000. `{"items": []}` empties it.
 #[utoipa::path(put, path = "/cart", tag = "cart", request_body = ReplaceCartRequest, security(("bearer" = [])),
-    responses((status = 200, description = "The new cart", body = CartResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "The new cart", body = CartResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn replace_cart(
     identity: Identity,
     state: State,
@@ -296,9 +373,18 @@ pub async fn replace_cart(
 }
 
 /// One line of your cart.
+///
+/// 404 when the product is not in the cart.
 #[utoipa::path(get, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
-    responses((status = 200, description = "The line", body = CartLine), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "The line", body = CartLine),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_cart_item(
     identity: Identity,
     state: State,
@@ -308,8 +394,15 @@ pub async fn get_cart_item(
 }
 
 /// Empty your cart.
+///
+/// Answers 204 whether or not it held anything.
 #[utoipa::path(delete, path = "/cart", tag = "cart", security(("bearer" = [])),
-    responses((status = 204, description = "Emptied"), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 204, description = "Emptied"),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn clear_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
     cart::clear(&state, &identity).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -321,10 +414,21 @@ pub struct CartItemRequest {
     quantity: i64,
 }
 
-/// Set a product's quantity in your cart (1-1000; at most 50 lines).
+/// Set a product's quantity in your cart.
+///
+/// Adds the line if it is new. Quantities 1 to 1000; a cart holds at most 50 lines. The product
+/// is not checked or reserved until checkout.
 #[utoipa::path(put, path = "/cart/items/{productId}", tag = "cart", request_body = CartItemRequest, security(("bearer" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
-    responses((status = 200, description = "The cart", body = CartResponse), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json", content_type = "application/problem+json", body = Problem), (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 200, description = "The cart", body = CartResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn put_cart_item(
     identity: Identity,
     state: State,
@@ -336,9 +440,18 @@ pub async fn put_cart_item(
 }
 
 /// Remove a product from your cart.
+///
+/// 404 when the product was not in the cart.
 #[utoipa::path(delete, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
-    responses((status = 204, description = "Removed"), (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem), (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn delete_cart_item(
     identity: Identity,
     state: State,

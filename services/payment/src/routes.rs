@@ -1,6 +1,7 @@
 //! HTTP handlers.
 
 use actix_web::{HttpResponse, web};
+use shop_http::openapi::responses;
 use shop_http::{ApiError, Identity, Problem};
 use uuid::Uuid;
 
@@ -16,16 +17,21 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
     }
 }
 
-/// The payment of an order and its attempts (the order's owner, or an administrator).
+/// The payment of an order and its attempts.
+///
+/// For the order's owner or an administrator: status, amount, each attempt with its outcome,
+/// error and retry time, and when the order service accepted its report. 404 until the payment
+/// service has taken the order's payment request.
 #[utoipa::path(get, path = "/orders/{id}/payment", tag = "payments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
         (status = 200, description = "The payment and its attempts", body = PaymentResponse),
         (status = 400, description = "Malformed order id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Missing, invalid, expired or revoked access token", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No payment for this order (yet), or not yours", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_payment(
     identity: Identity,
     state: State,

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Deserializer};
 use shop_contracts::{Page, Role, SessionStatus, TokenResponse, UserResponse};
+use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, ErrorCode, Identity, PageQuery, Problem, RequestContext};
 use uuid::Uuid;
 
@@ -50,11 +51,13 @@ pub struct RegisterRequest {
     responses(
         (status = 201, description = "Created: the new account", body = UserResponse,
          headers(("Location" = String, description = "Always `/me`"))),
-        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "An account with this email exists (`email-taken`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid fields, with per-field `errors` (`email`, `password`, `name`; unknown or missing fields)", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::JsonBody,
+        responses::RateLimited,
+    ))]
 pub async fn register(
     state: State,
     body: shop_http::Json<RegisterRequest>,
@@ -88,10 +91,11 @@ pub struct LoginRequest {
         (status = 200, description = "Logged in: a new session", body = TokenResponse),
         (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Wrong password or unknown email (same answer for both), or a disabled account (`unauthorized`)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`; the email's form is not checked here (an impossible address is a 401)", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many attempts for this client IP and email (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::JsonBody,
+    ))]
 pub async fn login(
     state: State,
     context: RequestContext,
@@ -119,9 +123,11 @@ pub struct RefreshRequest {
         (status = 200, description = "A new access token and refresh token for the same session", body = TokenResponse),
         (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Unknown, already used, expired or revoked refresh token, or a disabled account (`unauthorized`, one answer for all)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn refresh(
     state: State,
     body: shop_http::Json<RefreshRequest>,
@@ -137,17 +143,25 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/logout", tag = "sessions", security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn logout(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
     sessions::logout(&state, &identity).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// The caller's own account.
+///
+/// Whatever the token's role; a disabled account or a revoked session gets 401.
 #[utoipa::path(get, path = "/me", tag = "accounts", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserResponse),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn get_me(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
     let user = accounts::me(&state, &identity).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
@@ -175,9 +189,13 @@ pub struct UpdateMeRequest {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account after the change", body = UserResponse),
-        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid `name`, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn update_me(
     state: State,
     identity: Identity,
@@ -210,10 +228,13 @@ pub struct ChangePasswordRequest {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Changed; every other session is revoked"),
-        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem), (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "`newPassword` out of bounds, `currentPassword` is not the account's password, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many attempts for this account (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+    ))]
 pub async fn change_password(
     state: State,
     identity: Identity,
@@ -237,13 +258,18 @@ pub struct ListUsersQuery {
 }
 
 /// List accounts, newest first (administrators).
+///
+/// Pages of `limit` accounts; `total` counts them all.
 #[utoipa::path(get, path = "/users", tag = "users", params(ListUsersQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of accounts", body = Page<UserResponse>),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid `page` or `limit`, with per-field `errors`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn list_users(
     _admin: Admin,
     state: State,
@@ -284,11 +310,14 @@ pub struct UpdateUserRequest {
     responses(
         (status = 200, description = "The account after the change", body = UserResponse),
         (status = 400, description = "Malformed user id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", content_type = "application/problem+json", body = Problem), (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation), or an administrator changing their own account", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator (`forbidden`; checked before the id, the body and validation), or an administrator changing their own account", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such account (`not-found`)", content_type = "application/problem+json", body = Problem),
-        (status = 413, description = "Body too large (`payload-too-large`)", content_type = "application/problem+json", body = Problem), (status = 415, description = "Body is not application/json (`unsupported-media-type`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Neither `role` nor `disabled` given (field `body`), an unknown role, or unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
-        (status = 429, description = "Rate limited; see Retry-After", content_type = "application/problem+json", body = Problem), (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
 pub async fn update_user(
     Admin(admin): Admin,
     state: State,
@@ -318,9 +347,10 @@ pub async fn update_user(
     responses(
         (status = 200, description = "The session; `active` is false once it is revoked or expired", body = SessionStatus),
         (status = 400, description = "Malformed session id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Missing or wrong internal credential", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such session (`not-found`)", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "A dependency is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem)))]
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
 pub async fn get_session(state: State, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::status(&state, *id).await?))
 }
