@@ -7,10 +7,8 @@ use shop_settings::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     shop_telemetry::init(&settings);
-    match shop_http::command().map_err(anyhow::Error::msg)? {
-        Command::Migrate | Command::Seed { .. } => {
-            anyhow::bail!("the gateway owns no data: nothing to migrate or seed")
-        }
+    match shop_http::command::<std::convert::Infallible>().map_err(anyhow::Error::msg)? {
+        Command::Migrate => anyhow::bail!("the gateway owns no data: nothing to migrate"),
         Command::Healthcheck => shop_http::healthcheck(settings.gateway_addr),
         Command::Serve => {
             let listener = TcpListener::bind(settings.gateway_addr)?;

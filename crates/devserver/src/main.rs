@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 
 use anyhow::Context;
-use shop_http::{Command, Running};
+use shop_http::{Command, Running, Seed};
 use shop_settings::Settings;
 
 async fn migrate_all(settings: &Settings) -> anyhow::Result<()> {
@@ -25,10 +25,10 @@ fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     shop_telemetry::init(&settings);
-    match shop_http::command().map_err(anyhow::Error::msg)? {
+    match shop_http::command::<Seed>().map_err(anyhow::Error::msg)? {
         Command::Migrate => migrate_all(&settings).await,
         Command::Healthcheck => shop_http::healthcheck(settings.gateway_addr),
-        Command::Seed { count } => {
+        Command::Other(Seed { count }) => {
             migrate_all(&settings).await?;
             catalog_service::seed(&settings, count).await.map(drop)
         }

@@ -106,18 +106,60 @@ pub async fn serve_until_signal(servers: Vec<Running>) {
     shop_telemetry::shutdown();
 }
 
-/// What a binary was asked to do.
+/// What a binary was asked to do. `X` is what it offers beyond serving, migrating and checking
+/// health: [`Seed`] for the binaries with development data, nothing (the default,
+/// `Infallible`) for the others, whose `main` then has no arm for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
+pub enum Command<X = std::convert::Infallible> {
     /// Serve requests (the default).
     Serve,
     /// Apply migrations and exit (a one-shot job in deployments).
     Migrate,
-    /// Load development data and exit: the demo catalogue, or `count` generated products.
-    Seed { count: Option<u64> },
     /// Ask the running server on this binary's address for `/healthz` and exit 0 if it
     /// answers 200 (the images' `HEALTHCHECK`: they have no shell or curl).
     Healthcheck,
+    /// A subcommand of this binary's own.
+    Other(X),
+}
+
+/// A subcommand some binaries offer: how it is spelt and read.
+pub trait Subcommand: Sized {
+    /// Its words in the usage line (empty: none).
+    const USAGE: &'static str;
+    /// `Some` when `args` is this subcommand (an error if its arguments are wrong).
+    fn parse(args: &[&str]) -> Option<Result<Self, String>>;
+}
+
+impl Subcommand for std::convert::Infallible {
+    const USAGE: &'static str = "";
+
+    fn parse(_: &[&str]) -> Option<Result<Self, String>> {
+        None
+    }
+}
+
+/// `seed [--count N]`: load development data and exit (the demo catalogue, or `count`
+/// generated products).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed {
+    pub count: Option<u64>,
+}
+
+impl Subcommand for Seed {
+    const USAGE: &'static str = " | seed [--count N]";
+
+    fn parse(args: &[&str]) -> Option<Result<Self, String>> {
+        match args {
+            ["seed"] => Some(Ok(Seed { count: None })),
+            ["seed", "--count", count] => Some(
+                count
+                    .parse()
+                    .map(|count| Seed { count: Some(count) })
+                    .map_err(|_| format!("--count takes a number, not {count:?}")),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// `healthcheck`: `GET /healthz` on `addr` (a wildcard address means this host).
@@ -143,26 +185,24 @@ pub fn healthcheck(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 /// Reads the subcommand from the process arguments.
-pub fn command() -> Result<Command, String> {
+pub fn command<X: Subcommand>() -> Result<Command<X>, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    parse_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn parse_command<X: Subcommand>(args: &[&str]) -> Result<Command<X>, String> {
+    match args {
         [] | ["serve"] => Ok(Command::Serve),
         ["migrate"] => Ok(Command::Migrate),
         ["healthcheck"] => Ok(Command::Healthcheck),
-        ["seed"] => Ok(Command::Seed { count: None }),
-        ["seed", "--count", count] => count
-            .parse()
-            .map(|count| Command::Seed { count: Some(count) })
-            .map_err(|_| format!("--count takes a number, not {count:?}")),
-        other => Err(format!(
-            "unknown arguments {other:?}; usage: [serve | migrate | seed [--count N] | healthcheck] \
-             (configuration comes from the environment)"
-        )),
+        other => match X::parse(other) {
+            Some(parsed) => parsed.map(Command::Other),
+            None => Err(format!(
+                "unknown arguments {other:?}; usage: [serve | migrate{} | healthcheck] \
+                 (configuration comes from the environment)",
+                X::USAGE
+            )),
+        },
     }
 }
 
@@ -205,6 +245,36 @@ where
     .disable_signals()
     .run();
     Ok(Running::spawn(name, addr, server, cancel, tasks))
+}
+
+/// [`start_service`] for a service whose state is in Postgres: `pool`'s metrics are sampled
+/// with the other background tasks, and `/readyz` answers for the database.
+pub fn start_postgres_service<F>(
+    service: shop_settings::Service,
+    settings: &shop_settings::Settings,
+    listener: std::net::TcpListener,
+    pool: &shop_db::Pool,
+    routes: F,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) -> io::Result<Running>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    let sampled = pool.clone();
+    spawn_sampler(&tasks, cancel.clone(), move || {
+        shop_db::record_pool_metrics(&sampled, service.name());
+        std::future::ready(())
+    });
+    start_service(
+        service.name(),
+        settings,
+        listener,
+        crate::Readiness::postgres(pool.clone()),
+        routes,
+        cancel,
+        tasks,
+    )
 }
 
 /// Serves `GET /metrics` (Prometheus text format) on `METRICS_ADDR`, if set: one listener per
@@ -291,5 +361,38 @@ mod healthcheck_tests {
             .and_then(|l| l.local_addr())
             .expect("addr");
         assert!(healthcheck(closed).is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod command_tests {
+    use std::convert::Infallible;
+
+    use super::{Command, Seed, parse_command};
+
+    #[test]
+    fn subcommands_are_those_the_binary_offers() {
+        assert_eq!(parse_command::<Infallible>(&[]), Ok(Command::Serve));
+        assert_eq!(
+            parse_command::<Infallible>(&["migrate"]),
+            Ok(Command::Migrate)
+        );
+        let refused = parse_command::<Infallible>(&["seed"]).unwrap_err();
+        assert!(!refused.contains("seed ["), "{refused}");
+        assert_eq!(
+            parse_command::<Seed>(&["seed", "--count", "5"]),
+            Ok(Command::Other(Seed { count: Some(5) }))
+        );
+        assert_eq!(
+            parse_command::<Seed>(&["seed"]),
+            Ok(Command::Other(Seed { count: None }))
+        );
+        assert!(parse_command::<Seed>(&["seed", "--count", "many"]).is_err());
+        assert!(
+            parse_command::<Seed>(&["sow"])
+                .unwrap_err()
+                .contains("seed [--count N]")
+        );
     }
 }

@@ -1,15 +1,15 @@
 use std::net::TcpListener;
 
-use shop_http::Command;
+use shop_http::{Command, Seed};
 use shop_settings::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     shop_telemetry::init(&settings);
-    match shop_http::command().map_err(anyhow::Error::msg)? {
+    match shop_http::command::<Seed>().map_err(anyhow::Error::msg)? {
         Command::Migrate => catalog_service::migrate(&settings).await,
-        Command::Seed { count } => {
+        Command::Other(Seed { count }) => {
             catalog_service::migrate(&settings).await?;
             catalog_service::seed(&settings, count).await.map(drop)
         }

@@ -7,11 +7,8 @@ use shop_settings::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     shop_telemetry::init(&settings);
-    match shop_http::command().map_err(anyhow::Error::msg)? {
+    match shop_http::command::<std::convert::Infallible>().map_err(anyhow::Error::msg)? {
         Command::Migrate => payment_service::migrate(&settings).await,
-        Command::Seed { .. } => {
-            anyhow::bail!("the payment service has no development data to seed")
-        }
         Command::Healthcheck => shop_http::healthcheck(settings.payment_addr),
         Command::Serve => {
             let listener = TcpListener::bind(settings.payment_addr)?;
