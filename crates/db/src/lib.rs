@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use shop_settings::{Service, Settings};
 
 pub use diesel_migrations::EmbeddedMigrations;
-pub use migrate::{MigrationError, run_migrations};
+pub use migrate::{MigrationError, ServiceMigrationError, migrate_service, run_migrations};
 pub use prepared::{Prepared, prepared};
 pub use statements::StatementCounter;
 

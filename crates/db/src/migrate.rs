@@ -19,6 +19,31 @@ pub enum MigrationError {
     Migration(String),
 }
 
+/// Applies `service`'s migrations to its own schema, on its own database URL (the `migrate`
+/// subcommand, and start-up with `RUN_MIGRATIONS_ON_START`). The error names the service.
+pub async fn migrate_service(
+    settings: &shop_settings::Settings,
+    service: shop_settings::Service,
+    migrations: EmbeddedMigrations,
+) -> Result<(), ServiceMigrationError> {
+    run_migrations(settings.database_url(service), service.schema(), migrations)
+        .await
+        .map(drop)
+        .map_err(|source| ServiceMigrationError {
+            service: service.name(),
+            source,
+        })
+}
+
+/// A service's migrations failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} service migrations: {source}")]
+pub struct ServiceMigrationError {
+    pub service: &'static str,
+    #[source]
+    pub source: MigrationError,
+}
+
 /// A stable advisory-lock key per schema, so concurrent starters of one service serialise while
 /// different services migrate in parallel.
 fn lock_key(schema: &str) -> i64 {

@@ -21,7 +21,7 @@ use actix_web::web;
 use anyhow::Context;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shop_db::Pool;
-use shop_http::{Readiness, Running};
+use shop_http::Running;
 use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -67,10 +67,7 @@ impl AppState {
 
 /// Applies this service's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
-        .await
-        .context("catalog service migrations")?;
-    Ok(())
+    Ok(shop_db::migrate_service(settings, SERVICE, MIGRATIONS).await?)
 }
 
 /// Starts the service on `listener`.
@@ -111,17 +108,12 @@ async fn start_inner(
     ));
     tasks.spawn(cache::broadcast::tick(state.cache.clone(), cancel.clone()));
 
-    let sampled = state.pool.clone();
-    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
-        shop_db::record_pool_metrics(&sampled, SERVICE.name());
-        std::future::ready(())
-    });
-    let readiness = Readiness::postgres(state.pool.clone());
-    Ok(shop_http::start_service(
-        SERVICE.name(),
+    let pool = state.pool.clone();
+    Ok(shop_http::start_postgres_service(
+        SERVICE,
         &settings,
         listener,
-        readiness,
+        &pool,
         routes::configure(web::Data::new(state)),
         cancel,
         tasks,

@@ -25,7 +25,7 @@ use anyhow::Context;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shop_client::{ClientConfig, ServiceClient};
 use shop_db::Pool;
-use shop_http::{Readiness, Running};
+use shop_http::Running;
 use shop_outbox::{Relay, RelayConfig, RelayHandle};
 use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
@@ -54,10 +54,7 @@ pub struct AppState {
 
 /// Applies this service's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
-        .await
-        .context("order service migrations")?;
-    Ok(())
+    Ok(shop_db::migrate_service(settings, SERVICE, MIGRATIONS).await?)
 }
 
 /// Starts the service on `listener`.
@@ -125,17 +122,12 @@ async fn start_inner(
     };
     tasks.spawn(workers::run(state.clone(), cancel.clone()));
 
-    let sampled = state.pool.clone();
-    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
-        shop_db::record_pool_metrics(&sampled, SERVICE.name());
-        std::future::ready(())
-    });
-    let readiness = Readiness::postgres(state.pool.clone());
-    Ok(shop_http::start_service(
-        SERVICE.name(),
+    let pool = state.pool.clone();
+    Ok(shop_http::start_postgres_service(
+        SERVICE,
         &settings,
         listener,
-        readiness,
+        &pool,
         routes::configure(web::Data::new(state)),
         cancel,
         tasks,

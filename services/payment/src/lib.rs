@@ -22,7 +22,7 @@ use anyhow::Context;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shop_client::{ClientConfig, ServiceClient};
 use shop_db::Pool;
-use shop_http::{Readiness, Running};
+use shop_http::Running;
 use shop_outbox::{Relay, RelayConfig, RelayHandle};
 use shop_redis::RedisPool;
 use shop_settings::{Service, Settings};
@@ -53,10 +53,7 @@ pub struct AppState {
 
 /// Applies this service's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
-        .await
-        .context("payment service migrations")?;
-    Ok(())
+    Ok(shop_db::migrate_service(settings, SERVICE, MIGRATIONS).await?)
 }
 
 /// `PAYMENT_CONSUMER`, else the host name with a random suffix.
@@ -163,11 +160,6 @@ async fn start_inner(
         cancel.clone(),
     ));
 
-    let sampled = state.pool.clone();
-    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
-        shop_db::record_pool_metrics(&sampled, SERVICE.name());
-        std::future::ready(())
-    });
     {
         let redis = redis.clone();
         shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
@@ -175,12 +167,12 @@ async fn start_inner(
             async move { consumer::record_stream_metrics(&redis).await }
         });
     }
-    let readiness = Readiness::postgres(state.pool.clone());
-    Ok(shop_http::start_service(
-        SERVICE.name(),
+    let pool = state.pool.clone();
+    Ok(shop_http::start_postgres_service(
+        SERVICE,
         &settings,
         listener,
-        readiness,
+        &pool,
         routes::configure(web::Data::new(state)),
         cancel,
         tasks,

@@ -20,7 +20,7 @@ use anyhow::Context;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shop_auth::JwtKeys;
 use shop_db::Pool;
-use shop_http::{Readiness, Running};
+use shop_http::Running;
 use shop_redis::{RedisPool, WindowCounter};
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -74,10 +74,7 @@ impl AppState {
 
 /// Applies this service's migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    shop_db::run_migrations(settings.database_url(SERVICE), SERVICE.schema(), MIGRATIONS)
-        .await
-        .context("user service migrations")?;
-    Ok(())
+    Ok(shop_db::migrate_service(settings, SERVICE, MIGRATIONS).await?)
 }
 
 /// Creates the configured administrator, retrying in the background while Postgres is away.
@@ -122,17 +119,12 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     bootstrap_admin(state.clone(), &settings, &tasks, &cancel).await;
     tasks.spawn(sessions::republish_denylist(state.clone(), cancel.clone()));
 
-    let sampled = state.pool.clone();
-    shop_http::spawn_sampler(&tasks, cancel.clone(), move || {
-        shop_db::record_pool_metrics(&sampled, SERVICE.name());
-        std::future::ready(())
-    });
-    let readiness = Readiness::postgres(state.pool.clone());
-    Ok(shop_http::start_service(
-        SERVICE.name(),
+    let pool = state.pool.clone();
+    Ok(shop_http::start_postgres_service(
+        SERVICE,
         &settings,
         listener,
-        readiness,
+        &pool,
         routes::configure(web::Data::new(state)),
         cancel,
         tasks,
