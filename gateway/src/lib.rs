@@ -77,7 +77,7 @@ impl GatewayState {
             hub: Arc::new(ws::Hub::new(
                 redis.clone(),
                 settings.redis_url(),
-                settings.ws_check_interval,
+                ws::SocketLimits::from_settings(settings),
             )),
             limits: limits::Limits::new(settings, redis),
             origins: cors::Origins::new(settings.cors_origins()),

@@ -35,10 +35,7 @@ use uuid::Uuid;
 
 use crate::GatewayState;
 
-const QUEUE: usize = 256;
 const TICKET_TTL_SECS: u64 = 30;
-const HEARTBEAT: Duration = Duration::from_secs(20);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Close code for an expired or revoked session.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 /// Close code for a client that does not keep up.
@@ -61,11 +58,32 @@ struct Subscriber {
     tx: mpsc::Sender<(String, Arc<str>)>,
 }
 
+/// How this instance keeps its sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// Events waiting for one socket (`WS_QUEUE`); past it, the socket is closed with 4408.
+    pub queue: usize,
+    /// A socket silent this long is closed (`WS_IDLE_TIMEOUT`); it is pinged every third.
+    pub idle_timeout: Duration,
+    /// How often a socket checks its session (`WS_CHECK_INTERVAL`).
+    pub check_interval: Duration,
+}
+
+impl SocketLimits {
+    pub fn from_settings(settings: &shop_settings::Settings) -> Self {
+        Self {
+            queue: settings.ws_queue,
+            idle_timeout: settings.ws_idle_timeout,
+            check_interval: settings.ws_check_interval,
+        }
+    }
+}
+
 /// The sockets of this instance and the tail of `notifications`.
 pub struct Hub {
     redis: RedisPool,
     redis_url: String,
-    check_interval: Duration,
+    limits: SocketLimits,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next_id: AtomicU64,
 }
@@ -73,17 +91,17 @@ pub struct Hub {
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("check_interval", &self.check_interval)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Hub {
-    pub fn new(redis: RedisPool, redis_url: String, check_interval: Duration) -> Self {
+    pub fn new(redis: RedisPool, redis_url: String, limits: SocketLimits) -> Self {
         Self {
             redis,
             redis_url,
-            check_interval,
+            limits,
             subscribers: Mutex::default(),
             next_id: AtomicU64::new(0),
         }
@@ -101,7 +119,7 @@ impl Hub {
     }
 
     fn subscribe(&self, user_id: Uuid, all: bool) -> (u64, mpsc::Receiver<(String, Arc<str>)>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel(self.limits.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subscribers = self.lock();
         subscribers.insert(id, Subscriber { user_id, all, tx });
@@ -481,8 +499,9 @@ impl Socket {
             u64::try_from(self.claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0);
         let expiry = tokio::time::sleep(Duration::from_secs(expires_in));
         tokio::pin!(expiry);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        let mut check = tokio::time::interval(self.hub.check_interval);
+        let limits = self.hub.limits;
+        let mut heartbeat = tokio::time::interval(limits.idle_timeout / 3);
+        let mut check = tokio::time::interval(limits.check_interval);
         let mut last_heard = tokio::time::Instant::now();
         let reason = loop {
             tokio::select! {
@@ -510,7 +529,7 @@ impl Socket {
                     Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 },
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > IDLE_TIMEOUT {
+                    if last_heard.elapsed() > limits.idle_timeout {
                         break close(1001, "idle");
                     }
                     if session.ping(b"").await.is_err() {

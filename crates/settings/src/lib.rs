@@ -146,6 +146,9 @@ pub struct Settings {
     pub denylist_grace: Duration,
     #[serde(deserialize_with = "duration::secs")]
     pub ws_check_interval: Duration,
+    #[serde(deserialize_with = "duration::secs")]
+    pub ws_idle_timeout: Duration,
+    pub ws_queue: usize,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
 
@@ -267,6 +270,8 @@ impl Default for Settings {
             login_throttle_window: Duration::from_secs(15 * 60),
             denylist_grace: Duration::from_secs(60),
             ws_check_interval: Duration::from_secs(15),
+            ws_idle_timeout: Duration::from_secs(60),
+            ws_queue: 256,
             admin_email: None,
             admin_password: None,
             throttler_ttl: Duration::from_secs(60),
@@ -430,6 +435,12 @@ impl Settings {
             if !(8..=72).contains(&len) {
                 return Err(invalid("admin_password", "must be 8 to 72 bytes"));
             }
+        }
+        if self.ws_queue == 0 {
+            return Err(invalid("ws_queue", "must be at least 1"));
+        }
+        if self.ws_idle_timeout < Duration::from_secs(1) {
+            return Err(invalid("ws_idle_timeout", "must be at least 1 second"));
         }
         if self.jwt_expires_in < Duration::from_secs(10) {
             return Err(invalid("jwt_expires_in", "must be at least 10 seconds"));

@@ -305,6 +305,20 @@ pub const VARIABLES: &[Variable] = &[
         "how often open sockets check their session (closed with 4401 once revoked)",
     ),
     var(
+        "WS_IDLE_TIMEOUT",
+        "60s",
+        "duration (bare number: s)",
+        "gateway",
+        "a socket that sends nothing (not even a pong to the pings, sent every third of this) is closed with 1001",
+    ),
+    var(
+        "WS_QUEUE",
+        "256",
+        "events",
+        "gateway",
+        "events waiting for one socket; a socket that falls further behind is closed with 4408",
+    ),
+    var(
         "ADMIN_EMAIL",
         "(none; admin@shop.local in development)",
         "email",
