@@ -436,3 +436,134 @@ async fn metrics_parse_and_carry_every_series_after_an_order() {
     assert!(!text.contains(&product.to_string()));
     metrics.stop().await;
 }
+
+/// Reads the server's frames off the wire, without answering them, until its close frame;
+/// that frame's code. (A client library would answer the pings queued meanwhile, and writing
+/// to a connection the server has closed ends the read with a broken pipe.)
+async fn close_code(mut ws: Ws) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+
+    let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        panic!("plain TCP expected");
+    };
+    let mut read = async |n: usize| {
+        let mut bytes = vec![0u8; n];
+        tokio::time::timeout(Duration::from_secs(30), tcp.read_exact(&mut bytes))
+            .await
+            .expect("a frame within 30 s")
+            .ok()
+            .map(|_| bytes)
+    };
+    loop {
+        let head = read(2).await?;
+        let opcode = head[0] & 0x0f;
+        let length = match head[1] & 0x7f {
+            126 => u64::from(u16::from_be_bytes(read(2).await?.try_into().unwrap())),
+            127 => u64::from_be_bytes(read(8).await?.try_into().unwrap()),
+            short => u64::from(short),
+        };
+        let payload = read(usize::try_from(length).unwrap()).await?;
+        if opcode == 0x8 {
+            return payload
+                .get(..2)
+                .map(|code| u16::from_be_bytes([code[0], code[1]]));
+        }
+    }
+}
+
+/// Appends `count` notifications for `user` straight to the instance's stream, each padded to
+/// about `size` bytes; returns the last entry's id.
+async fn publish(app: &TestApp, user: uuid::Uuid, count: usize, size: usize) -> String {
+    let client = shop_redis::redis::Client::open(app.redis_direct_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("{}notifications", app.redis_prefix());
+    let padding = "x".repeat(size);
+    let mut last = String::new();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
+        let mut pipe = shop_redis::redis::pipe();
+        for n in chunk {
+            let event = json!({
+                "v": 1, "id": uuid::Uuid::now_v7(), "type": "order.paid", "producer": "order",
+                "occurredAt": chrono::Utc::now(), "userId": user, "orderId": uuid::Uuid::now_v7(),
+                "seq": n + 1, "traceparent": null,
+                "data": {"status": "paid", "currency": "EUR", "padding": padding},
+            });
+            pipe.cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("event")
+                .arg(event.to_string());
+        }
+        let ids: Vec<String> = pipe.query_async(&mut conn).await.unwrap();
+        last = ids.last().unwrap().clone();
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_socket_that_falls_behind_is_closed_with_4408_and_others_keep_receiving() {
+    let app = TestApp::builder()
+        .configure(|s| s.ws_queue = 64)
+        .spawn()
+        .await;
+    let user = app.new_user().await;
+    let slow = ready(&app, "", &user).await;
+    let mut reader = ready(&app, "", &user).await;
+
+    // Far more than the socket buffers of a client that reads nothing hold, in bursts the
+    // reading one takes in before the next: it gets every event.
+    let mut seen = 0;
+    for _ in 0..20 {
+        let last = publish(&app, user.id, 50, 64 * 1024).await;
+        while next_raw(&mut reader).await["id"] != last {
+            seen += 1;
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 1000);
+    // The one that read nothing was dropped once its queue overflowed.
+    assert_eq!(close_code(slow).await, Some(4408));
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_idle_timeout_and_a_live_one_stays() {
+    let app = TestApp::builder()
+        .configure(|s| s.ws_idle_timeout = Duration::from_secs(2))
+        .spawn()
+        .await;
+    let user = app.new_user().await;
+    let silent = ready(&app, "", &user).await;
+    let mut live = ready(&app, "", &user).await;
+
+    // The live socket is read (so its pings are answered) while the silent one is left alone
+    // past the timeout.
+    let quiet = tokio::time::sleep(Duration::from_secs(4));
+    tokio::pin!(quiet);
+    loop {
+        tokio::select! {
+            () = &mut quiet => break,
+            frame = live.next() => match frame {
+                Some(Ok(Message::Close(frame))) => panic!("the live socket closed: {frame:?}"),
+                Some(Ok(_)) => {}
+                other => panic!("the live socket failed: {other:?}"),
+            },
+        }
+    }
+    assert_eq!(close_code(silent).await, Some(1001));
+    let last = publish(&app, user.id, 1, 10).await;
+    assert_eq!(next_raw(&mut live).await["id"], last);
+}
+
+/// The next text message, unchecked (the padded events above are not the documented kind).
+async fn next_raw(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a message within 30 s")
+            .expect("the socket is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
