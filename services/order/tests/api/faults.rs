@@ -247,3 +247,50 @@ async fn a_connection_the_database_dropped_fails_at_most_its_own_request() {
         assert_eq!(list().await, 200, "the pool is whole again");
     }
 }
+
+#[tokio::test]
+async fn a_reservation_whose_answer_is_lost_is_released_and_ends_consistent() {
+    let mut app = TestApp::builder()
+        .configure(|s| {
+            s.catalog_service_timeout = Duration::from_millis(500);
+            s.http_retries = 0;
+            s.circuit_breaker_cooldown = Duration::from_millis(200);
+        })
+        .spawn()
+        .await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    // The order service reaches the catalog through a link that loses its answers: the
+    // catalog reserves, the order service never hears of it.
+    let link = shop_testkit::TcpProxy::start(app.addr(Component::Catalog)).await;
+    app.stop(Component::Order).await;
+    app.settings.catalog_service_url = format!("http://{}", link.addr());
+    app.start(Component::Order).await;
+    link.mute();
+
+    let lost = place(&app, &user, &[(mug, 3)], None).await;
+    expect_problem(lost, 503, "dependency-unavailable").await;
+    assert_eq!(
+        stock_of(&app, mug).await,
+        7,
+        "the catalog holds the stock of a reservation nobody heard of"
+    );
+    let id: uuid::Uuid = app
+        .db()
+        .client()
+        .await
+        .query_one("SELECT id FROM orders.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status_of(&app, id).await, "failed");
+
+    // Once answers get through again, the release the failure queued gives the stock back.
+    link.restore();
+    await_stock(&app, mug, 10).await;
+    app.assert_consistent().await;
+    assert!(
+        notifications_of(&app, id).await.is_empty(),
+        "an order that never became pending announces nothing"
+    );
+}
