@@ -286,6 +286,30 @@ async fn an_unanswered_payment_request_is_sent_again_until_payment_reports() {
         200
     );
     assert_eq!(status_of(&app, id).await, "pending");
+    // The payment service has spoken: no more requests, however long it takes to settle.
+    // (A resend written just before the report may still be on its way: let it arrive.)
+    wait::until("the outbox to drain", Duration::from_secs(10), || async {
+        let unsent: i64 = app
+            .db()
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM orders.outbox WHERE aggregate_id = $1 AND sent_at IS NULL",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (unsent == 0).then_some(())
+    })
+    .await;
+    let sent = stream_of(&app, "payments.requests", id).await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stream_of(&app, "payments.requests", id).await.len(),
+        sent,
+        "three resend periods later, nothing more was sent"
+    );
 }
 
 /// Reports many payment events in one call, as the payment service's relay does.
