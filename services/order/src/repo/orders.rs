@@ -1,23 +1,22 @@
-//! Order, cart and claim queries. Each takes a connection, so callers compose them inside one
-//! transaction; those taking a shared connection can be sent together (pipelined). Status
-//! changes are the lifecycle's ([`crate::lifecycle`]).
+//! Orders, their lines and timeline: making, pricing, reading, listing, and the sweeps' picks.
 
 use chrono::{DateTime, Utc};
 use diesel::{
-    dsl::now,
     pg::Pg,
     prelude::*,
-    sql_types::{Array, Bool, Bytea, Double, Int2, Int4, Int8, Jsonb, Text, Uuid as SqlUuid},
+    sql_types::{Array, Bool, Bytea, Int2, Int4, Int8, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shop_contracts::ReserveLine;
 use shop_db::prepared;
 use uuid::Uuid;
 
+use super::ClaimKey;
+
 use crate::{
     lifecycle::Cause,
-    models::{CartItem, HistoryEntry, Line, Order, Status},
-    schema::{cart_items, idempotency_claims, order_lines, order_status_history, orders},
+    models::{HistoryEntry, Line, Order, Status},
+    schema::{order_lines, order_status_history, orders},
 };
 
 /// An order to make, in `reserving`.
@@ -198,227 +197,6 @@ pub async fn history(
         .select(HistoryEntry::as_select())
         .load(conn)
         .await
-}
-
-/// An idempotency claim as stored.
-#[derive(Debug, Clone, Queryable)]
-pub struct Claim {
-    pub request_hash: Vec<u8>,
-    pub order_id: Uuid,
-    pub response_status: Option<i16>,
-    pub response_body: Option<serde_json::Value>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Names an `Idempotency-Key` claim: per user and route.
-#[derive(Debug, Clone, Copy)]
-pub struct ClaimKey<'a> {
-    pub user_id: Uuid,
-    pub route: &'a str,
-    pub key: &'a str,
-}
-
-pub async fn find_claim(
-    conn: &AsyncPgConnection,
-    claim: &ClaimKey<'_>,
-) -> QueryResult<Option<Claim>> {
-    idempotency_claims::table
-        .find((claim.user_id, claim.route, claim.key))
-        .select((
-            idempotency_claims::request_hash,
-            idempotency_claims::order_id,
-            idempotency_claims::response_status,
-            idempotency_claims::response_body,
-            idempotency_claims::updated_at,
-        ))
-        .first(&mut &*conn)
-        .await
-        .optional()
-}
-
-const TAKE_OVER_CLAIM: &str = "
-UPDATE idempotency_claims SET updated_at = now()
-WHERE user_id = $1 AND route = $2 AND key = $3 AND updated_at = $4 AND response_status IS NULL
-  AND updated_at < now() - make_interval(secs => $5)";
-
-/// Takes over an unfinished claim untouched for `resume_after` (judged by the database's
-/// clock) and last touched at `seen`; false if it is too fresh or someone else took it first.
-pub async fn take_over_claim(
-    conn: &mut AsyncPgConnection,
-    claim: &ClaimKey<'_>,
-    seen: DateTime<Utc>,
-    resume_after: std::time::Duration,
-) -> QueryResult<bool> {
-    let updated = prepared(TAKE_OVER_CLAIM)
-        .bind::<SqlUuid, _>(claim.user_id)
-        .bind::<Text, _>(claim.route)
-        .bind::<Text, _>(claim.key)
-        .bind::<diesel::sql_types::Timestamptz, _>(seen)
-        .bind::<Double, _>(resume_after.as_secs_f64())
-        .execute(conn)
-        .await?;
-    Ok(updated == 1)
-}
-
-const STORE_CLAIM_ANSWER: &str = "
-UPDATE idempotency_claims SET response_status = $4, response_body = $5, updated_at = now()
-WHERE user_id = $1 AND route = $2 AND key = $3 AND response_status IS NULL";
-
-/// Stores a claim's answer unless one is stored already; false if one was.
-pub async fn try_store_claim_answer(
-    conn: &AsyncPgConnection,
-    claim: &ClaimKey<'_>,
-    status: i16,
-    body: &serde_json::Value,
-) -> QueryResult<bool> {
-    let stored = prepared(STORE_CLAIM_ANSWER)
-        .bind::<SqlUuid, _>(claim.user_id)
-        .bind::<Text, _>(claim.route)
-        .bind::<Text, _>(claim.key)
-        .bind::<Int2, _>(status)
-        .bind::<Jsonb, _>(body)
-        .execute(&mut &*conn)
-        .await?;
-    Ok(stored == 1)
-}
-
-/// Stores a claim's answer unless one is stored already; returns the answer that stands.
-pub async fn store_claim_answer(
-    conn: &AsyncPgConnection,
-    claim: &ClaimKey<'_>,
-    status: i16,
-    body: &serde_json::Value,
-) -> QueryResult<(i16, serde_json::Value)> {
-    if try_store_claim_answer(conn, claim, status, body).await? {
-        return Ok((status, body.clone()));
-    }
-    Ok(match find_claim(conn, claim).await? {
-        Some(Claim {
-            response_status: Some(status),
-            response_body: Some(body),
-            ..
-        }) => (status, body),
-        _ => (status, body.clone()),
-    })
-}
-
-pub async fn delete_claim(conn: &mut AsyncPgConnection, claim: &ClaimKey<'_>) -> QueryResult<()> {
-    diesel::delete(idempotency_claims::table.find((claim.user_id, claim.route, claim.key)))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn purge_claims(
-    conn: &mut AsyncPgConnection,
-    before: DateTime<Utc>,
-) -> QueryResult<usize> {
-    diesel::delete(idempotency_claims::table.filter(idempotency_claims::created_at.lt(before)))
-        .execute(conn)
-        .await
-}
-
-pub async fn cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<CartItem>> {
-    cart_items::table
-        .filter(cart_items::user_id.eq(user_id))
-        .order((cart_items::updated_at.asc(), cart_items::product_id.asc()))
-        .select(CartItem::as_select())
-        .load(conn)
-        .await
-}
-
-pub async fn put_cart_item(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
-    quantity: i32,
-) -> QueryResult<()> {
-    diesel::insert_into(cart_items::table)
-        .values((
-            cart_items::user_id.eq(user_id),
-            cart_items::product_id.eq(product_id),
-            cart_items::quantity.eq(quantity),
-        ))
-        .on_conflict((cart_items::user_id, cart_items::product_id))
-        .do_update()
-        .set((
-            cart_items::quantity.eq(quantity),
-            cart_items::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Cart writes of one user take turns (a transaction-scoped advisory lock in this class), so
-/// that a line limit read in the transaction still holds when it commits.
-const CART_LOCK_CLASS: i32 = 0x4341_5254;
-
-/// Waits for the user's other cart writes to commit; held until this transaction ends.
-pub async fn lock_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
-    shop_db::prepared("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
-        .bind::<Int4, _>(CART_LOCK_CLASS)
-        .bind::<SqlUuid, _>(user_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// How many lines the user's cart holds, and whether one is for `product_id`.
-pub async fn cart_lines(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
-) -> QueryResult<(i64, bool)> {
-    let counted: Counted = shop_db::prepared(
-        "SELECT count(*) AS lines, coalesce(bool_or(product_id = $2), false) AS has \
-         FROM cart_items WHERE user_id = $1",
-    )
-    .bind::<SqlUuid, _>(user_id)
-    .bind::<SqlUuid, _>(product_id)
-    .get_result(conn)
-    .await?;
-    Ok((counted.lines, counted.has))
-}
-
-#[derive(QueryableByName)]
-struct Counted {
-    #[diesel(sql_type = Int8)]
-    lines: i64,
-    #[diesel(sql_type = Bool)]
-    has: bool,
-}
-
-pub async fn delete_cart_item(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
-) -> QueryResult<bool> {
-    let deleted = diesel::delete(cart_items::table.find((user_id, product_id)))
-        .execute(conn)
-        .await?;
-    Ok(deleted == 1)
-}
-
-/// Removes the given products from a user's cart (what an order took from it).
-pub async fn remove_from_cart(
-    conn: &AsyncPgConnection,
-    user_id: Uuid,
-    products: &[Uuid],
-) -> QueryResult<()> {
-    prepared("DELETE FROM cart_items WHERE user_id = $1 AND product_id = ANY($2)")
-        .bind::<SqlUuid, _>(user_id)
-        .bind::<Array<SqlUuid>, _>(products)
-        .execute(&mut &*conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn clear_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
-    diesel::delete(cart_items::table.filter(cart_items::user_id.eq(user_id)))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Orders in `status` since before `before`, locked, skipping those another worker holds.
