@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test bench chaos e2e contract deploy-check services fmt lint check migrate seed openapi clean
+.PHONY: run test bench chaos e2e contract deploy-check mutants services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -40,6 +40,12 @@ contract: services
 ## without an engine or a cluster.
 deploy-check:
 	@$(STAGE) deploy-check scripts/deploy-check.sh
+
+## cargo-mutants (crates.io) over the domain code listed in .cargo/mutants.toml: each mutant is
+## built and its package's tests run; survivors are listed in target/mutants/mutants.out.
+## Not part of CI (hours on two cores): `make mutants SHARD=0/4` runs a quarter.
+mutants: services
+	@$(STAGE) mutants scripts/mutants.sh
 
 ## Make sure Postgres and Redis answer on loopback and the database exists.
 services:
