@@ -348,3 +348,63 @@ pub async fn adjust_stock(
     tracing::info!(product.id = %id, delta, "stock adjusted");
     Ok(committed(state, &product, true).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, description: Option<&str>, stock: Option<i64>) -> ProductInput {
+        ProductInput {
+            name: name.to_owned(),
+            description: description.map(str::to_owned),
+            price_cents: 100,
+            stock,
+        }
+    }
+
+    fn refused_fields(input: &ProductInput, stock_required: bool) -> Vec<String> {
+        match validate(input, stock_required) {
+            Ok(_) => Vec::new(),
+            Err(CatalogError::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            Err(other) => panic!("not a validation error: {other}"),
+        }
+    }
+
+    #[test]
+    fn names_and_descriptions_may_be_as_long_as_the_limits_and_no_longer() {
+        let longest = "n".repeat(MAX_NAME);
+        assert!(refused_fields(&input(&longest, None, Some(1)), true).is_empty());
+        let longer = "n".repeat(MAX_NAME + 1);
+        assert_eq!(
+            refused_fields(&input(&longer, None, Some(1)), true),
+            ["name"]
+        );
+        let described = "d".repeat(MAX_DESCRIPTION);
+        assert!(refused_fields(&input("Mug", Some(&described), Some(1)), true).is_empty());
+        let over = "d".repeat(MAX_DESCRIPTION + 1);
+        assert_eq!(
+            refused_fields(&input("Mug", Some(&over), Some(1)), true),
+            ["description"]
+        );
+    }
+
+    #[test]
+    fn descriptions_keep_newlines_and_tabs_and_refuse_other_control_characters() {
+        let laid_out = input("Mug", Some("Holds tea.\n\tDishwasher safe."), Some(1));
+        assert!(refused_fields(&laid_out, true).is_empty());
+        for control in ["\r", "\u{7}", "\u{0}"] {
+            let bad = input("Mug", Some(&format!("Holds{control}tea")), Some(1));
+            assert_eq!(refused_fields(&bad, true), ["description"], "{control:?}");
+        }
+    }
+
+    #[test]
+    fn stock_is_required_only_where_asked_for() {
+        assert_eq!(refused_fields(&input("Mug", None, None), true), ["stock"]);
+        assert!(refused_fields(&input("Mug", None, None), false).is_empty());
+        assert_eq!(
+            refused_fields(&input("Mug", None, Some(-1)), false),
+            ["stock"]
+        );
+    }
+}

@@ -51,6 +51,20 @@ async fn admins_create_update_and_delete_while_anyone_reads() {
     assert_eq!(updated["name"], "Big mug");
     assert_eq!(updated["version"], 2);
     assert_eq!(updated["stock"], 10, "PUT without stock keeps it");
+    // A change of the description alone is a change.
+    let redescribed: Value = app
+        .http
+        .put(app.url(&format!("/products/{id}")))
+        .header("authorization", admin.bearer())
+        .json(&json!({"name": "Big mug", "description": "Green", "priceCents": 1500, "version": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(redescribed["description"], "Green");
+    assert_eq!(redescribed["version"], 3);
 
     let delete = |bearer: String| {
         app.http
