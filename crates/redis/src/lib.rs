@@ -1,7 +1,9 @@
 //! Redis access shared by the binaries: a pool whose keys all carry one prefix, a windowed
-//! counter and a request rate limiter, both falling back to process memory while Redis is away.
+//! counter and a request rate limiter, both falling back to process memory while Redis is away,
+//! and a stream consumer in a consumer group.
 
 mod connection;
+mod consumer;
 mod counter;
 mod ratelimit;
 
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use shop_settings::Settings;
 
 pub use connection::{Connection, Manager};
+pub use consumer::{BatchError, EntryHandler, GroupConfig, GroupConsumer};
 pub use counter::{Count, WindowCounter};
 pub use ratelimit::{Bucket, Decision, Quota, RateLimiter};
 pub use redis;

@@ -24,13 +24,13 @@ use shop_client::{ClientConfig, ServiceClient};
 use shop_db::Pool;
 use shop_http::Running;
 use shop_outbox::{Relay, RelayConfig, RelayHandle};
-use shop_redis::RedisPool;
+use shop_redis::{GroupConfig, GroupConsumer, RedisPool};
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     attempts::{Attempts, Simulation},
-    consumer::Consumer,
+    consumer::Intake,
     reports::Reporter,
 };
 
@@ -142,17 +142,26 @@ async fn start_inner(
         #[cfg(feature = "test-hooks")]
         hooks,
     };
-    let consumer = Arc::new(Consumer {
-        state: state.clone(),
-        redis_url: settings.redis_url(),
-        stream: redis.key(shop_contracts::events::PAYMENT_REQUESTS),
-        dead: redis.key(shop_contracts::events::PAYMENTS_DEAD),
-        name,
-        max_deliveries: usize::try_from(settings.payment_max_deliveries).unwrap_or(5),
-        reclaim_idle: settings.payment_reclaim_idle,
-        dead_letters: Default::default(),
-    });
-    tasks.spawn(consumer.run(cancel.clone()));
+    let consumer = GroupConsumer::new(
+        GroupConfig {
+            redis_url: settings.redis_url(),
+            stream: redis.key(shop_contracts::events::PAYMENT_REQUESTS),
+            dead: redis.key(shop_contracts::events::PAYMENTS_DEAD),
+            label: shop_contracts::events::PAYMENT_REQUESTS,
+            group: consumer::GROUP,
+            name,
+            max_deliveries: usize::try_from(settings.payment_max_deliveries)
+                .context("PAYMENT_MAX_DELIVERIES")?,
+            reclaim_idle: settings.payment_reclaim_idle,
+        },
+        Intake {
+            state: state.clone(),
+        },
+    );
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { consumer.run(cancel).await });
+    }
     tasks.spawn(attempts::run(state.clone(), cancel.clone()));
     tasks.spawn(attempts::record_finished(
         state.clone(),
