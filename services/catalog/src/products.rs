@@ -289,14 +289,9 @@ pub async fn delete(
     Ok(())
 }
 
-/// Adds or removes stock with a reason; never below zero.
-pub async fn adjust_stock(
-    state: &AppState,
-    admin: &Identity,
-    id: Uuid,
-    delta: i64,
-    reason: &str,
-) -> Result<Versioned, CatalogError> {
+/// Checks an adjustment: a non-zero 32-bit delta and a reason of 1 to [`MAX_REASON`]
+/// characters without control characters (trimmed).
+fn adjustment(delta: i64, reason: &str) -> Result<(i32, &str), CatalogError> {
     let mut errors = Vec::new();
     let delta = match i32::try_from(delta) {
         Ok(delta) if delta != 0 => delta,
@@ -318,9 +313,22 @@ pub async fn adjust_stock(
             format!("must be 1 to {MAX_REASON} characters"),
         ));
     }
-    if !errors.is_empty() {
-        return Err(CatalogError::Validation(errors));
+    if errors.is_empty() {
+        Ok((delta, reason))
+    } else {
+        Err(CatalogError::Validation(errors))
     }
+}
+
+/// Adds or removes stock with a reason; never below zero.
+pub async fn adjust_stock(
+    state: &AppState,
+    admin: &Identity,
+    id: Uuid,
+    delta: i64,
+    reason: &str,
+) -> Result<Versioned, CatalogError> {
+    let (delta, reason) = adjustment(delta, reason)?;
     let mut conn = shop_db::conn(&state.pool).await?;
     let product = conn
         .transaction::<_, CatalogError, _>(async |conn| {
@@ -396,6 +404,27 @@ mod tests {
             let bad = input("Mug", Some(&format!("Holds{control}tea")), Some(1));
             assert_eq!(refused_fields(&bad, true), ["description"], "{control:?}");
         }
+    }
+
+    #[test]
+    fn adjustments_need_a_delta_and_a_short_plain_reason() {
+        let refused = |delta: i64, reason: &str| match adjustment(delta, reason) {
+            Ok(_) => Vec::new(),
+            Err(CatalogError::Validation(errors)) => {
+                errors.into_iter().map(|e| e.field).collect::<Vec<_>>()
+            }
+            Err(other) => panic!("not a validation error: {other}"),
+        };
+        assert!(matches!(
+            adjustment(-3, "  breakage "),
+            Ok((-3, "breakage"))
+        ));
+        assert!(refused(5, &"r".repeat(MAX_REASON)).is_empty());
+        assert_eq!(refused(5, &"r".repeat(MAX_REASON + 1)), ["reason"]);
+        assert_eq!(refused(5, "   "), ["reason"]);
+        assert_eq!(refused(5, "broken\u{7}"), ["reason"]);
+        assert_eq!(refused(0, "recount"), ["delta"]);
+        assert_eq!(refused(i64::from(i32::MAX) + 1, "recount"), ["delta"]);
     }
 
     #[test]
