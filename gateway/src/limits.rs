@@ -134,8 +134,12 @@ pub async fn rate_limit(
         } else {
             "general"
         };
-        metrics::counter!("shop_rate_limit_rejections_total", "scope" => scope, "local" => decision.local.to_string())
-            .increment(1);
+        metrics::counter!(
+            "shop_rate_limit_rejections_total",
+            "scope" => scope,
+            "local" => decision.local.to_string()
+        )
+        .increment(1);
         tracing::debug!(
             limit = decision.limit,
             local = decision.local,

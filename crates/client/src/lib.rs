@@ -330,7 +330,13 @@ impl ServiceClient {
             match result {
                 Err(error) if attempt < attempts && retryable(&error) => {
                     let delay = backoff(attempt);
-                    tracing::debug!(upstream = self.upstream, %error, attempt, ?delay, "retrying idempotent call");
+                    tracing::debug!(
+                        upstream = self.upstream,
+                        %error,
+                        attempt,
+                        ?delay,
+                        "retrying idempotent call"
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 other => return other,

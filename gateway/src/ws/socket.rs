@@ -124,7 +124,9 @@ impl Socket {
                 }
                 () = &mut expiry => break close(CLOSE_UNAUTHORIZED, "token expired"),
                 _ = check.tick() => {
-                    if self.state.auth.is_revoked(&self.claims, &self.context).await.unwrap_or(false) {
+                    let revoked = self.state.auth.is_revoked(&self.claims, &self.context);
+                    // Unknown (Redis and the user service both away): open until a check answers.
+                    if revoked.await.unwrap_or(false) {
                         break close(CLOSE_UNAUTHORIZED, "session revoked");
                     }
                 }

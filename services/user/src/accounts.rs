@@ -185,6 +185,12 @@ pub async fn update_by_admin(
         })
         .await?;
     state.denylist.deny_sessions(&revoked).await;
-    tracing::info!(user.id = %id, ?role, ?disabled, sessions.revoked = revoked.len(), "account changed by an administrator");
+    tracing::info!(
+        user.id = %id,
+        ?role,
+        ?disabled,
+        sessions.revoked = revoked.len(),
+        "account changed by an administrator"
+    );
     Ok(user)
 }

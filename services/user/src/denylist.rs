@@ -55,7 +55,11 @@ impl Denylist {
     pub async fn deny_sessions(&self, ids: &[Uuid]) {
         let entries: Vec<(Uuid, Duration)> = ids.iter().map(|id| (*id, self.ttl)).collect();
         if let Err(error) = self.write(&entries).await {
-            tracing::warn!(%error, sessions = ids.len(), "denylist write failed; republish will repair it");
+            tracing::warn!(
+                %error,
+                sessions = ids.len(),
+                "denylist write failed; republish will repair it"
+            );
         }
     }
 

@@ -228,7 +228,12 @@ impl Cache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if paused.is_none_or(|until| Instant::now() >= until) {
-            tracing::warn!(%error, during, cache.fallbacks = self.fallbacks(), "redis away; serving from postgres");
+            tracing::warn!(
+                %error,
+                during,
+                cache.fallbacks = self.fallbacks(),
+                "redis away; serving from postgres"
+            );
         }
         *paused = Some(Instant::now() + PAUSE_AFTER_FAILURE);
     }
