@@ -194,3 +194,41 @@ pub async fn release(state: &AppState, order_id: Uuid) -> Result<ReleaseOutcome,
         restored: !changed.is_empty(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(count: usize) -> Vec<ReserveLine> {
+        (0..count)
+            .map(|_| ReserveLine {
+                product_id: Uuid::now_v7(),
+                quantity: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reservation_holds_one_to_max_lines_lines() {
+        assert_eq!(
+            merge(&lines(MAX_LINES)).map(|m| m.len()).ok(),
+            Some(MAX_LINES)
+        );
+        assert!(merge(&lines(MAX_LINES + 1)).is_err());
+        assert!(merge(&[]).is_err());
+    }
+
+    #[test]
+    fn lines_of_one_product_add_up_and_bad_quantities_are_refused() {
+        let mug = Uuid::now_v7();
+        let line = |quantity| ReserveLine {
+            product_id: mug,
+            quantity,
+        };
+        let merged = merge(&[line(2), line(3)]).ok();
+        assert_eq!(merged.map(|m| (m.len(), m[0].quantity)), Some((1, 5)));
+        assert!(merge(&[line(0)]).is_err());
+        assert!(merge(&[line(-1)]).is_err());
+        assert!(merge(&[line(i32::MAX), line(1)]).is_err());
+    }
+}
