@@ -3,6 +3,8 @@
 
 mod migrate;
 mod prepared;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 mod statements;
 
 use std::time::Duration;

@@ -10,11 +10,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use tokio_postgres::{Client, NoTls};
+use shop_db::scratch::{self, BOOTSTRAP_SQL, with_database};
+use tokio_postgres::Client;
 
 use crate::{PrivateRedis, free_port};
-
-const BOOTSTRAP_SQL: &str = include_str!("../../../deploy/bootstrap.sql");
 
 /// One of the five binaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,29 +93,13 @@ pub struct Database {
 /// The Postgres server: `PROOF_DATABASE_URL` or `TEST_DATABASE_URL` (any database on it), else
 /// the development one.
 fn server_url() -> String {
-    std::env::var("PROOF_DATABASE_URL")
-        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
-        .unwrap_or_else(|_| shop_settings::DEV_DATABASE_URL.into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-    match query {
-        Some(query) => format!("{root}/{database}?{query}"),
-        None => format!("{root}/{database}"),
-    }
+    scratch::server_url(&["PROOF_DATABASE_URL", "TEST_DATABASE_URL"])
 }
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    scratch::connect(url)
         .await
-        .with_context(|| format!("cannot connect to {url} (run `make services`)"))?;
-    tokio::spawn(connection);
-    Ok(client)
+        .with_context(|| format!("cannot connect to {url} (run `make services`)"))
 }
 
 /// The process id in a run's database name (`shop_<label>_p<pid>_<random>`).
@@ -189,26 +172,13 @@ impl Database {
     /// an operator's `pg_terminate_backend` does to the services. Returns how many.
     pub async fn terminate_connections(&self) -> anyhow::Result<usize> {
         let admin = connect(&self.admin_url).await?;
-        let rows = admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&self.name],
-            )
-            .await?;
-        Ok(rows.len())
+        Ok(scratch::terminate_connections(&admin, &self.name).await?)
     }
 
     /// Drops it, whoever is still connected.
     pub async fn drop_database(self) -> anyhow::Result<()> {
         let admin = connect(&self.admin_url).await?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await?;
-        Ok(())
+        Ok(scratch::drop_database(&admin, &self.name).await?)
     }
 }
 

@@ -6,11 +6,11 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
+use shop_db::scratch::{self, BOOTSTRAP_SQL, with_database};
 use shop_settings::Settings;
 use tokio::sync::OnceCell;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-const BOOTSTRAP_SQL: &str = include_str!("../../../deploy/bootstrap.sql");
 const TEST_PREFIX: &str = "shop_test_";
 const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 /// Serialises template creation across test processes.
@@ -18,30 +18,11 @@ const TEMPLATE_LOCK: i64 = 0x5348_4f50_5445_4d50;
 
 /// The server tests use: `TEST_DATABASE_URL` (any database on it), else the development one.
 fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| shop_settings::DEV_DATABASE_URL.into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-    match query {
-        Some(query) => format!("{root}/{database}?{query}"),
-        None => format!("{root}/{database}"),
-    }
+    scratch::server_url(&["TEST_DATABASE_URL"])
 }
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "admin connection ended");
-        }
-    });
-    Ok(client)
+    Ok(scratch::connect(url).await?)
 }
 
 fn workspace_root() -> PathBuf {
@@ -329,22 +310,16 @@ impl TestDb {
         let admin = connect(&with_database(&server_url(), "postgres"))
             .await
             .unwrap();
-        admin
-            .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&self.name],
-            )
+        scratch::terminate_connections(&admin, &self.name)
             .await
             .unwrap()
-            .len()
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin_url = with_database(&server_url(), "postgres");
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let name = std::mem::take(&mut self.name);
         // Drop runs outside async context; a short-lived runtime of its own does the work.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -352,7 +327,7 @@ impl Drop for TestDb {
                 .build()?;
             runtime.block_on(async {
                 let admin = connect(&admin_url).await?;
-                admin.batch_execute(&statement).await?;
+                scratch::drop_database(&admin, &name).await?;
                 anyhow::Ok(())
             })
         })
