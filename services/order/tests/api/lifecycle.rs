@@ -63,6 +63,20 @@ async fn paid_orders_ship_and_deliver_and_nothing_else() {
         200
     );
     assert_eq!(status_of(&app, id).await, "paid");
+    let order: Value = app
+        .get(&format!("/orders/{id}"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        order["payment"],
+        json!({"status": "succeeded", "attempts": 2}),
+        "the success is kept on the order, the earlier error cleared"
+    );
     // Repeats get the first answer.
     assert_eq!(
         report(&app, id, event(2, "succeeded", true)).await.status(),
