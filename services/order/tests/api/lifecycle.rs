@@ -166,6 +166,20 @@ async fn a_final_failure_fails_the_order_and_releases_the_stock() {
         200
     );
     assert_eq!(status_of(&app, id).await, "failed");
+    let order: Value = app
+        .get(&format!("/orders/{id}"))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        order["payment"],
+        json!({"status": "failed", "attempts": 3, "lastError": "card declined"}),
+        "the failure is kept on the order"
+    );
     await_stock(&app, mug, 10).await;
     // A late success for the failed order is refused (the payment service refunds it).
     let late = report(&app, id, event(4, "succeeded", true)).await;
