@@ -141,6 +141,13 @@ async fn paid_orders_ship_and_deliver_and_nothing_else() {
             "order.delivered"
         ]
     );
+    assert!(
+        notifications_of(&app, id)
+            .await
+            .iter()
+            .all(|e| e["data"].get("cause").is_none()),
+        "the happy path does not say why"
+    );
     let seqs: Vec<i64> = notifications_of(&app, id)
         .await
         .iter()
