@@ -1,701 +1,296 @@
-//! The documented configuration variables; README's table is generated from this list and a
-//! test keeps both in step with [`crate::Settings`].
+//! The one definition of every setting: type, default, unit, rule, readers and meaning.
+//! [`crate::Settings`], its defaults, its per-setting checks and README's table all come from
+//! here (see the `settings!` macro).
 
-/// One documented environment variable.
-#[derive(Debug, Clone, Copy)]
-pub struct Variable {
-    /// Environment variable name.
-    pub name: &'static str,
-    /// Default value as written in the environment.
-    pub default: &'static str,
-    /// Unit or format of the value.
-    pub unit: &'static str,
-    /// The binaries that read it.
-    pub binaries: &'static str,
-    /// What it does.
-    pub description: &'static str,
-}
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
-const fn var(
-    name: &'static str,
-    default: &'static str,
-    unit: &'static str,
-    binaries: &'static str,
-    description: &'static str,
-) -> Variable {
-    Variable {
-        name,
-        default,
-        unit,
-        binaries,
-        description,
-    }
-}
+use secrecy::SecretString;
+
+use crate::{
+    AppEnv, DEV_DATABASE_URL, LogFormat, Variable,
+    macros::settings,
+    value::{at_least, between, bytes_at_least, bytes_between, currency_code, http_url, optional},
+};
 
 const ALL: &str = "all";
 const SERVICES: &str = "user, catalog, order, payment";
 
-/// Every variable, in the order README shows them.
-pub const VARIABLES: &[Variable] = &[
-    var(
-        "APP_ENV",
-        "development",
-        "development, test, production",
-        ALL,
-        "production refuses default or missing secrets; images default to production",
-    ),
-    var(
-        "SHOP_CONFIG_FILE",
-        "(none)",
-        "path",
-        ALL,
-        "optional TOML file read before the environment",
-    ),
-    var(
-        "LOG_FORMAT",
-        "pretty",
-        "pretty, json",
-        ALL,
-        "log line format",
-    ),
-    var(
-        "RUST_LOG",
-        "info",
-        "filter",
-        ALL,
-        "log filter, e.g. `info,user_service=debug`",
-    ),
-    var(
-        "DATABASE_URL",
-        "postgres://postgres:postgres@127.0.0.1:5432/shop",
-        "URL",
-        SERVICES,
-        "Postgres for every service unless overridden below",
-    ),
-    var(
-        "USER_DATABASE_URL",
-        "(DATABASE_URL)",
-        "URL",
-        "user",
-        "the user service's own database",
-    ),
-    var(
-        "CATALOG_DATABASE_URL",
-        "(DATABASE_URL)",
-        "URL",
-        "catalog",
-        "the catalog service's own database",
-    ),
-    var(
-        "ORDER_DATABASE_URL",
-        "(DATABASE_URL)",
-        "URL",
-        "order",
-        "the order service's own database",
-    ),
-    var(
-        "PAYMENT_DATABASE_URL",
-        "(DATABASE_URL)",
-        "URL",
-        "payment",
-        "the payment service's own database",
-    ),
-    var(
-        "DATABASE_POOL_SIZE",
-        "10",
-        "connections",
-        SERVICES,
-        "Postgres pool size per service",
-    ),
-    var(
-        "DATABASE_ACQUIRE_TIMEOUT",
-        "5000",
-        "ms",
-        SERVICES,
-        "wait for a pooled connection before answering 503",
-    ),
-    var(
-        "RUN_MIGRATIONS_ON_START",
-        "true",
-        "bool",
-        SERVICES,
-        "apply migrations at start (images: false, use the `migrate` subcommand)",
-    ),
-    var(
-        "REDIS_URL",
-        "redis://127.0.0.1:6379",
-        "URL",
-        ALL,
-        "Redis; when unset it is built from the three below",
-    ),
-    var(
-        "REDIS_HOST",
-        "127.0.0.1",
-        "host",
-        ALL,
-        "Redis host (when REDIS_URL is unset)",
-    ),
-    var(
-        "REDIS_PORT",
-        "6379",
-        "port",
-        ALL,
-        "Redis port (when REDIS_URL is unset)",
-    ),
-    var(
-        "REDIS_PASSWORD",
-        "(none)",
-        "secret",
-        ALL,
-        "Redis password (when REDIS_URL is unset)",
-    ),
-    var(
-        "REDIS_KEY_PREFIX",
-        "shop:",
-        "string",
-        ALL,
-        "prefix of every Redis key and stream",
-    ),
-    var(
-        "REDIS_POOL_SIZE",
-        "16",
-        "connections",
-        ALL,
-        "Redis pool size per binary",
-    ),
-    var(
-        "CACHE_REDIS_URL",
-        "(REDIS_URL)",
-        "URL",
-        "catalog",
-        "Redis for the product cache, if it should be another instance (it may evict)",
-    ),
-    var(
-        "PRODUCT_CACHE_SYNC",
-        "100",
-        "ms",
-        "catalog",
-        "longest another catalog instance's write stays unseen by this one's in-process cache",
-    ),
-    var(
-        "PRODUCT_CACHE_TTL",
-        "300s",
-        "duration (bare number: s)",
-        "catalog",
-        "lifetime of a cached product (writes replace it at once)",
-    ),
-    var(
-        "LIST_CACHE_TTL",
-        "30s",
-        "duration (bare number: s)",
-        "catalog",
-        "lifetime of a cached list page; the most that stock shown in listings can lag",
-    ),
-    var(
-        "REDIS_ACQUIRE_TIMEOUT",
-        "500",
-        "ms",
-        ALL,
-        "wait for a Redis connection before falling back",
-    ),
-    var(
-        "JWT_SECRET",
-        "(development default)",
-        "secret, >= 32 bytes",
-        "user, gateway",
-        "HS256 signing key of access tokens",
-    ),
-    var(
-        "JWT_KEY_ID",
-        "k1",
-        "string",
-        "user, gateway",
-        "`kid` header of tokens signed with JWT_SECRET",
-    ),
-    var(
-        "JWT_PREVIOUS_SECRET",
-        "(none)",
-        "secret, >= 32 bytes",
-        "gateway",
-        "still-accepted key during rotation",
-    ),
-    var(
-        "JWT_PREVIOUS_KEY_ID",
-        "(none)",
-        "string",
-        "gateway",
-        "`kid` of JWT_PREVIOUS_SECRET",
-    ),
-    var(
-        "JWT_EXPIRES_IN",
-        "15m",
-        "duration (bare number: s)",
-        "user, gateway",
-        "access token lifetime",
-    ),
-    var(
-        "REFRESH_EXPIRES_IN",
-        "30d",
-        "duration (bare number: s)",
-        "user",
-        "session (refresh token) lifetime",
-    ),
-    var(
-        "JWT_ISSUER",
-        "shop",
-        "string",
-        "user, gateway",
-        "`iss` claim",
-    ),
-    var(
-        "JWT_AUDIENCE",
-        "shop-api",
-        "string",
-        "user, gateway",
-        "`aud` claim",
-    ),
-    var(
-        "INTERNAL_TOKEN",
-        "(development default)",
-        "secret, >= 32 bytes",
-        ALL,
-        "credential on every call to a service",
-    ),
-    var(
-        "INTERNAL_TOKEN_PREVIOUS",
-        "(none)",
-        "secret, >= 32 bytes",
-        SERVICES,
-        "also accepted during rotation",
-    ),
-    var("BCRYPT_COST", "12", "4-31", "user", "password hashing cost"),
-    var(
-        "BCRYPT_QUEUE",
-        "32",
-        "requests",
-        "user",
-        "hash jobs allowed to wait before 503 + Retry-After",
-    ),
-    var(
-        "LOGIN_THROTTLE_LIMIT",
-        "5",
-        "attempts",
-        "user",
-        "login attempts per (client IP, email) per window (a success clears the count); also password-change attempts per user",
-    ),
-    var(
-        "LOGIN_THROTTLE_WINDOW",
-        "15m",
-        "duration (bare number: s)",
-        "user",
-        "window of both attempt limits",
-    ),
-    var(
-        "DENYLIST_GRACE",
-        "60s",
-        "duration (bare number: s)",
-        "gateway",
-        "how long revocation answers are served from memory while Redis is away",
-    ),
-    var(
-        "WS_CHECK_INTERVAL",
-        "15s",
-        "duration (bare number: s)",
-        "gateway",
-        "how often open sockets check their session (closed with 4401 once revoked)",
-    ),
-    var(
-        "WS_IDLE_TIMEOUT",
-        "60s",
-        "duration (bare number: s)",
-        "gateway",
-        "a socket that sends nothing (not even a pong to the pings, sent every third of this) is closed with 1001",
-    ),
-    var(
-        "WS_QUEUE",
-        "256",
-        "events",
-        "gateway",
-        "events waiting for one socket; a socket that falls further behind is closed with 4408",
-    ),
-    var(
-        "ADMIN_EMAIL",
-        "(none; admin@shop.local in development)",
-        "email",
-        "user",
-        "first administrator, created idempotently",
-    ),
-    var(
-        "ADMIN_PASSWORD",
-        "(none; see README in development)",
-        "secret, 8-72 bytes",
-        "user",
-        "its password",
-    ),
-    var(
-        "THROTTLER_TTL",
-        "60000",
-        "ms",
-        "gateway",
-        "rate-limit period (a sliding GCRA window)",
-    ),
-    var(
-        "THROTTLER_LIMIT",
-        "600",
-        "requests",
-        "gateway",
-        "requests per period, per IP anonymous, per user authenticated",
-    ),
-    var(
-        "THROTTLER_ENABLED",
-        "true",
-        "bool",
-        "gateway",
-        "rate limiting on or off",
-    ),
-    var(
-        "THROTTLER_AUTH_TTL",
-        "60000",
-        "ms",
-        "gateway",
-        "period of the tighter per-IP limit on /login, /register and /ws/ticket",
-    ),
-    var(
-        "THROTTLER_AUTH_LIMIT",
-        "10",
-        "requests",
-        "gateway",
-        "requests per period to /login, /register and /ws/ticket, per IP",
-    ),
-    var(
-        "CORS_ORIGINS",
-        "(none)",
-        "comma list of origins",
-        "gateway",
-        "other browser origins allowed to call the API and open sockets (same-origin pages always may)",
-    ),
-    var(
-        "TRUSTED_PROXIES",
-        "(none)",
-        "comma list of IPs/CIDRs",
-        "gateway",
-        "peers whose X-Forwarded-For is believed",
-    ),
-    var(
-        "MAX_BODY_BYTES",
-        "1048576",
-        "bytes",
-        ALL,
-        "largest accepted request body (413 above)",
-    ),
-    var(
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "(none)",
-        "URL",
-        ALL,
-        "OTLP/HTTP collector for traces (e.g. http://otel-collector:4318); unset: no export",
-    ),
-    var(
-        "METRICS_ADDR",
-        "127.0.0.1:9464",
-        "host:port (empty = off)",
-        ALL,
-        "Prometheus `/metrics` listener, separate from the service port; never published",
-    ),
-    var(
-        "GATEWAY_ADDR",
-        "0.0.0.0:8080",
-        "host:port",
-        "gateway",
-        "public listener",
-    ),
-    var(
-        "USER_ADDR",
-        "127.0.0.1:8081",
-        "host:port",
-        "user",
-        "listener",
-    ),
-    var(
-        "CATALOG_ADDR",
-        "127.0.0.1:8082",
-        "host:port",
-        "catalog",
-        "listener",
-    ),
-    var(
-        "ORDER_ADDR",
-        "127.0.0.1:8083",
-        "host:port",
-        "order",
-        "listener",
-    ),
-    var(
-        "PAYMENT_ADDR",
-        "127.0.0.1:8084",
-        "host:port",
-        "payment",
-        "listener",
-    ),
-    var(
-        "USER_SERVICE_URL",
-        "http://127.0.0.1:8081",
-        "URL",
-        "gateway",
-        "where the user service answers",
-    ),
-    var(
-        "CATALOG_SERVICE_URL",
-        "http://127.0.0.1:8082",
-        "URL",
-        "gateway, order",
-        "where the catalog service answers",
-    ),
-    var(
-        "ORDER_SERVICE_URL",
-        "http://127.0.0.1:8083",
-        "URL",
-        "gateway, payment",
-        "where the order service answers",
-    ),
-    var(
-        "PAYMENT_SERVICE_URL",
-        "http://127.0.0.1:8084",
-        "URL",
-        "gateway",
-        "where the payment service answers",
-    ),
-    var(
-        "HTTP_WORKERS",
-        "0",
-        "threads (0 = one per core)",
-        ALL,
-        "HTTP worker threads per server",
-    ),
-    var(
-        "HTTP_CONNECT_TIMEOUT",
-        "1000",
-        "ms",
-        "gateway, order, payment",
-        "connect timeout of service-to-service calls",
-    ),
-    var(
-        "USER_SERVICE_TIMEOUT",
-        "5000",
-        "ms",
-        "gateway",
-        "whole-call timeout of calls to the user service (504 at the gateway)",
-    ),
-    var(
-        "CATALOG_SERVICE_TIMEOUT",
-        "3000",
-        "ms",
-        "gateway, order",
-        "whole-call timeout of calls to the catalog service",
-    ),
-    var(
-        "ORDER_SERVICE_TIMEOUT",
-        "10000",
-        "ms",
-        "gateway, payment",
-        "whole-call timeout of calls to the order service (placing an order calls the catalog)",
-    ),
-    var(
-        "PAYMENT_SERVICE_TIMEOUT",
-        "3000",
-        "ms",
-        "gateway",
-        "whole-call timeout of calls to the payment service",
-    ),
-    var(
-        "HTTP_RETRIES",
-        "2",
-        "retries",
-        "gateway, order, payment",
-        "retries of idempotent calls, after connection failures only",
-    ),
-    var(
-        "HTTP_MAX_IN_FLIGHT",
-        "512",
-        "requests",
-        "gateway, order, payment",
-        "concurrent calls per upstream; beyond it, 503 + Retry-After at once",
-    ),
-    var(
-        "HTTP_POOL_MAX_IDLE",
-        "64",
-        "connections",
-        "gateway, order, payment",
-        "idle keep-alive connections kept per upstream",
-    ),
-    var(
-        "CIRCUIT_BREAKER_THRESHOLD",
-        "5",
-        "failures",
-        "gateway, order, payment",
-        "consecutive failures that open a circuit",
-    ),
-    var(
-        "CIRCUIT_BREAKER_COOLDOWN",
-        "5000",
-        "ms",
-        "gateway, order, payment",
-        "how long an open circuit fails fast",
-    ),
-    var(
-        "SHUTDOWN_TIMEOUT",
-        "30s",
-        "duration (bare number: s)",
-        ALL,
-        "grace period for in-flight requests on SIGTERM",
-    ),
-    var(
-        "CURRENCY",
-        "USD",
-        "ISO 4217",
-        "order, payment",
-        "currency of every price",
-    ),
-    var(
-        "RESERVE_TIMEOUT",
-        "30s",
-        "duration (bare number: s)",
-        "order",
-        "orders still reserving after this are failed and their stock released",
-    ),
-    var(
-        "ORDER_PAYMENT_TIMEOUT",
-        "30m",
-        "duration (bare number: s)",
-        "order",
-        "pending orders unpaid after this fail (payment_timeout); must exceed the longest payment",
-    ),
-    var(
-        "PAYMENT_REQUEST_RESEND",
-        "(twice the longest payment, at least 60s)",
-        "duration (bare number: s)",
-        "order",
-        "resend the payment request of a pending order the payment service has not reported on",
-    ),
-    var(
-        "IDEMPOTENCY_TTL",
-        "24h",
-        "duration (bare number: s)",
-        "order",
-        "how long Idempotency-Key claims are kept",
-    ),
-    var(
-        "IDEMPOTENCY_RESUME_AFTER",
-        "10s",
-        "duration (bare number: s)",
-        "order",
-        "a claim left unfinished this long (a crashed request) is resumed by a repeat",
-    ),
-    var(
-        "WORKER_INTERVAL",
-        "5s",
-        "duration (bare number: s)",
-        "order",
-        "how often the recovery, timeout and resend sweeps run",
-    ),
-    var(
-        "OUTBOX_POLL_INTERVAL",
-        "1000",
-        "ms",
-        "order, payment",
-        "outbox polling fallback (a commit wakes its own relay at once, other instances through Redis)",
-    ),
-    var(
-        "OUTBOX_RETENTION",
-        "1h",
-        "duration (bare number: s)",
-        "order, payment",
-        "sent outbox rows are deleted after this",
-    ),
-    var(
-        "NOTIFICATIONS_MAX_LEN",
-        "100000",
-        "entries",
-        "order, payment",
-        "approximate cap of the notifications stream",
-    ),
-    var(
-        "USER_STREAM_MAX_LEN",
-        "1000",
-        "entries",
-        "order, payment",
-        "approximate cap of each user's notification stream",
-    ),
-    var(
-        "USER_STREAM_TTL",
-        "7d",
-        "duration (bare number: s)",
-        "order, payment",
-        "a user's stream expires this long after its last event",
-    ),
-    var(
-        "BACKOFF_RETRIES",
-        "5",
-        "retries",
-        "payment, order",
-        "payment retries after the first attempt",
-    ),
-    var(
-        "BACKOFF_DELAY",
-        "1000",
-        "ms",
-        "payment, order",
-        "first retry delay, doubled each time",
-    ),
-    var(
-        "PAYMENT_FAILED_PROBABILITY",
-        "20",
-        "percent",
-        "payment",
-        "chance a simulated attempt fails",
-    ),
-    var(
-        "PAYMENT_DURATION",
-        "1000",
-        "ms",
-        "payment, order",
-        "duration of a simulated attempt",
-    ),
-    var(
-        "PAYMENT_CONCURRENCY",
-        "8",
-        "attempts",
-        "payment",
-        "simulated payment attempts running at once per instance",
-    ),
-    var(
-        "PAYMENT_MAX_DELIVERIES",
-        "5",
-        "deliveries",
-        "payment",
-        "a stream entry delivered this often without being handled goes to payments.dead",
-    ),
-    var(
-        "PAYMENT_RECLAIM_IDLE",
-        "30s",
-        "duration (bare number: s)",
-        "payment",
-        "entries pending this long on another consumer are reclaimed (XAUTOCLAIM)",
-    ),
-    var(
-        "PAYMENT_CONSUMER",
-        "(hostname + random suffix)",
-        "string",
-        "payment",
-        "consumer name in the payments.requests group",
-    ),
-];
+const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+const fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+const fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
+}
+
+settings! {
+    /// production refuses default or missing secrets; images default to production
+    app_env: AppEnv = AppEnv::Development, unit "development, test, production", read by ALL;
+    /// log line format
+    log_format: LogFormat = LogFormat::Pretty, unit "pretty, json", read by ALL;
+    /// log filter, e.g. `info,user_service=debug`
+    rust_log: String = "info".into(), unit "filter", read by ALL;
+    /// Postgres for every service unless overridden below
+    database_url: SecretString = DEV_DATABASE_URL.into(), unit "URL", read by SERVICES;
+    /// the user service's own database
+    user_database_url: Option<SecretString> = None,
+        unit "URL", shown "(DATABASE_URL)", read by "user";
+    /// the catalog service's own database
+    catalog_database_url: Option<SecretString> = None,
+        unit "URL", shown "(DATABASE_URL)", read by "catalog";
+    /// the order service's own database
+    order_database_url: Option<SecretString> = None,
+        unit "URL", shown "(DATABASE_URL)", read by "order";
+    /// the payment service's own database
+    payment_database_url: Option<SecretString> = None,
+        unit "URL", shown "(DATABASE_URL)", read by "payment";
+    /// Postgres pool size per service
+    database_pool_size: u32 = 10, unit "connections", check at_least(1), read by SERVICES;
+    /// wait for a pooled connection before answering 503
+    database_acquire_timeout: Duration = secs(5), bare Millis, read by SERVICES;
+    /// apply migrations at start (images: false, use the `migrate` subcommand)
+    run_migrations_on_start: bool = true, unit "bool", read by SERVICES;
+    /// Redis; when unset it is built from the three below
+    redis_url: Option<SecretString> = None, unit "URL",
+        shown "(redis://127.0.0.1:6379, from the three below)", read by ALL;
+    /// Redis host (when REDIS_URL is unset)
+    redis_host: String = "127.0.0.1".into(), unit "host", read by ALL;
+    /// Redis port (when REDIS_URL is unset)
+    redis_port: u16 = 6379, unit "port", read by ALL;
+    /// Redis password (when REDIS_URL is unset)
+    redis_password: Option<SecretString> = None, unit "secret", read by ALL;
+    /// prefix of every Redis key and stream
+    redis_key_prefix: String = "shop:".into(), unit "string", read by ALL;
+    /// Redis pool size per binary
+    redis_pool_size: u32 = 16, unit "connections", check at_least(1), read by ALL;
+    /// Redis for the product cache, if it should be another instance (it may evict)
+    cache_redis_url: Option<SecretString> = None,
+        unit "URL", shown "(REDIS_URL)", read by "catalog";
+    /// longest another catalog instance's write stays unseen by this one's in-process cache
+    product_cache_sync: Duration = millis(100),
+        bare Millis, check at_least(millis(1)), read by "catalog";
+    /// lifetime of a cached product (writes replace it at once)
+    product_cache_ttl: Duration = mins(5), bare Secs, read by "catalog";
+    /// lifetime of a cached list page; the most that stock shown in listings can lag
+    list_cache_ttl: Duration = secs(30), bare Secs, read by "catalog";
+    /// wait for a Redis connection before falling back
+    redis_acquire_timeout: Duration = millis(500), bare Millis, read by ALL;
+    /// HS256 signing key of access tokens
+    jwt_secret: Option<SecretString> = None,
+        unit "secret", shown "(development default)", check optional(bytes_at_least(32)),
+        read by "user, gateway";
+    /// `kid` header of tokens signed with JWT_SECRET
+    jwt_key_id: String = "k1".into(), unit "string", read by "user, gateway";
+    /// still-accepted key during rotation
+    jwt_previous_secret: Option<SecretString> = None,
+        unit "secret", check optional(bytes_at_least(32)), read by "gateway";
+    /// `kid` of JWT_PREVIOUS_SECRET
+    jwt_previous_key_id: Option<String> = None, unit "string", read by "gateway";
+    /// access token lifetime
+    jwt_expires_in: Duration = mins(15),
+        bare Secs, check at_least(secs(10)), read by "user, gateway";
+    /// session (refresh token) lifetime
+    refresh_expires_in: Duration = days(30), bare Secs, read by "user";
+    /// `iss` claim
+    jwt_issuer: String = "shop".into(), unit "string", read by "user, gateway";
+    /// `aud` claim
+    jwt_audience: String = "shop-api".into(), unit "string", read by "user, gateway";
+    /// credential on every call to a service
+    internal_token: Option<SecretString> = None,
+        unit "secret", shown "(development default)", check optional(bytes_at_least(32)),
+        read by ALL;
+    /// also accepted during rotation
+    internal_token_previous: Option<SecretString> = None,
+        unit "secret", check optional(bytes_at_least(32)), read by SERVICES;
+    /// password hashing cost
+    bcrypt_cost: u32 = 12, unit "log2 rounds", check between(4, 31), read by "user";
+    /// hash jobs allowed to wait before 503 + Retry-After
+    bcrypt_queue: usize = 32, unit "requests", read by "user";
+    /// login attempts per (client IP, email) per window (a success clears the count); also
+    /// password-change attempts per user
+    login_throttle_limit: u32 = 5, unit "attempts", check at_least(1), read by "user";
+    /// window of both attempt limits
+    login_throttle_window: Duration = mins(15), bare Secs, read by "user";
+    /// how long revocation answers are served from memory while Redis is away
+    denylist_grace: Duration = secs(60), bare Secs, read by "gateway";
+    /// how often open sockets check their session (closed with 4401 once revoked)
+    ws_check_interval: Duration = secs(15), bare Secs, read by "gateway";
+    /// a socket that sends nothing (not even a pong to the pings, sent every third of this) is
+    /// closed with 1001
+    ws_idle_timeout: Duration = secs(60), bare Secs, check at_least(secs(1)), read by "gateway";
+    /// events waiting for one socket; a socket that falls further behind is closed with 4408
+    ws_queue: usize = 256, unit "events", check at_least(1), read by "gateway";
+    /// first administrator, created idempotently
+    admin_email: Option<String> = None,
+        unit "email", shown "(none; admin@shop.local in development)", read by "user";
+    /// its password
+    admin_password: Option<SecretString> = None,
+        unit "secret", shown "(none; see README in development)",
+        check optional(bytes_between(8, 72)), read by "user";
+    /// rate-limit period (a sliding GCRA window)
+    throttler_ttl: Duration = secs(60), bare Millis, check at_least(millis(1)), read by "gateway";
+    /// requests per period, per IP anonymous, per user authenticated
+    throttler_limit: u32 = 600, unit "requests", check at_least(1), read by "gateway";
+    /// rate limiting on or off
+    throttler_enabled: bool = true, unit "bool", read by "gateway";
+    /// period of the tighter per-IP limit on /login, /register and /ws/ticket
+    throttler_auth_ttl: Duration = secs(60),
+        bare Millis, check at_least(millis(1)), read by "gateway";
+    /// requests per period to /login, /register and /ws/ticket, per IP
+    throttler_auth_limit: u32 = 10, unit "requests", check at_least(1), read by "gateway";
+    /// other browser origins allowed to call the API and open sockets (same-origin pages always
+    /// may)
+    cors_origins: String = String::new(),
+        unit "comma list of origins", shown "(none)", read by "gateway";
+    /// peers whose X-Forwarded-For is believed
+    trusted_proxies: String = String::new(),
+        unit "comma list of IPs/CIDRs", shown "(none)", read by "gateway";
+    /// largest accepted request body (413 above)
+    max_body_bytes: usize = 1024 * 1024, unit "bytes", check at_least(1), read by ALL;
+    /// OTLP/HTTP collector for traces (e.g. http://otel-collector:4318); unset: no export
+    otel_exporter_otlp_endpoint: Option<String> = None, unit "URL", read by ALL;
+    /// Prometheus `/metrics` listener, separate from the service port; never published
+    metrics_addr: String = "127.0.0.1:9464".into(), unit "host:port (empty = off)", read by ALL;
+    /// public listener
+    gateway_addr: SocketAddr = any(8080),
+        unit "host:port", read by "gateway";
+    /// listener
+    user_addr: SocketAddr = local(8081), unit "host:port", read by "user";
+    /// listener
+    catalog_addr: SocketAddr = local(8082), unit "host:port", read by "catalog";
+    /// listener
+    order_addr: SocketAddr = local(8083), unit "host:port", read by "order";
+    /// listener
+    payment_addr: SocketAddr = local(8084), unit "host:port", read by "payment";
+    /// where the user service answers
+    user_service_url: String = "http://127.0.0.1:8081".into(),
+        check http_url(), read by "gateway";
+    /// where the catalog service answers
+    catalog_service_url: String = "http://127.0.0.1:8082".into(),
+        check http_url(), read by "gateway, order";
+    /// where the order service answers
+    order_service_url: String = "http://127.0.0.1:8083".into(),
+        check http_url(), read by "gateway, payment";
+    /// where the payment service answers
+    payment_service_url: String = "http://127.0.0.1:8084".into(),
+        check http_url(), read by "gateway";
+    /// HTTP worker threads per server
+    http_workers: usize = 0, unit "threads (0 = one per core)", read by ALL;
+    /// connect timeout of service-to-service calls
+    http_connect_timeout: Duration = secs(1), bare Millis, read by "gateway, order, payment";
+    /// whole-call timeout of calls to the user service (504 at the gateway)
+    user_service_timeout: Duration = secs(5),
+        bare Millis, check at_least(millis(1)), read by "gateway";
+    /// whole-call timeout of calls to the catalog service
+    catalog_service_timeout: Duration = secs(3),
+        bare Millis, check at_least(millis(1)), read by "gateway, order";
+    /// whole-call timeout of calls to the order service (placing an order calls the catalog)
+    order_service_timeout: Duration = secs(10),
+        bare Millis, check at_least(millis(1)), read by "gateway, payment";
+    /// whole-call timeout of calls to the payment service
+    payment_service_timeout: Duration = secs(3),
+        bare Millis, check at_least(millis(1)), read by "gateway";
+    /// retries of idempotent calls, after connection failures only
+    http_retries: u32 = 2, unit "retries", read by "gateway, order, payment";
+    /// concurrent calls per upstream; beyond it, 503 + Retry-After at once
+    http_max_in_flight: usize = 512,
+        unit "requests", check at_least(1), read by "gateway, order, payment";
+    /// idle keep-alive connections kept per upstream
+    http_pool_max_idle: usize = 64, unit "connections", read by "gateway, order, payment";
+    /// consecutive failures that open a circuit
+    circuit_breaker_threshold: u32 = 5,
+        unit "failures", check at_least(1), read by "gateway, order, payment";
+    /// how long an open circuit fails fast
+    circuit_breaker_cooldown: Duration = secs(5), bare Millis, read by "gateway, order, payment";
+    /// grace period for in-flight requests on SIGTERM
+    shutdown_timeout: Duration = secs(30), bare Secs, read by ALL;
+    /// currency of every price
+    currency: String = "USD".into(), check currency_code(), read by "order, payment";
+    /// orders still reserving after this are failed and their stock released
+    reserve_timeout: Duration = secs(30), bare Secs, read by "order";
+    /// pending orders unpaid after this fail (payment_timeout); must exceed the longest payment
+    order_payment_timeout: Duration = mins(30), bare Secs, read by "order";
+    /// resend the payment request of a pending order the payment service has not reported on
+    payment_request_resend: Option<Duration> = None,
+        bare Secs, shown "(twice the longest payment, at least 60s)", read by "order";
+    /// how long Idempotency-Key claims are kept
+    idempotency_ttl: Duration = hours(24), bare Secs, read by "order";
+    /// a claim left unfinished this long (a crashed request) is resumed by a repeat
+    idempotency_resume_after: Duration = secs(10), bare Secs, read by "order";
+    /// how often the recovery, timeout and resend sweeps run
+    worker_interval: Duration = secs(5), bare Secs, read by "order";
+    /// outbox polling fallback (a commit wakes its own relay at once, other instances through
+    /// Redis)
+    outbox_poll_interval: Duration = secs(1), bare Millis, read by "order, payment";
+    /// sent outbox rows are deleted after this
+    outbox_retention: Duration = hours(1), bare Secs, read by "order, payment";
+    /// approximate cap of the notifications stream
+    notifications_max_len: u64 = 100_000, unit "entries", read by "order, payment";
+    /// approximate cap of each user's notification stream
+    user_stream_max_len: u64 = 1000, unit "entries", read by "order, payment";
+    /// a user's stream expires this long after its last event
+    user_stream_ttl: Duration = days(7), bare Secs, read by "order, payment";
+    /// payment retries after the first attempt
+    backoff_retries: u32 = 5, unit "retries", read by "payment, order";
+    /// first retry delay, doubled each time
+    backoff_delay: Duration = secs(1), bare Millis, read by "payment, order";
+    /// chance a simulated attempt fails
+    payment_failed_probability: u8 = 20, unit "percent", check between(0, 100), read by "payment";
+    /// duration of a simulated attempt
+    payment_duration: Duration = secs(1), bare Millis, read by "payment, order";
+    /// simulated payment attempts running at once per instance
+    payment_concurrency: usize = 8, unit "attempts", check at_least(1), read by "payment";
+    /// a stream entry delivered this often without being handled goes to payments.dead
+    payment_max_deliveries: u32 = 5, unit "deliveries", check at_least(1), read by "payment";
+    /// entries pending this long on another consumer are reclaimed (XAUTOCLAIM)
+    payment_reclaim_idle: Duration = secs(30), bare Secs, read by "payment";
+    /// consumer name in the payments.requests group
+    payment_consumer: Option<String> = None,
+        unit "string", shown "(hostname + random suffix)", read by "payment";
+}
+
+/// Every variable, in the order README shows them: the settings and `SHOP_CONFIG_FILE`.
+pub fn variables() -> Vec<Variable> {
+    let mut all = Settings::defined();
+    let config_file = Variable {
+        name: "SHOP_CONFIG_FILE".into(),
+        default: "(none)".into(),
+        unit: "path".into(),
+        binaries: ALL,
+        description: "optional TOML file read before the environment".into(),
+    };
+    all.insert(1, config_file);
+    all
+}
 
 /// The Markdown table README shows (a test checks README contains exactly this).
 pub fn markdown_table() -> String {
     let mut out =
         String::from("| Variable | Default | Unit | Read by | Meaning |\n|---|---|---|---|---|\n");
-    for v in VARIABLES {
+    for v in variables() {
         out.push_str(&format!(
             "| `{}` | `{}` | {} | {} | {} |\n",
             v.name, v.default, v.unit, v.binaries, v.description

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use shop_settings::{Settings, VARIABLES};
+use shop_settings::{Settings, variables};
 
 /// `${NAME:-default}` → `default` (what compose substitutes when NAME is unset).
 fn substitute(value: &str) -> String {
@@ -44,7 +44,7 @@ fn compose_sets_every_documented_variable_to_a_working_value() {
         named.insert(name.to_owned());
         env.insert(name.to_owned(), substitute(value.trim_matches('"')));
     }
-    let documented: BTreeSet<String> = VARIABLES.iter().map(|v| v.name.to_owned()).collect();
+    let documented: BTreeSet<String> = variables().into_iter().map(|v| v.name).collect();
     assert_eq!(named, documented);
 
     // The config file is mounted in the containers; here, its checked-in copy.
