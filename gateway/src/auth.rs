@@ -13,10 +13,9 @@ use std::{
 use actix_web::{HttpMessage, HttpRequest};
 use shop_auth::{AccessClaims, JwtKeys, denylist};
 use shop_client::{Idempotency, ServiceClient};
-use shop_contracts::SessionStatus;
+use shop_contracts::{SessionId, SessionStatus, UserId};
 use shop_http::{ApiError, RequestContext};
 use shop_redis::{RedisPool, redis};
-use uuid::Uuid;
 
 /// How long an answer from the user service is reused while Redis is away.
 const USER_SERVICE_ANSWER_TTL: Duration = Duration::from_secs(5);
@@ -40,7 +39,7 @@ pub struct Authenticator {
     redis: RedisPool,
     user_service: ServiceClient,
     grace: Duration,
-    known: Mutex<HashMap<Uuid, Known>>,
+    known: Mutex<HashMap<SessionId, Known>>,
 }
 
 impl Authenticator {
@@ -93,17 +92,17 @@ impl Authenticator {
 
     /// The user a request's token names, if its signature and lifetime are valid (revocation
     /// is not checked: this only chooses whose rate limit a request counts against).
-    pub fn subject(&self, req: &HttpRequest) -> Option<Uuid> {
+    pub fn subject(&self, req: &HttpRequest) -> Option<UserId> {
         self.verified(req).map(|claims| claims.sub)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Known>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Known>> {
         self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember(&self, sid: Uuid, revoked: bool, valid_for: Duration) {
+    fn remember(&self, sid: SessionId, revoked: bool, valid_for: Duration) {
         let mut known = self.lock();
         if known.len() >= MAX_CACHED_SESSIONS {
             known.retain(|_, k| k.at.elapsed() < k.valid_for);
@@ -121,7 +120,7 @@ impl Authenticator {
         );
     }
 
-    fn recall(&self, sid: Uuid) -> Option<bool> {
+    fn recall(&self, sid: SessionId) -> Option<bool> {
         self.lock()
             .get(&sid)
             .filter(|k| k.at.elapsed() < k.valid_for)
@@ -162,7 +161,7 @@ impl Authenticator {
 
     async fn ask_user_service(
         &self,
-        sid: Uuid,
+        sid: SessionId,
         context: &RequestContext,
     ) -> Result<bool, ApiError> {
         let reply = self

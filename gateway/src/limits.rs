@@ -63,7 +63,7 @@ impl Limits {
         &self,
         method: &Method,
         path: &str,
-        user: Option<uuid::Uuid>,
+        user: Option<shop_contracts::UserId>,
         ip: Option<IpAddr>,
     ) -> Vec<Bucket> {
         let address = ip.map_or_else(|| "unknown".to_owned(), address_key);

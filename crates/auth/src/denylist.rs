@@ -1,10 +1,11 @@
 //! Redis key names of the session denylist, shared by its writer (user) and reader (gateway).
 //! Callers add their Redis key prefix.
 
+use shop_contracts::SessionId;
 use uuid::Uuid;
 
 /// The key that marks every token of a session revoked.
-pub fn session_key(sid: Uuid) -> String {
+pub fn session_key(sid: SessionId) -> String {
     format!("denylist:sid:{sid}")
 }
 

@@ -8,7 +8,7 @@ use jsonwebtoken::{
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use shop_contracts::Role;
+use shop_contracts::{Role, SessionId, UserId};
 use shop_settings::Settings;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ const LEEWAY_SECS: u64 = 5;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The user id.
-    pub sub: Uuid,
+    pub sub: UserId,
     /// The user's role when the token was issued.
     pub role: Role,
     pub iss: String,
@@ -28,7 +28,7 @@ pub struct AccessClaims {
     /// Always `access`; refresh tokens are opaque and never JWTs.
     pub typ: String,
     /// The session this token belongs to (revoking the session revokes the token).
-    pub sid: Uuid,
+    pub sid: SessionId,
     /// Unique token id.
     pub jti: Uuid,
     pub iat: i64,
@@ -116,9 +116,9 @@ impl JwtKeys {
     /// Signs an access token for a user's session.
     pub fn issue(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         role: Role,
-        session_id: Uuid,
+        session_id: SessionId,
     ) -> Result<IssuedToken, TokenError> {
         let now = Utc::now().timestamp();
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify_with_all_claims() {
         let keys = keys();
-        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let (user, session) = (UserId::new(), SessionId::new());
         let issued = keys.issue(user, Role::Admin, session).expect("signs");
         let claims = keys.verify(&issued.token).expect("verifies");
         assert_eq!(claims.sub, user);
@@ -214,7 +214,7 @@ mod tests {
         let mut other = settings();
         other.jwt_secret = Some("another-secret-that-is-long-enough-1234".into());
         let foreign = JwtKeys::from_settings(&other)
-            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .issue(UserId::new(), Role::User, SessionId::new())
             .expect("signs");
         assert!(matches!(
             keys.verify(&foreign.token),
@@ -222,7 +222,7 @@ mod tests {
         ));
 
         let issued = keys
-            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .issue(UserId::new(), Role::User, SessionId::new())
             .expect("signs");
         let parts: Vec<&str> = issued.token.split('.').collect();
         let mut claims = issued.claims.clone();
@@ -236,7 +236,7 @@ mod tests {
     fn alg_none_and_other_algorithms_are_refused() {
         let keys = keys();
         let issued = keys
-            .issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7())
+            .issue(UserId::new(), Role::Admin, SessionId::new())
             .expect("signs");
         let body = issued.token.split('.').nth(1).expect("body");
         for header in [
@@ -254,12 +254,12 @@ mod tests {
         let keys = keys();
         let now = Utc::now().timestamp();
         let base = AccessClaims {
-            sub: Uuid::now_v7(),
+            sub: UserId::new(),
             role: Role::User,
             iss: "shop".into(),
             aud: "shop-api".into(),
             typ: "access".into(),
-            sid: Uuid::now_v7(),
+            sid: SessionId::new(),
             jti: Uuid::now_v7(),
             iat: now - 3600,
             exp: now + 600,
@@ -297,7 +297,7 @@ mod tests {
     fn previous_key_verifies_during_rotation() {
         let old = keys();
         let token = old
-            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .issue(UserId::new(), Role::User, SessionId::new())
             .expect("signs")
             .token;
         let mut rotated = settings();

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::{OrderId, UserId};
+
 /// Every order and payment notification, in commit order.
 pub const NOTIFICATIONS: &str = "notifications";
 /// Work for the payment service: `payment.requested` and `payment.cancel`.
@@ -27,8 +29,8 @@ pub struct Envelope {
     pub event: Event,
     pub producer: Producer,
     pub occurred_at: DateTime<Utc>,
-    pub user_id: Uuid,
-    pub order_id: Uuid,
+    pub user_id: UserId,
+    pub order_id: OrderId,
     /// Counts per producer and order, from 1.
     pub seq: i64,
     /// W3C trace context of the change that caused the event.
@@ -177,7 +179,7 @@ pub struct PaymentReports {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentReport {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub event: PaymentEvent,
     /// W3C trace context of the payment: the order service records the report in that trace.
     #[serde(default)]
@@ -198,7 +200,7 @@ pub struct PaymentReportAnswers {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentReportAnswer {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub attempt_no: i32,
     pub outcome: PaymentOutcome,
     pub status: u16,

@@ -2,13 +2,15 @@
 //! feature, the statuses are stored as `text`.
 
 pub mod events;
+mod ids;
 mod text;
 
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+
+pub use ids::{OrderId, PaymentId, ProductId, SessionId, UserId};
 
 /// A user's role.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -72,7 +74,7 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserResponse {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub name: Option<String>,
     pub role: Role,
@@ -98,8 +100,8 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStatus {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     /// False once the session is revoked or expired.
     pub active: bool,
 }
@@ -120,7 +122,7 @@ pub struct ReserveRequest {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
@@ -129,7 +131,7 @@ pub struct ReserveLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reservation {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub items: Vec<ReservedLine>,
 }
 
@@ -138,7 +140,7 @@ pub struct Reservation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservedLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub name: String,
     pub unit_price_cents: i64,
     pub quantity: i32,
@@ -149,7 +151,7 @@ pub struct ReservedLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseOutcome {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     /// Stock given back by this call (false for a repeat, or a tombstone for an unknown order).
     pub restored: bool,
 }
@@ -162,10 +164,13 @@ pub struct ReleaseOutcome {
 pub enum ReserveRefusal {
     /// A line asks for more than is in stock (409).
     #[serde(rename_all = "camelCase")]
-    InsufficientStock { product_id: Uuid, available: i32 },
+    InsufficientStock {
+        product_id: ProductId,
+        available: i32,
+    },
     /// A line's product is deleted (409).
     #[serde(rename_all = "camelCase")]
-    ProductUnavailable { product_id: Uuid },
+    ProductUnavailable { product_id: ProductId },
     /// A line names no product (422); `index` counts the lines as sent.
     #[serde(rename_all = "camelCase")]
     UnknownProduct { index: usize },

@@ -73,8 +73,8 @@ fn envelope(event: Event) -> Envelope {
         event,
         producer,
         occurred_at: Utc::now(),
-        user_id: Uuid::now_v7(),
-        order_id: Uuid::now_v7(),
+        user_id: shop_contracts::UserId::new(),
+        order_id: shop_contracts::OrderId::new(),
         seq: 3,
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
     }

@@ -3,8 +3,7 @@
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload};
-use shop_contracts::Role;
-use uuid::Uuid;
+use shop_contracts::{Role, SessionId, UserId};
 
 use crate::{ApiError, context::headers};
 
@@ -12,9 +11,9 @@ use crate::{ApiError, context::headers};
 /// internal-credential guard admitted the request (only the gateway and services hold it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub role: Role,
-    pub session_id: Uuid,
+    pub session_id: SessionId,
 }
 
 impl Identity {

@@ -21,6 +21,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
+use shop_contracts::UserId;
 use uuid::Uuid;
 
 pub use relay::{Command, CommandHandler, Outcome, Relay, RelayConfig, run_lanes};
@@ -60,7 +61,7 @@ pub struct NewMessage {
     /// The ordering lane, e.g. the order id.
     pub aggregate_id: Uuid,
     /// For events: also append to this user's notification stream.
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     pub payload: serde_json::Value,
 }
 
@@ -69,14 +70,14 @@ impl NewMessage {
     /// for that user's notifications. A payload that does not serialise is an error.
     pub fn event(
         topic: &str,
-        aggregate_id: Uuid,
-        user_id: Option<Uuid>,
+        aggregate_id: impl Into<Uuid>,
+        user_id: Option<UserId>,
         event: &impl Serialize,
     ) -> serde_json::Result<Self> {
         Ok(Self {
             kind: Kind::Event,
             topic: topic.to_owned(),
-            aggregate_id,
+            aggregate_id: aggregate_id.into(),
             user_id,
             payload: serde_json::to_value(event)?,
         })
@@ -86,13 +87,13 @@ impl NewMessage {
     /// `command` back.
     pub fn command(
         topic: &str,
-        aggregate_id: Uuid,
+        aggregate_id: impl Into<Uuid>,
         command: &impl Serialize,
     ) -> serde_json::Result<Self> {
         Ok(Self {
             kind: Kind::Command,
             topic: topic.to_owned(),
-            aggregate_id,
+            aggregate_id: aggregate_id.into(),
             user_id: None,
             payload: serde_json::to_value(command)?,
         })
@@ -112,7 +113,10 @@ pub async fn enqueue(conn: &AsyncPgConnection, messages: &[NewMessage]) -> Query
     let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
     let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
     let aggregates: Vec<Uuid> = messages.iter().map(|m| m.aggregate_id).collect();
-    let users: Vec<Option<Uuid>> = messages.iter().map(|m| m.user_id).collect();
+    let users: Vec<Option<Uuid>> = messages
+        .iter()
+        .map(|m| m.user_id.map(UserId::uuid))
+        .collect();
     let payloads: Vec<&serde_json::Value> = messages.iter().map(|m| &m.payload).collect();
     shop_db::prepared(INSERT)
         .bind::<Array<Text>, _>(kinds)

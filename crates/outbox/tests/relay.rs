@@ -13,6 +13,7 @@ use std::{
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
+use shop_contracts::UserId;
 use shop_db::Pool;
 use shop_outbox::{
     Command, CommandHandler, Kind, NewMessage, Outcome, PENDING_INDEX_DDL, Relay, RelayConfig,
@@ -143,7 +144,7 @@ fn relay<H: CommandHandler>(f: &Fixture, handler: Arc<H>, poll: Duration) -> Rel
     )
 }
 
-fn event(topic: &str, aggregate: Uuid, user: Option<Uuid>, n: u32) -> NewMessage {
+fn event(topic: &str, aggregate: Uuid, user: Option<UserId>, n: u32) -> NewMessage {
     NewMessage {
         kind: Kind::Event,
         topic: topic.into(),
@@ -216,7 +217,7 @@ async fn make_due(f: &Fixture) {
 #[tokio::test]
 async fn events_go_out_in_order_with_per_user_copies() {
     let f = fixture(None).await;
-    let (order_a, order_b, user) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (order_a, order_b, user) = (Uuid::now_v7(), Uuid::now_v7(), UserId::new());
     let _ = write(
         &f,
         vec![
@@ -458,7 +459,7 @@ async fn a_batch_whose_answer_is_lost_is_published_once_in_order() {
     drain(&relay).await;
     let (orders, user) = (
         [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()],
-        Uuid::now_v7(),
+        UserId::new(),
     );
     for n in 1..=3 {
         let messages = orders

@@ -11,10 +11,10 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use shop_contracts::UserId;
 use shop_redis::{RedisPool, redis};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// Open sockets on this instance.
 fn record_connections(count: usize) {
@@ -28,7 +28,7 @@ pub(super) fn entry_id(text: &str) -> Option<(u64, u64)> {
 }
 
 struct Subscriber {
-    user_id: Uuid,
+    user_id: UserId,
     all: bool,
     tx: mpsc::Sender<(String, Arc<str>)>,
 }
@@ -100,7 +100,7 @@ impl Hub {
 
     pub(super) fn subscribe(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         all: bool,
     ) -> (u64, mpsc::Receiver<(String, Arc<str>)>) {
         let (tx, rx) = mpsc::channel(self.limits.queue);
@@ -126,7 +126,7 @@ impl Hub {
         let span = tracing::info_span!("notification", stream.entry = id);
         shop_http::continue_trace(&span, event["traceparent"].as_str());
         let _entered = span.enter();
-        let user: Option<Uuid> = event["userId"].as_str().and_then(|u| u.parse().ok());
+        let user: Option<UserId> = event["userId"].as_str().and_then(|u| u.parse().ok());
         let text: Arc<str> = json!({"type": "event", "id": id, "event": event})
             .to_string()
             .into();

@@ -1,9 +1,8 @@
 //! The catalog service's errors and their problem+json form.
 
 use serde_json::json;
-use shop_contracts::ReserveRefusal;
+use shop_contracts::{OrderId, ProductId, ReserveRefusal};
 use shop_http::{ApiError, ErrorCode, FieldError};
-use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -12,9 +11,12 @@ pub enum CatalogError {
     #[error("no such product")]
     NotFound,
     #[error("stock of {product_id} would go below zero")]
-    InsufficientStock { product_id: Uuid, available: i32 },
+    InsufficientStock {
+        product_id: ProductId,
+        available: i32,
+    },
     #[error("product {product_id} is no longer sold")]
-    ProductUnavailable { product_id: Uuid },
+    ProductUnavailable { product_id: ProductId },
     #[error("the product changed since version {given}")]
     VersionConflict { given: i32, current: i32 },
     #[error("If-Match does not match the current representation")]
@@ -25,7 +27,7 @@ pub enum CatalogError {
     #[error("reservation refused: {0:?}")]
     Refused(ReserveRefusal),
     #[error("order {order_id} was released; its reservation cannot be made")]
-    OrderReleased { order_id: Uuid },
+    OrderReleased { order_id: OrderId },
     /// An answer already decided (shared by every caller of one cache load).
     #[error("{0}")]
     Api(ApiError),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{pg::Pg, prelude::*};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use shop_contracts::{OrderId, ProductId, UserId};
 
 use crate::schema::{products, stock_movements};
 
@@ -11,7 +11,7 @@ use crate::schema::{products, stock_movements};
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = products, check_for_backend(Pg))]
 pub struct Product {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub description: String,
     pub price_cents: i64,
@@ -27,7 +27,7 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductResponse {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub description: String,
     pub price_cents: i64,
@@ -85,7 +85,7 @@ impl From<&Product> for Versioned {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = products)]
 pub struct NewProduct {
-    pub id: Uuid,
+    pub id: ProductId,
     pub name: String,
     pub description: String,
     pub price_cents: i64,
@@ -117,17 +117,17 @@ impl MovementKind {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = stock_movements)]
 pub struct NewMovement {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub kind: &'static str,
     pub delta: i32,
-    pub order_id: Option<Uuid>,
+    pub order_id: Option<OrderId>,
     pub reason: Option<String>,
-    pub actor_id: Option<Uuid>,
+    pub actor_id: Option<UserId>,
 }
 
 impl NewMovement {
     /// A movement of `kind` by `delta`.
-    pub fn new(product_id: Uuid, kind: MovementKind, delta: i32) -> Self {
+    pub fn new(product_id: ProductId, kind: MovementKind, delta: i32) -> Self {
         Self {
             product_id,
             kind: kind.as_str(),

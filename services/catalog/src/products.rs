@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use diesel_async::AsyncConnection;
+use shop_contracts::ProductId;
 use shop_http::{FieldError, Identity};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -107,7 +107,7 @@ pub async fn create(
 ) -> Result<Versioned, CatalogError> {
     let valid = validate(input, true)?;
     let new = NewProduct {
-        id: Uuid::now_v7(),
+        id: ProductId::new(),
         name: valid.name,
         description: valid.description,
         price_cents: valid.price_cents,
@@ -137,7 +137,7 @@ async fn committed(state: &AppState, product: &Product, listings_changed: bool) 
 }
 
 /// One live product (cached), as its stored JSON.
-pub async fn get(state: &AppState, id: Uuid) -> Result<Arc<ProductEntry>, CatalogError> {
+pub async fn get(state: &AppState, id: ProductId) -> Result<Arc<ProductEntry>, CatalogError> {
     let entry = state.cache.product(id, &state.pool).await?;
     if entry.body.is_none() {
         return Err(CatalogError::NotFound);
@@ -170,7 +170,7 @@ impl Preconditions {
 pub async fn update(
     state: &AppState,
     admin: &Identity,
-    id: Uuid,
+    id: ProductId,
     input: &ProductInput,
     preconditions: &Preconditions,
 ) -> Result<Versioned, CatalogError> {
@@ -248,7 +248,7 @@ pub async fn update(
 /// always give stock back.
 async fn check_capacity(
     conn: &mut diesel_async::AsyncPgConnection,
-    id: Uuid,
+    id: ProductId,
     stock: i64,
     field: &str,
 ) -> Result<(), CatalogError> {
@@ -265,7 +265,7 @@ async fn check_capacity(
 /// Soft-deletes a product: readers get 404, new reservations 409.
 pub async fn delete(
     state: &AppState,
-    id: Uuid,
+    id: ProductId,
     if_match: Option<&[String]>,
 ) -> Result<(), CatalogError> {
     let mut conn = shop_db::conn(&state.pool).await?;
@@ -324,7 +324,7 @@ fn adjustment(delta: i64, reason: &str) -> Result<(i32, &str), CatalogError> {
 pub async fn adjust_stock(
     state: &AppState,
     admin: &Identity,
-    id: Uuid,
+    id: ProductId,
     delta: i64,
     reason: &str,
 ) -> Result<Versioned, CatalogError> {

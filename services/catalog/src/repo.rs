@@ -8,7 +8,7 @@ use diesel::{
     sql_types::{Bool, Text},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
+use shop_contracts::{OrderId, ProductId};
 
 use crate::{
     models::{MovementKind, NewMovement, NewProduct, Product},
@@ -133,7 +133,7 @@ pub async fn insert_many(conn: &mut AsyncPgConnection, new: &[NewProduct]) -> Qu
 }
 
 /// A product, deleted or not.
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Product>> {
+pub async fn find(conn: &mut AsyncPgConnection, id: ProductId) -> QueryResult<Option<Product>> {
     products::table
         .find(id)
         .select(Product::as_select())
@@ -143,7 +143,10 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 }
 
 /// A live product, locked until the transaction ends.
-pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Product>> {
+pub async fn lock_live(
+    conn: &mut AsyncPgConnection,
+    id: ProductId,
+) -> QueryResult<Option<Product>> {
     products::table
         .find(id)
         .filter(products::deleted_at.is_null())
@@ -156,7 +159,7 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
 
 /// Products by id, locked in id order (so concurrent multi-line reservations cannot
 /// deadlock), deleted ones included.
-pub async fn lock_many(conn: &AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Product>> {
+pub async fn lock_many(conn: &AsyncPgConnection, ids: &[ProductId]) -> QueryResult<Vec<Product>> {
     products::table
         .filter(products::id.eq_any(ids))
         .order(products::id.asc())
@@ -178,7 +181,7 @@ pub struct Edit<'a> {
 
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: ProductId,
     edit: &Edit<'_>,
 ) -> QueryResult<Product> {
     let version_step = i32::from(edit.bump_version);
@@ -198,7 +201,10 @@ pub async fn update(
 }
 
 /// Soft-deletes a live product; returns it as deleted, or `None` if it was not live.
-pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Product>> {
+pub async fn soft_delete(
+    conn: &mut AsyncPgConnection,
+    id: ProductId,
+) -> QueryResult<Option<Product>> {
     diesel::update(
         products::table
             .find(id)
@@ -216,7 +222,11 @@ pub async fn soft_delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
 }
 
 /// Sets a locked product's stock.
-pub async fn set_stock(conn: &mut AsyncPgConnection, id: Uuid, stock: i32) -> QueryResult<Product> {
+pub async fn set_stock(
+    conn: &mut AsyncPgConnection,
+    id: ProductId,
+    stock: i32,
+) -> QueryResult<Product> {
     diesel::update(products::table.find(id))
         .set((
             products::stock.eq(stock),
@@ -229,7 +239,7 @@ pub async fn set_stock(conn: &mut AsyncPgConnection, id: Uuid, stock: i32) -> Qu
 }
 
 /// The quantity of a product held by reservations.
-pub async fn held_quantity(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i64> {
+pub async fn held_quantity(conn: &mut AsyncPgConnection, id: ProductId) -> QueryResult<i64> {
     let held: Option<i64> = reservations::table
         .filter(reservations::product_id.eq(id))
         .filter(reservations::state.eq("held"))
@@ -261,7 +271,7 @@ pub async fn any_product(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
 /// inserted it. A concurrent claim of the same id waits for this transaction to end.
 pub async fn claim_order(
     conn: &AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     state: &str,
 ) -> QueryResult<bool> {
     let inserted = shop_db::prepared(
@@ -277,7 +287,7 @@ pub async fn claim_order(
 /// An order's reservation state and stored answer, locked.
 pub async fn lock_order(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
 ) -> QueryResult<(String, Option<serde_json::Value>)> {
     reservation_orders::table
         .find(order_id)
@@ -289,7 +299,7 @@ pub async fn lock_order(
 
 pub async fn set_order_state(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     state: &str,
     answer: Option<&serde_json::Value>,
 ) -> QueryResult<()> {
@@ -332,8 +342,8 @@ FROM taken ORDER BY id";
 /// lines if a line's stock was short after all (the caller rolls back).
 pub async fn hold(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    lines: &[(Uuid, i32)],
+    order_id: OrderId,
+    lines: &[(ProductId, i32)],
     answer: &serde_json::Value,
 ) -> QueryResult<Vec<Product>> {
     use diesel::sql_types::{Array, Int4, Jsonb, Uuid as SqlUuid};
@@ -351,7 +361,7 @@ pub async fn hold(
 /// Gives `quantity` back to a product's stock.
 pub async fn return_stock(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: ProductId,
     quantity: i32,
 ) -> QueryResult<Product> {
     diesel::update(products::table.find(id))
@@ -368,9 +378,9 @@ pub async fn return_stock(
 /// The held lines of an order, in product id order, marked released.
 pub async fn release_reservations(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-) -> QueryResult<Vec<(Uuid, i32)>> {
-    let mut lines: Vec<(Uuid, i32)> = diesel::update(
+    order_id: OrderId,
+) -> QueryResult<Vec<(ProductId, i32)>> {
+    let mut lines: Vec<(ProductId, i32)> = diesel::update(
         reservations::table
             .filter(reservations::order_id.eq(order_id))
             .filter(reservations::state.eq("held")),

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use shop_contracts::{
-    MAX_LINES, ReleaseOutcome, Reservation, ReserveLine, ReserveRefusal, ReservedLine,
+    MAX_LINES, OrderId, ProductId, ReleaseOutcome, Reservation, ReserveLine, ReserveRefusal,
+    ReservedLine,
 };
 use shop_http::FieldError;
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -76,11 +76,11 @@ fn replay<T: for<'de> Deserialize<'de>>(
 /// an order id already released is refused without touching stock.
 pub async fn reserve(
     state: &AppState,
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[ReserveLine],
 ) -> Result<Reservation, CatalogError> {
     let lines = merge(lines)?;
-    let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+    let ids: Vec<ProductId> = lines.iter().map(|l| l.product_id).collect();
     let mut conn = shop_db::conn(&state.pool).await?;
     let outcome = conn
         .transaction::<_, CatalogError, _>(async |conn| {
@@ -99,7 +99,8 @@ pub async fn reserve(
                     _ => Err(CatalogError::OrderReleased { order_id }),
                 };
             }
-            let locked: BTreeMap<Uuid, Product> = locked.into_iter().map(|p| (p.id, p)).collect();
+            let locked: BTreeMap<ProductId, Product> =
+                locked.into_iter().map(|p| (p.id, p)).collect();
             let refusal = lines.iter().enumerate().find_map(|(index, line)| {
                 match locked.get(&line.product_id) {
                     None => Some(ReserveRefusal::UnknownProduct { index }),
@@ -133,7 +134,8 @@ pub async fn reserve(
                     })
                     .collect(),
             };
-            let held: Vec<(Uuid, i32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+            let held: Vec<(ProductId, i32)> =
+                lines.iter().map(|l| (l.product_id, l.quantity)).collect();
             let changed = repo::hold(conn, order_id, &held, &stored(&reservation)?).await?;
             if changed.len() != lines.len() {
                 return Err(CatalogError::Unexpected(anyhow::anyhow!(
@@ -158,7 +160,7 @@ pub async fn reserve(
 
 /// Gives back an order's held stock. Idempotent; for an order never reserved it leaves a
 /// tombstone so a late reserve is refused.
-pub async fn release(state: &AppState, order_id: Uuid) -> Result<ReleaseOutcome, CatalogError> {
+pub async fn release(state: &AppState, order_id: OrderId) -> Result<ReleaseOutcome, CatalogError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     let changed = conn
         .transaction::<_, CatalogError, _>(async |conn| {
@@ -202,7 +204,7 @@ mod tests {
     fn lines(count: usize) -> Vec<ReserveLine> {
         (0..count)
             .map(|_| ReserveLine {
-                product_id: Uuid::now_v7(),
+                product_id: ProductId::new(),
                 quantity: 1,
             })
             .collect()
@@ -220,7 +222,7 @@ mod tests {
 
     #[test]
     fn lines_of_one_product_add_up_and_bad_quantities_are_refused() {
-        let mug = Uuid::now_v7();
+        let mug = ProductId::new();
         let line = |quantity| ReserveLine {
             product_id: mug,
             quantity,

@@ -6,13 +6,12 @@ use actix_web::{
     web,
 };
 use serde::Deserialize;
-use shop_contracts::ReserveRequest;
+use shop_contracts::{OrderId, ProductId, ReserveRequest};
 use shop_http::{
     Admin, ApiError, FieldError, InternalCaller, OrderService, PageQuery, Problem,
     conditional::{entity_tags, not_modified},
     openapi::responses,
 };
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -186,7 +185,7 @@ pub async fn list_products(
 pub async fn get_product(
     state: State,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = products::get(&state, *id).await?;
     let etag = entry.etag.to_str().unwrap_or_default();
@@ -285,7 +284,7 @@ pub async fn update_product(
     Admin(admin): Admin,
     state: State,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<ProductId>,
     body: shop_http::Json<UpdateProductRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -327,7 +326,7 @@ pub async fn delete_product(
     Admin(_admin): Admin,
     state: State,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
     products::delete(&state, *id, entity_tags(&req, header::IF_MATCH).as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -362,7 +361,7 @@ pub struct StockAdjustmentRequest {
 pub async fn adjust_stock(
     Admin(admin): Admin,
     state: State,
-    id: web::Path<Uuid>,
+    id: web::Path<ProductId>,
     body: shop_http::Json<StockAdjustmentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let versioned = products::adjust_stock(&state, &admin, *id, body.delta, &body.reason).await?;
@@ -391,7 +390,7 @@ pub async fn adjust_stock(
 pub async fn reserve_stock(
     _caller: InternalCaller<OrderService>,
     state: State,
-    order_id: web::Path<Uuid>,
+    order_id: web::Path<OrderId>,
     body: shop_http::Json<ReserveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reservation = reservations::reserve(&state, *order_id, &body.items).await?;
@@ -414,7 +413,7 @@ pub async fn reserve_stock(
 pub async fn release_stock(
     _caller: InternalCaller<OrderService>,
     state: State,
-    order_id: web::Path<Uuid>,
+    order_id: web::Path<OrderId>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(reservations::release(&state, *order_id).await?))
 }

@@ -1,8 +1,8 @@
 //! Development data: a demo catalogue, and a generator of many products for benchmarks.
 
 use diesel_async::AsyncConnection;
+use shop_contracts::ProductId;
 use shop_settings::Settings;
-use uuid::Uuid;
 
 use crate::{
     SERVICE,
@@ -104,7 +104,7 @@ pub async fn seed(settings: &Settings, generate: Option<u64>) -> anyhow::Result<
         None => DEMO
             .iter()
             .map(|(name, description, price_cents, stock)| NewProduct {
-                id: Uuid::now_v7(),
+                id: ProductId::new(),
                 name: (*name).into(),
                 description: (*description).into(),
                 price_cents: *price_cents,
@@ -116,7 +116,7 @@ pub async fn seed(settings: &Settings, generate: Option<u64>) -> anyhow::Result<
                 let (name, description, price, _) =
                     DEMO[usize::try_from(i).unwrap_or(0) % DEMO.len()];
                 NewProduct {
-                    id: Uuid::now_v7(),
+                    id: ProductId::new(),
                     name: format!("{name} #{i}"),
                     description: description.into(),
                     price_cents: price + i64::try_from(i % 997).unwrap_or(0),

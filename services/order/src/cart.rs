@@ -2,9 +2,8 @@
 
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
-use shop_contracts::MAX_LINES;
+use shop_contracts::{MAX_LINES, ProductId};
 use shop_http::Identity;
-use uuid::Uuid;
 
 use crate::{AppState, error::OrderError, placing::MAX_QUANTITY, repo};
 
@@ -12,7 +11,7 @@ use crate::{AppState, error::OrderError, placing::MAX_QUANTITY, repo};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartLine {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
@@ -41,7 +40,7 @@ pub async fn get(state: &AppState, identity: &Identity) -> Result<CartResponse, 
 pub async fn put_item(
     state: &AppState,
     identity: &Identity,
-    product_id: Uuid,
+    product_id: ProductId,
     quantity: i64,
 ) -> Result<CartResponse, OrderError> {
     let quantity = i32::try_from(quantity)
@@ -71,7 +70,7 @@ pub async fn put_item(
 pub async fn delete_item(
     state: &AppState,
     identity: &Identity,
-    product_id: Uuid,
+    product_id: ProductId,
 ) -> Result<(), OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     if repo::delete_cart_item(&mut conn, identity.user_id, product_id).await? {
@@ -92,7 +91,7 @@ pub async fn clear(state: &AppState, identity: &Identity) -> Result<(), OrderErr
 pub async fn get_item(
     state: &AppState,
     identity: &Identity,
-    product_id: Uuid,
+    product_id: ProductId,
 ) -> Result<CartLine, OrderError> {
     get(state, identity)
         .await?
@@ -106,7 +105,7 @@ pub async fn get_item(
 pub async fn replace(
     state: &AppState,
     identity: &Identity,
-    items: &[(Uuid, i64)],
+    items: &[(ProductId, i64)],
 ) -> Result<CartResponse, OrderError> {
     let lines = if items.is_empty() {
         Vec::new()

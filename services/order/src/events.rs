@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use shop_contracts::OrderId;
 use shop_contracts::events::{
     self, Envelope, Event, NoData, OrderStatusChanged, PaymentRequested, Producer,
 };
@@ -18,7 +19,7 @@ pub const RELEASE: &str = "stock.release";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseStock {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
 }
 
 /// An event of `order` on `topic`, numbered `seq` in its sequence.
@@ -122,6 +123,6 @@ pub fn payment_cancel(
 }
 
 /// Gives the order's stock back through the catalog (retried until it succeeds).
-pub fn release(order_id: Uuid) -> serde_json::Result<NewMessage> {
+pub fn release(order_id: OrderId) -> serde_json::Result<NewMessage> {
     NewMessage::command(RELEASE, order_id, &ReleaseStock { order_id })
 }

@@ -18,11 +18,10 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shop_contracts::PaymentStatus;
+use shop_contracts::{OrderId, PaymentStatus, UserId};
 use shop_db::prepared;
 use shop_http::RequestContext;
 use shop_outbox::{NewMessage, Written};
-use uuid::Uuid;
 
 use crate::{
     error::OrderError,
@@ -36,9 +35,9 @@ use Status::{Cancelled, Delivered, Failed, Paid, Pending, Reserving, Shipped};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     /// The order's owner.
-    User(Uuid),
+    User(UserId),
     /// An administrator.
-    Admin(Uuid),
+    Admin(UserId),
     /// The payment service's report.
     Payment,
     /// The service itself (the saga's own steps, its sweeps).
@@ -240,7 +239,7 @@ impl Transition {
     }
 
     /// Step 6: the owner cancels; the stock goes back and the payment service stops.
-    pub fn cancelled_by(user: Uuid) -> Self {
+    pub fn cancelled_by(user: UserId) -> Self {
         Self::new(
             &[Pending],
             Cancelled,
@@ -270,7 +269,7 @@ impl Transition {
     }
 
     /// Fulfilment: an administrator ships a paid order.
-    pub fn shipped(admin: Uuid) -> Self {
+    pub fn shipped(admin: UserId) -> Self {
         Self::new(
             &[Paid],
             Shipped,
@@ -281,7 +280,7 @@ impl Transition {
     }
 
     /// Fulfilment: an administrator marks a shipped order delivered.
-    pub fn delivered(admin: Uuid) -> Self {
+    pub fn delivered(admin: UserId) -> Self {
         Self::new(
             &[Shipped],
             Delivered,
@@ -292,7 +291,7 @@ impl Transition {
     }
 
     /// The administrator's move to `to`, if there is one (`PUT /orders/{id}/status`).
-    pub fn fulfilment(to: Status, admin: Uuid) -> Option<Self> {
+    pub fn fulfilment(to: Status, admin: UserId) -> Option<Self> {
         match to {
             Shipped => Some(Self::shipped(admin)),
             Delivered => Some(Self::delivered(admin)),
@@ -351,8 +350,8 @@ pub struct Applied {
 /// messages, in the caller's transaction. `None` when the order is not there to change.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
-    owner: Option<Uuid>,
+    order_id: OrderId,
+    owner: Option<UserId>,
     transition: &Transition,
     context: &RequestContext,
 ) -> Result<Option<Applied>, OrderError> {
@@ -400,7 +399,7 @@ RETURNING ",
 
 pub async fn request_payment_again(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     context: &RequestContext,
 ) -> Result<Option<Written>, OrderError> {
     let order: Option<Order> = prepared(REQUEST_AGAIN)
@@ -423,8 +422,8 @@ pub async fn request_payment_again(
 /// read), one for their timeline entries, one for their outbox messages.
 #[derive(Debug)]
 pub struct Batch {
-    orders: HashMap<Uuid, Planned>,
-    history: Vec<(Uuid, Status, String, &'static str)>,
+    orders: HashMap<OrderId, Planned>,
+    history: Vec<(OrderId, Status, String, &'static str)>,
     messages: Vec<NewMessage>,
 }
 
@@ -464,7 +463,7 @@ const HISTORY_BATCH: &str = "INSERT INTO order_status_history (order_id, status,
 
 impl Batch {
     /// Reads and locks the orders (in id order, so batches cannot deadlock).
-    pub async fn lock(conn: &AsyncPgConnection, ids: &[Uuid]) -> Result<Self, OrderError> {
+    pub async fn lock(conn: &AsyncPgConnection, ids: &[OrderId]) -> Result<Self, OrderError> {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -491,7 +490,7 @@ impl Batch {
     }
 
     /// The order's status as the batch has it (`None`: no such order).
-    pub fn status(&self, id: Uuid) -> Option<Status> {
+    pub fn status(&self, id: OrderId) -> Option<Status> {
         self.orders.get(&id).map(|p| p.order.status)
     }
 
@@ -499,7 +498,7 @@ impl Batch {
     /// it now is, or `None` if it was not there to change.
     pub fn apply(
         &mut self,
-        id: Uuid,
+        id: OrderId,
         transition: &Transition,
         context: &RequestContext,
     ) -> Result<Option<Status>, OrderError> {
@@ -536,7 +535,7 @@ impl Batch {
     /// status, or `None` if it is not there (or not in `while_in`).
     pub fn record_payment(
         &mut self,
-        id: Uuid,
+        id: OrderId,
         while_in: Option<&[Status]>,
         summary: &PaymentSummary,
         noted: Option<(Actor, Cause)>,
@@ -737,7 +736,7 @@ mod tests {
     /// tells the rest of the system.
     #[test]
     fn the_transitions_are_the_saga() {
-        let (user, admin) = (Uuid::now_v7(), Uuid::now_v7());
+        let (user, admin) = (UserId::new(), UserId::new());
         let saga = [
             // 1. Place: reserved, the payment is requested and the user told.
             (
@@ -807,7 +806,7 @@ mod tests {
 
     #[test]
     fn final_statuses_are_final_and_reserving_is_left_only_by_the_saga() {
-        let (user, admin) = (Uuid::now_v7(), Uuid::now_v7());
+        let (user, admin) = (UserId::new(), UserId::new());
         let all = [
             Transition::reserved(1),
             Transition::refused(Cause::UnknownProduct),
@@ -846,7 +845,7 @@ mod tests {
 
     #[test]
     fn a_transition_numbers_only_its_events() {
-        assert_eq!(Transition::cancelled_by(Uuid::now_v7()).events(), 2);
+        assert_eq!(Transition::cancelled_by(UserId::new()).events(), 2);
         assert_eq!(Transition::catalog_unavailable().events(), 0);
         assert_eq!(Transition::reserved(1).events(), 2);
     }

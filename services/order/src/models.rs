@@ -10,8 +10,7 @@ use diesel::{
     sql_types::Text,
 };
 use serde::{Deserialize, Serialize};
-use shop_contracts::PaymentStatus;
-use uuid::Uuid;
+use shop_contracts::{OrderId, PaymentStatus, ProductId, UserId};
 
 use crate::schema::{cart_items, order_lines, order_status_history, orders};
 
@@ -90,8 +89,8 @@ impl FromSql<Text, Pg> for Status {
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = orders, check_for_backend(Pg))]
 pub struct Order {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: Status,
     pub total_cents: Option<i64>,
     pub currency: String,
@@ -108,9 +107,9 @@ pub struct Order {
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = order_lines, check_for_backend(Pg))]
 pub struct Line {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub position: i16,
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
     pub name: Option<String>,
     pub unit_price_cents: Option<i64>,
@@ -120,9 +119,9 @@ pub struct Line {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = order_lines)]
 pub struct NewLine {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub position: i16,
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
@@ -140,7 +139,7 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = cart_items, check_for_backend(Pg))]
 pub struct CartItem {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
@@ -148,7 +147,7 @@ pub struct CartItem {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
-    pub product_id: Uuid,
+    pub product_id: ProductId,
     /// As reserved (absent while the order is still reserving).
     pub name: Option<String>,
     pub unit_price_cents: Option<i64>,
@@ -170,8 +169,8 @@ pub struct PaymentSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderResponse {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub status: Status,
     pub total_cents: Option<i64>,
     pub currency: String,

@@ -1,9 +1,8 @@
 //! Reading orders, cancelling them, and the administrator's fulfilment transitions.
 
 use diesel_async::AsyncConnection;
-use shop_contracts::Page;
+use shop_contracts::{OrderId, Page, UserId};
 use shop_http::{Identity, RequestContext};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -21,7 +20,7 @@ fn visible(order: &Order, identity: &Identity) -> bool {
 pub async fn get(
     state: &AppState,
     identity: &Identity,
-    id: Uuid,
+    id: OrderId,
 ) -> Result<OrderResponse, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     let order = repo::find_order(&mut conn, id)
@@ -36,7 +35,7 @@ pub async fn get(
 pub async fn timeline(
     state: &AppState,
     identity: &Identity,
-    id: Uuid,
+    id: OrderId,
 ) -> Result<Vec<TimelineEntry>, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     repo::find_order(&mut conn, id)
@@ -62,7 +61,7 @@ pub async fn list(
     }
     let mut conn = shop_db::conn(&state.pool).await?;
     let (orders, total) = repo::list_orders(&mut conn, &filter).await?;
-    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
     let mut lines = repo::lines_of(&mut conn, &ids).await?;
     let items = orders
         .iter()
@@ -86,7 +85,7 @@ pub async fn list(
 pub async fn cancel(
     state: &AppState,
     identity: &Identity,
-    id: Uuid,
+    id: OrderId,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {
     let transition = Transition::cancelled_by(identity.user_id);
@@ -97,7 +96,7 @@ pub async fn cancel(
 pub async fn set_status(
     state: &AppState,
     admin: &Identity,
-    id: Uuid,
+    id: OrderId,
     to: Status,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {
@@ -117,8 +116,8 @@ pub async fn set_status(
 /// the owner's, with `owner`), 409 with its status when it cannot change that way.
 async fn change(
     state: &AppState,
-    id: Uuid,
-    owner: Option<Uuid>,
+    id: OrderId,
+    owner: Option<UserId>,
     transition: &Transition,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {

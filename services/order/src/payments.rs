@@ -12,13 +12,13 @@ use diesel::{
     sql_types::{Array, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shop_contracts::OrderId;
 use shop_contracts::{
     PaymentStatus,
     events::{PaymentEvent, PaymentOutcome, PaymentReport},
 };
 use shop_db::prepared;
 use shop_http::{FieldError, RequestContext};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -69,7 +69,7 @@ impl Reply {
 /// Records one report; a repeat gets the first answer.
 pub async fn report(
     state: &AppState,
-    order_id: Uuid,
+    order_id: OrderId,
     event: &PaymentEvent,
     context: &RequestContext,
 ) -> Result<Reply, OrderError> {
@@ -116,7 +116,7 @@ JOIN unnest($1::uuid[], $2::int4[], $3::text[]) AS r(order_id, attempt_no, outco
 #[derive(QueryableByName)]
 struct Answered {
     #[diesel(sql_type = SqlUuid)]
-    order_id: Uuid,
+    order_id: OrderId,
     #[diesel(sql_type = Int4)]
     attempt_no: i32,
     #[diesel(sql_type = Text)]
@@ -131,7 +131,7 @@ INSERT INTO payment_events
 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::timestamptz[],
     $6::bool[], $7::int2[])";
 
-type Key = (Uuid, i32, PaymentOutcome);
+type Key = (OrderId, i32, PaymentOutcome);
 
 fn key(report: &PaymentReport) -> Key {
     (
@@ -146,7 +146,7 @@ async fn record(
     reports: &[PaymentReport],
     context: &RequestContext,
 ) -> Result<Vec<Reply>, OrderError> {
-    let ids: Vec<Uuid> = reports.iter().map(|r| r.order_id).collect();
+    let ids: Vec<OrderId> = reports.iter().map(|r| r.order_id).collect();
     let mut conn = shop_db::conn(&state.pool).await?;
     let (replies, written) = conn
         .transaction::<_, OrderError, _>(async |conn| {
@@ -234,7 +234,7 @@ async fn answered(
 /// What a first report does to its order, in the batch.
 fn apply(
     batch: &mut Batch,
-    order_id: Uuid,
+    order_id: OrderId,
     event: &PaymentEvent,
     context: &RequestContext,
 ) -> Result<Reply, OrderError> {

@@ -5,10 +5,10 @@ use serde::Deserialize;
 use shop_contracts::events::{
     PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
 };
+use shop_contracts::{OrderId, ProductId, UserId};
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext};
 use shop_http::{InternalCaller, PaymentService};
-use uuid::Uuid;
 
 use crate::{
     AppState, cart,
@@ -84,7 +84,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrderLineRequest {
-    product_id: Uuid,
+    product_id: ProductId,
     quantity: i64,
 }
 
@@ -119,7 +119,7 @@ pub async fn create_order(
     body: shop_http::Json<CreateOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let items: Vec<(Uuid, i64)> = body
+    let items: Vec<(ProductId, i64)> = body
         .items
         .iter()
         .map(|l| (l.product_id, l.quantity))
@@ -183,7 +183,7 @@ pub struct ListOrdersQuery {
     /// Only orders in this status (`reserving` and `failed` are listed only this way).
     status: Option<String>,
     /// Administrators: only this user's orders.
-    user_id: Option<Uuid>,
+    user_id: Option<UserId>,
 }
 
 /// List orders, newest first.
@@ -241,7 +241,7 @@ pub async fn list_orders(
 pub async fn get_order(
     identity: Identity,
     state: State,
-    id: web::Path<Uuid>,
+    id: web::Path<OrderId>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(orders::get(&state, &identity, *id).await?))
 }
@@ -262,7 +262,7 @@ pub async fn get_order(
 pub async fn get_timeline(
     identity: Identity,
     state: State,
-    id: web::Path<Uuid>,
+    id: web::Path<OrderId>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(orders::timeline(&state, &identity, *id).await?))
 }
@@ -286,7 +286,7 @@ pub async fn cancel_order(
     identity: Identity,
     state: State,
     context: RequestContext,
-    id: web::Path<Uuid>,
+    id: web::Path<OrderId>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(orders::cancel(&state, &identity, *id, &context).await?))
 }
@@ -319,7 +319,7 @@ pub async fn set_order_status(
     Admin(admin): Admin,
     state: State,
     context: RequestContext,
-    id: web::Path<Uuid>,
+    id: web::Path<OrderId>,
     body: shop_http::Json<SetStatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
@@ -364,7 +364,7 @@ pub async fn replace_cart(
     state: State,
     body: shop_http::Json<ReplaceCartRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let items: Vec<(Uuid, i64)> = body
+    let items: Vec<(ProductId, i64)> = body
         .items
         .iter()
         .map(|l| (l.product_id, l.quantity))
@@ -388,7 +388,7 @@ pub async fn replace_cart(
 pub async fn get_cart_item(
     identity: Identity,
     state: State,
-    product_id: web::Path<Uuid>,
+    product_id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(cart::get_item(&state, &identity, *product_id).await?))
 }
@@ -432,7 +432,7 @@ pub struct CartItemRequest {
 pub async fn put_cart_item(
     identity: Identity,
     state: State,
-    product_id: web::Path<Uuid>,
+    product_id: web::Path<ProductId>,
     body: shop_http::Json<CartItemRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
@@ -455,7 +455,7 @@ pub async fn put_cart_item(
 pub async fn delete_cart_item(
     identity: Identity,
     state: State,
-    product_id: web::Path<Uuid>,
+    product_id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
     cart::delete_item(&state, &identity, *product_id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -482,7 +482,7 @@ pub async fn report_payment(
     _caller: InternalCaller<PaymentService>,
     state: State,
     context: RequestContext,
-    id: web::Path<Uuid>,
+    id: web::Path<OrderId>,
     body: shop_http::Json<PaymentEvent>,
 ) -> Result<HttpResponse, ApiError> {
     match payments::report(&state, *id, &body, &context).await? {
@@ -536,6 +536,6 @@ pub async fn report_payments(
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentEventAnswer {
-    order_id: Uuid,
+    order_id: OrderId,
     status: Status,
 }

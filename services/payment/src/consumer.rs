@@ -5,6 +5,7 @@
 //! commit; a new payment is leased as it is inserted, so its first attempt starts at once.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use shop_contracts::{OrderId, PaymentId};
 use shop_contracts::{
     PaymentStatus,
     events::{Envelope, Event, PaymentEvent, PaymentRequested},
@@ -12,7 +13,6 @@ use shop_contracts::{
 use shop_db::DbError;
 use shop_outbox::Written;
 use shop_redis::{BatchError, EntryHandler, redis};
-use uuid::Uuid;
 
 use crate::{
     AppState, events,
@@ -114,7 +114,7 @@ impl Intake {
         let new: Vec<repo::Requested> = requests
             .iter()
             .map(|(envelope, data)| repo::Requested {
-                id: Uuid::now_v7(),
+                id: PaymentId::new(),
                 order_id: envelope.order_id,
                 user_id: envelope.user_id,
                 amount_cents: data.amount_cents,
@@ -206,7 +206,7 @@ fn parse(raw: Option<&str>) -> Result<Work, String> {
 }
 
 /// Reports a finished payment's outcome again.
-async fn rereport(conn: &mut AsyncPgConnection, order_id: Uuid) -> Result<Written, DbError> {
+async fn rereport(conn: &mut AsyncPgConnection, order_id: OrderId) -> Result<Written, DbError> {
     let Some(payment) = repo::find_by_order(conn, order_id).await? else {
         return Ok(Written::NOTHING);
     };
@@ -237,7 +237,7 @@ async fn cancelled(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Result<
         return Ok(());
     }
     let tombstone = NewPayment {
-        id: Uuid::now_v7(),
+        id: PaymentId::new(),
         order_id: envelope.order_id,
         user_id: envelope.user_id,
         amount_cents: 0,

@@ -3,6 +3,7 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use shop_contracts::events::{self, Envelope, Event, PaymentEvent, Producer};
+use shop_contracts::{OrderId, PaymentId};
 use shop_outbox::NewMessage;
 use uuid::Uuid;
 
@@ -15,8 +16,8 @@ pub const REPORT: &str = "payment.report";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
-    pub order_id: Uuid,
-    pub payment_id: Uuid,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
     pub event: PaymentEvent,
     /// The trace the payment belongs to (absent in reports queued before it was recorded).
     #[serde(default)]

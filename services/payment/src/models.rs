@@ -3,8 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{pg::Pg, prelude::*};
 use serde::Serialize;
-use shop_contracts::{PaymentStatus, events::PaymentOutcome};
-use uuid::Uuid;
+use shop_contracts::{OrderId, PaymentId, PaymentStatus, UserId, events::PaymentOutcome};
 
 use crate::schema::{payment_attempts, payments};
 
@@ -12,9 +11,9 @@ use crate::schema::{payment_attempts, payments};
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = payments, check_for_backend(Pg))]
 pub struct Payment {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount_cents: i64,
     pub currency: String,
     pub status: PaymentStatus,
@@ -34,9 +33,9 @@ pub struct Payment {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = payments)]
 pub struct NewPayment {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount_cents: i64,
     pub currency: String,
     pub status: PaymentStatus,
@@ -62,7 +61,7 @@ pub struct Attempt {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = payment_attempts)]
 pub struct NewAttempt {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     pub attempt_no: i32,
     pub outcome: PaymentOutcome,
     pub idempotency_key: String,
@@ -90,8 +89,8 @@ pub struct AttemptResponse {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentResponse {
-    pub id: Uuid,
-    pub order_id: Uuid,
+    pub id: PaymentId,
+    pub order_id: OrderId,
     pub status: PaymentStatus,
     pub amount_cents: i64,
     pub currency: String,

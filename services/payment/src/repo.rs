@@ -7,9 +7,8 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Double, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shop_contracts::{PaymentStatus, events::PaymentOutcome};
+use shop_contracts::{OrderId, PaymentId, PaymentStatus, UserId, events::PaymentOutcome};
 use shop_db::prepared;
-use uuid::Uuid;
 
 use crate::{
     models::{Attempt, NewAttempt, NewPayment, Payment},
@@ -32,7 +31,7 @@ pub async fn insert_if_missing(
 
 pub async fn find_by_order(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
 ) -> QueryResult<Option<Payment>> {
     payments::table
         .filter(payments::order_id.eq(order_id))
@@ -42,7 +41,7 @@ pub async fn find_by_order(
         .optional()
 }
 
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Payment>> {
+pub async fn lock(conn: &mut AsyncPgConnection, id: PaymentId) -> QueryResult<Option<Payment>> {
     payments::table
         .find(id)
         .select(Payment::as_select())
@@ -53,7 +52,10 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 }
 
 /// Marks a processing payment cancelled; returns it if it was.
-pub async fn cancel(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Option<Payment>> {
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    order_id: OrderId,
+) -> QueryResult<Option<Payment>> {
     diesel::update(
         payments::table
             .filter(payments::order_id.eq(order_id))
@@ -94,9 +96,9 @@ const INSERT_REQUESTED: &str = concat!(
 /// A payment to start, from a request.
 #[derive(Debug, Clone)]
 pub struct Requested {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub user_id: Uuid,
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     pub amount_cents: i64,
     pub currency: String,
     pub traceparent: Option<String>,
@@ -170,7 +172,7 @@ pub async fn lease_due(
 /// An attempt's outcome, to record on its payment.
 #[derive(Debug, Clone)]
 pub struct Settlement {
-    pub payment_id: Uuid,
+    pub payment_id: PaymentId,
     /// The attempt's number: the payment's `attempt_no` was one less when it was leased.
     pub attempt_no: i32,
     pub status: PaymentStatus,
@@ -250,7 +252,7 @@ pub async fn insert_attempts(conn: &AsyncPgConnection, attempts: &[NewAttempt]) 
 
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: PaymentId,
     new_status: PaymentStatus,
 ) -> QueryResult<Payment> {
     diesel::update(payments::table.find(id))
@@ -272,7 +274,10 @@ pub async fn insert_attempt(conn: &mut AsyncPgConnection, attempt: &NewAttempt) 
     Ok(())
 }
 
-pub async fn attempts(conn: &mut AsyncPgConnection, payment_id: Uuid) -> QueryResult<Vec<Attempt>> {
+pub async fn attempts(
+    conn: &mut AsyncPgConnection,
+    payment_id: PaymentId,
+) -> QueryResult<Vec<Attempt>> {
     payment_attempts::table
         .filter(payment_attempts::payment_id.eq(payment_id))
         .order((
@@ -293,7 +298,7 @@ WHERE a.payment_id = r.payment_id AND a.attempt_no = r.attempt_no AND a.outcome 
 /// Notes that the order service accepted these reports (payment, attempt, outcome).
 pub async fn mark_reported(
     conn: &mut AsyncPgConnection,
-    reported: &[(Uuid, i32, PaymentOutcome)],
+    reported: &[(PaymentId, i32, PaymentOutcome)],
 ) -> QueryResult<()> {
     if reported.is_empty() {
         return Ok(());
@@ -308,7 +313,7 @@ pub async fn mark_reported(
 }
 
 /// The next event sequence number of a payment's order.
-pub async fn next_seq(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i32> {
+pub async fn next_seq(conn: &mut AsyncPgConnection, id: PaymentId) -> QueryResult<i32> {
     diesel::update(payments::table.find(id))
         .set(payments::event_seq.eq(payments::event_seq + 1))
         .returning(payments::event_seq)

@@ -1,9 +1,9 @@
 //! HTTP handlers.
 
 use actix_web::{HttpResponse, web};
+use shop_contracts::OrderId;
 use shop_http::openapi::responses;
 use shop_http::{ApiError, Identity, Problem};
-use uuid::Uuid;
 
 use crate::{AppState, models::PaymentResponse, repo};
 
@@ -35,7 +35,7 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
 pub async fn get_payment(
     identity: Identity,
     state: State,
-    order_id: web::Path<Uuid>,
+    order_id: web::Path<OrderId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     let payment = repo::find_by_order(&mut conn, *order_id)

@@ -1,9 +1,8 @@
 //! Registration, profiles, password changes and administration of accounts.
 
 use diesel_async::AsyncConnection;
-use shop_contracts::Role;
+use shop_contracts::{Role, UserId};
 use shop_http::{FieldError, Identity};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -29,7 +28,7 @@ pub async fn register(
     }
     let password_hash = state.passwords.hash(password).await?;
     let new = NewUser {
-        id: Uuid::now_v7(),
+        id: UserId::new(),
         email,
         password_hash,
         name,
@@ -61,7 +60,7 @@ pub async fn ensure_admin(
     }
     drop(conn);
     let new = NewUser {
-        id: Uuid::now_v7(),
+        id: UserId::new(),
         email,
         password_hash: state.passwords.hash(password).await?,
         name: Some("Administrator".into()),
@@ -159,7 +158,7 @@ pub async fn list(state: &AppState, page: u32, limit: u32) -> Result<(Vec<User>,
 /// An administrator changes a role or disables an account; the account's sessions end.
 pub async fn update_by_admin(
     state: &AppState,
-    id: Uuid,
+    id: UserId,
     role: Option<Role>,
     disabled: Option<bool>,
 ) -> Result<User, UserError> {

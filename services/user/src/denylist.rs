@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shop_contracts::SessionId;
 use shop_redis::{RedisPool, redis};
-use uuid::Uuid;
 
 /// Writes `denylist:sid:<id>` entries that outlive every access token of the session.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ impl Denylist {
 
     async fn write(
         &self,
-        entries: &[(Uuid, Duration)],
+        entries: &[(SessionId, Duration)],
     ) -> Result<(), shop_redis::RedisUnavailable> {
         if entries.is_empty() {
             return Ok(());
@@ -52,8 +52,8 @@ impl Denylist {
 
     /// Denies every token of these sessions. A failure is logged, not returned: the sessions
     /// are already revoked in Postgres and the periodic republish repairs the cache.
-    pub async fn deny_sessions(&self, ids: &[Uuid]) {
-        let entries: Vec<(Uuid, Duration)> = ids.iter().map(|id| (*id, self.ttl)).collect();
+    pub async fn deny_sessions(&self, ids: &[SessionId]) {
+        let entries: Vec<(SessionId, Duration)> = ids.iter().map(|id| (*id, self.ttl)).collect();
         if let Err(error) = self.write(&entries).await {
             tracing::warn!(
                 %error,
@@ -66,10 +66,10 @@ impl Denylist {
     /// Re-writes recent revocations with their remaining lifetimes.
     pub async fn republish(
         &self,
-        revoked: &[(Uuid, DateTime<Utc>)],
+        revoked: &[(SessionId, DateTime<Utc>)],
     ) -> Result<(), shop_redis::RedisUnavailable> {
         let now = Utc::now();
-        let entries: Vec<(Uuid, Duration)> = revoked
+        let entries: Vec<(SessionId, Duration)> = revoked
             .iter()
             .filter_map(|(id, at)| {
                 let age = (now - *at).to_std().unwrap_or_default();

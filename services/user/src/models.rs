@@ -9,8 +9,7 @@ use diesel::{
     serialize::{self, Output, ToSql},
     sql_types::Text,
 };
-use shop_contracts::{Role, UserResponse};
-use uuid::Uuid;
+use shop_contracts::{Role, SessionId, UserId, UserResponse};
 
 use crate::schema::{sessions, users};
 
@@ -38,7 +37,7 @@ impl ToSql<Text, Pg> for DbRole {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(Pg))]
 pub struct User {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub name: Option<String>,
@@ -73,7 +72,7 @@ impl From<User> for UserResponse {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub name: Option<String>,
@@ -92,8 +91,8 @@ pub struct UserAdminChangeset {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions, check_for_backend(Pg))]
 pub struct Session {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::{SessionId, UserId};
 use uuid::Uuid;
 
 use crate::{
@@ -31,7 +32,7 @@ pub async fn insert_user_if_missing(
     Ok(inserted == 1)
 }
 
-pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+pub async fn find_user(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -44,7 +45,7 @@ pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
 /// a concurrent password change or disable waits for it, and one that committed first is seen.
 pub async fn lock_user_credentials(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: UserId,
 ) -> QueryResult<Option<(String, bool)>> {
     users::table
         .find(id)
@@ -69,7 +70,7 @@ pub async fn find_user_by_email(
 
 pub async fn update_name(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: UserId,
     name: Option<&str>,
 ) -> QueryResult<User> {
     diesel::update(users::table.find(id))
@@ -81,7 +82,7 @@ pub async fn update_name(
 
 pub async fn update_password_hash(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: UserId,
     password_hash: &str,
 ) -> QueryResult<()> {
     diesel::update(users::table.find(id))
@@ -96,7 +97,7 @@ pub async fn update_password_hash(
 
 pub async fn update_by_admin(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: UserId,
     changes: &UserAdminChangeset,
 ) -> QueryResult<Option<User>> {
     diesel::update(users::table.find(id))
@@ -126,8 +127,8 @@ pub async fn list_users(
 
 pub async fn insert_session(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
-    user_id: Uuid,
+    id: SessionId,
+    user_id: UserId,
     expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
@@ -141,7 +142,10 @@ pub async fn insert_session(
     Ok(())
 }
 
-pub async fn find_session(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
+pub async fn find_session(
+    conn: &mut AsyncPgConnection,
+    id: SessionId,
+) -> QueryResult<Option<Session>> {
     sessions::table
         .find(id)
         .select(Session::as_select())
@@ -153,7 +157,7 @@ pub async fn find_session(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult
 /// Revokes one session if it is still live; returns whether it was.
 pub async fn revoke_session(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: SessionId,
     reason: RevokeReason,
 ) -> QueryResult<bool> {
     let revoked = diesel::update(
@@ -173,15 +177,15 @@ pub async fn revoke_session(
 /// Revokes a user's live sessions, except `keep`; returns the ids revoked.
 pub async fn revoke_user_sessions(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    keep: Option<Uuid>,
+    user_id: UserId,
+    keep: Option<SessionId>,
     reason: RevokeReason,
-) -> QueryResult<Vec<Uuid>> {
+) -> QueryResult<Vec<SessionId>> {
     diesel::update(
         sessions::table
             .filter(sessions::user_id.eq(user_id))
             .filter(sessions::revoked_at.is_null())
-            .filter(sessions::id.ne(keep.unwrap_or(Uuid::nil()))),
+            .filter(sessions::id.ne(keep.unwrap_or(SessionId(Uuid::nil())))),
     )
     .set((
         sessions::revoked_at.eq(now),
@@ -196,7 +200,7 @@ pub async fn revoke_user_sessions(
 pub async fn sessions_revoked_since(
     conn: &mut AsyncPgConnection,
     since: DateTime<Utc>,
-) -> QueryResult<Vec<(Uuid, DateTime<Utc>)>> {
+) -> QueryResult<Vec<(SessionId, DateTime<Utc>)>> {
     sessions::table
         .filter(sessions::revoked_at.gt(since))
         .select((sessions::id, sessions::revoked_at.assume_not_null()))
@@ -207,7 +211,7 @@ pub async fn sessions_revoked_since(
 pub async fn insert_refresh_token(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
-    session_id: Uuid,
+    session_id: SessionId,
 ) -> QueryResult<()> {
     diesel::insert_into(refresh_tokens::table)
         .values((
@@ -224,7 +228,7 @@ pub async fn insert_refresh_token(
 pub async fn consume_refresh_token(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
-) -> QueryResult<Option<Uuid>> {
+) -> QueryResult<Option<SessionId>> {
     diesel::update(
         refresh_tokens::table
             .find(token_hash)
@@ -241,7 +245,7 @@ pub async fn consume_refresh_token(
 pub async fn refresh_token_session(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
-) -> QueryResult<Option<Uuid>> {
+) -> QueryResult<Option<SessionId>> {
     refresh_tokens::table
         .find(token_hash)
         .select(refresh_tokens::session_id)

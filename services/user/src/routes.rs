@@ -2,10 +2,9 @@
 
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Deserializer};
-use shop_contracts::{Page, Role, SessionStatus, TokenResponse, UserResponse};
+use shop_contracts::{Page, Role, SessionId, SessionStatus, TokenResponse, UserId, UserResponse};
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, ErrorCode, Identity, PageQuery, Problem, RequestContext};
-use uuid::Uuid;
 
 use crate::{AppState, accounts, sessions};
 
@@ -321,7 +320,7 @@ pub struct UpdateUserRequest {
 pub async fn update_user(
     Admin(admin): Admin,
     state: State,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
     body: shop_http::Json<UpdateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // Administrators manage other accounts: changing one's own would end one's own sessions,
@@ -351,6 +350,6 @@ pub async fn update_user(
         responses::InternalCredential,
         responses::Unavailable,
     ))]
-pub async fn get_session(state: State, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_session(state: State, id: web::Path<SessionId>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::status(&state, *id).await?))
 }

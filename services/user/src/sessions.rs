@@ -7,9 +7,8 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use shop_contracts::{SessionStatus, TokenResponse};
+use shop_contracts::{SessionId, SessionStatus, TokenResponse};
 use shop_http::Identity;
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -42,7 +41,7 @@ fn throttle_key(ip: Option<IpAddr>, email: &str) -> String {
 fn token_response(
     state: &AppState,
     user: &User,
-    session_id: Uuid,
+    session_id: SessionId,
     refresh_token: String,
 ) -> Result<TokenResponse, UserError> {
     let issued = state
@@ -91,7 +90,7 @@ pub async fn login(
         _ => return Err(UserError::InvalidCredentials),
     };
 
-    let session_id = Uuid::now_v7();
+    let session_id = SessionId::new();
     let (refresh_token, refresh_digest) = new_refresh_token();
     let expires_at = Utc::now() + state.refresh_lifetime;
     let mut conn = shop_db::conn(&state.pool).await?;
@@ -114,8 +113,8 @@ pub async fn login(
 }
 
 enum Rotation {
-    Rotated { user: User, session_id: Uuid },
-    Reused { session_id: Uuid },
+    Rotated { user: User, session_id: SessionId },
+    Reused { session_id: SessionId },
 }
 
 /// Exchanges a refresh token for a new pair. The old token dies; presenting a token that was
@@ -173,7 +172,7 @@ pub async fn logout(state: &AppState, identity: &Identity) -> Result<(), UserErr
 }
 
 /// Whether a session is live, for the gateway when Redis is away.
-pub async fn status(state: &AppState, session_id: Uuid) -> Result<SessionStatus, UserError> {
+pub async fn status(state: &AppState, session_id: SessionId) -> Result<SessionStatus, UserError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     let session = repo::find_session(&mut conn, session_id)
         .await?

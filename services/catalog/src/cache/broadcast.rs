@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use shop_contracts::ProductId;
 use shop_redis::redis;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -27,7 +28,9 @@ pub fn receive(memory: &Memory, payload: &[u8]) {
     let mut parts = payload.splitn(4, |&b| b == b' ');
     match parts.next() {
         Some(b"p") => {
-            let id = parts.next().and_then(|id| Uuid::try_parse_ascii(id).ok());
+            let id = parts
+                .next()
+                .and_then(|id| Uuid::try_parse_ascii(id).ok().map(ProductId));
             let revision = parts
                 .next()
                 .and_then(|r| std::str::from_utf8(r).ok()?.parse::<i64>().ok());
@@ -164,7 +167,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(60),
         );
-        let id = Uuid::now_v7();
+        let id = ProductId::new();
         receive(&memory, format!("p {id} 4 {{\"name\":\"a b\"}}").as_bytes());
         let Lookup::Fresh(entry) = memory.product(&id) else {
             panic!("announced products are held");

@@ -21,7 +21,7 @@ use std::{
 
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
-use uuid::Uuid;
+use shop_contracts::ProductId;
 
 use crate::models::etag;
 
@@ -154,7 +154,7 @@ pub enum Lookup<T> {
 #[derive(Debug)]
 pub struct Memory {
     freshness: Arc<Freshness>,
-    products: moka::sync::Cache<Uuid, Arc<ProductEntry>>,
+    products: moka::sync::Cache<ProductId, Arc<ProductEntry>>,
     lists: moka::sync::Cache<String, Arc<ListEntry>>,
     /// The newest list generation this instance knows of.
     generation: AtomicU64,
@@ -188,7 +188,7 @@ impl Memory {
         &self.freshness
     }
 
-    pub fn product(&self, id: &Uuid) -> Lookup<ProductEntry> {
+    pub fn product(&self, id: &ProductId) -> Lookup<ProductEntry> {
         match self.products.get(id) {
             Some(entry) if self.freshness.trusts(entry.checked) => Lookup::Fresh(entry),
             Some(entry) => Lookup::Stale(entry),
@@ -198,7 +198,7 @@ impl Memory {
 
     /// Keeps `entry` unless a newer revision is held (an equal one is refreshed); returns
     /// what is held afterwards.
-    pub fn install_product(&self, id: Uuid, entry: ProductEntry) -> Arc<ProductEntry> {
+    pub fn install_product(&self, id: ProductId, entry: ProductEntry) -> Arc<ProductEntry> {
         self.products
             .entry(id)
             .and_upsert_with(|held| match held {
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn an_older_revision_never_replaces_a_newer_one() {
         let memory = memory(Duration::from_secs(5));
-        let id = Uuid::now_v7();
+        let id = ProductId::new();
         let newer = ProductEntry::new(7, Some(Bytes::from_static(b"{}")), Instant::now());
         memory.install_product(id, newer);
         let older = ProductEntry::new(6, None, Instant::now());

@@ -32,11 +32,10 @@ use std::{
 use bytes::Bytes;
 use metrics::Counter;
 use sha2::{Digest, Sha256};
-use shop_contracts::Page;
+use shop_contracts::{Page, ProductId};
 use shop_db::Pool;
 use shop_http::ApiError;
 use shop_redis::{RedisPool, RedisUnavailable, redis};
-use uuid::Uuid;
 
 pub use self::memory::ProductEntry;
 use self::memory::{Freshness, ListEntry, Lookup, Memory};
@@ -108,9 +107,9 @@ pub struct Cache {
     product_ttl: Duration,
     list_ttl: Duration,
     paused_until: Mutex<Option<Instant>>,
-    products: SingleFlight<Uuid, Arc<ProductEntry>, ApiError>,
+    products: SingleFlight<ProductId, Arc<ProductEntry>, ApiError>,
     lists: SingleFlight<String, Bytes, ApiError>,
-    unsent_products: Mutex<HashMap<Uuid, Product>>,
+    unsent_products: Mutex<HashMap<ProductId, Product>>,
     /// Invalidations Redis has not received yet; list reads bypass the cache while non-zero.
     unsent_generation_bumps: AtomicU64,
     fallbacks: AtomicU64,
@@ -206,7 +205,7 @@ impl Cache {
         &self.redis
     }
 
-    fn product_key(&self, id: Uuid) -> String {
+    fn product_key(&self, id: ProductId) -> String {
         self.redis.key(&format!("catalog:product:{id}"))
     }
 
@@ -275,7 +274,7 @@ impl Cache {
     /// deleted).
     pub async fn product(
         self: &Arc<Self>,
-        id: Uuid,
+        id: ProductId,
         pool: &Pool,
     ) -> Result<Arc<ProductEntry>, CatalogError> {
         if let Lookup::Fresh(entry) = self.memory.product(&id) {
@@ -291,7 +290,11 @@ impl Cache {
     }
 
     /// Re-validates a product from Redis, else Postgres, into the in-process level.
-    async fn load_product(&self, id: Uuid, pool: &Pool) -> Result<Arc<ProductEntry>, ApiError> {
+    async fn load_product(
+        &self,
+        id: ProductId,
+        pool: &Pool,
+    ) -> Result<Arc<ProductEntry>, ApiError> {
         let checked = Instant::now();
         // A write this instance could not send yet makes Redis' entry untrustworthy.
         let unsent = self

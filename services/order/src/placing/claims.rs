@@ -2,9 +2,8 @@
 //! and resuming one a crashed request left.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use shop_contracts::ReserveLine;
+use shop_contracts::{OrderId, ReserveLine};
 use shop_http::{ApiError, ErrorCode, Identity};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -18,7 +17,7 @@ use super::{Answer, create};
 /// How a placement goes on after its first statement.
 pub(super) enum Claimed {
     /// Reserve these lines for this order.
-    Proceed(Uuid, Vec<ReserveLine>),
+    Proceed(OrderId, Vec<ReserveLine>),
     /// The key was answered already.
     Answered(Answer),
 }
@@ -42,7 +41,7 @@ pub(super) async fn claimed(
     // retry): then try again.
     for _ in 0..3 {
         if let Some(lines) = &lines {
-            let order_id = Uuid::now_v7();
+            let order_id = OrderId::new();
             if create(state, identity, order_id, lines, Some((claim, hash))).await? {
                 return Ok(Claimed::Proceed(order_id, lines.clone()));
             }

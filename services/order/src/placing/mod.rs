@@ -13,9 +13,8 @@ use actix_web::http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shop_client::{Idempotency, reqwest::Method};
-use shop_contracts::{MAX_LINES, Reservation, ReserveLine, ReserveRequest};
+use shop_contracts::{MAX_LINES, OrderId, ProductId, Reservation, ReserveLine, ReserveRequest};
 use shop_http::{ApiError, FieldError, Identity, RequestContext};
-use uuid::Uuid;
 
 mod claims;
 mod settle;
@@ -117,7 +116,7 @@ impl Answer {
 }
 
 /// Validates and merges request lines: 1–50 lines, quantities 1–1000, duplicates added up.
-pub fn merge_lines(items: &[(Uuid, i64)]) -> Result<Vec<ReserveLine>, OrderError> {
+pub fn merge_lines(items: &[(ProductId, i64)]) -> Result<Vec<ReserveLine>, OrderError> {
     let mut errors = Vec::new();
     if items.is_empty() || items.len() > MAX_LINES {
         errors.push(FieldError::new(
@@ -177,7 +176,7 @@ async fn cart_lines(state: &AppState, identity: &Identity) -> Result<Vec<Reserve
     if cart.is_empty() {
         return Err(OrderError::field("cart", "is empty"));
     }
-    let items: Vec<(Uuid, i64)> = cart
+    let items: Vec<(ProductId, i64)> = cart
         .iter()
         .map(|c| (c.product_id, i64::from(c.quantity)))
         .collect();
@@ -204,7 +203,7 @@ pub async fn place(
     });
     let (order_id, lines) = match (claim, lines) {
         (None, lines) => {
-            let order_id = Uuid::now_v7();
+            let order_id = OrderId::new();
             let lines = lines?;
             create(state, identity, order_id, &lines, None).await?;
             (order_id, lines)
@@ -278,7 +277,7 @@ pub async fn place(
 async fn create(
     state: &AppState,
     identity: &Identity,
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[ReserveLine],
     claim: Option<(&ClaimKey<'_>, &[u8])>,
 ) -> Result<bool, OrderError> {
@@ -301,7 +300,7 @@ mod tests {
 
     #[test]
     fn lines_merge_and_are_bounded() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (ProductId::new(), ProductId::new());
         let merged = merge_lines(&[(a, 2), (b, 1), (a, 3)]).expect("valid");
         assert_eq!(merged.len(), 2);
         assert_eq!((merged[0].product_id, merged[0].quantity), (a, 5));
@@ -309,7 +308,7 @@ mod tests {
         assert!(merge_lines(&[(a, 0)]).is_err());
         assert!(merge_lines(&[(a, 1001)]).is_err());
         assert!(merge_lines(&[(a, 600), (a, 600)]).is_err());
-        let many: Vec<(Uuid, i64)> = (0..51).map(|_| (Uuid::now_v7(), 1)).collect();
+        let many: Vec<(ProductId, i64)> = (0..51).map(|_| (ProductId::new(), 1)).collect();
         assert!(merge_lines(&many).is_err());
     }
 }

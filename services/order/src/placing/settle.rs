@@ -4,9 +4,8 @@ use actix_web::http::StatusCode;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
 use serde_json::Value;
-use shop_contracts::{Reservation, ReserveLine, ReserveRefusal};
+use shop_contracts::{OrderId, ProductId, Reservation, ReserveLine, ReserveRefusal};
 use shop_http::{ApiError, Identity, RequestContext};
-use uuid::Uuid;
 
 use crate::{
     AppState,
@@ -24,7 +23,7 @@ pub(super) struct Settle<'a> {
     pub(super) context: &'a RequestContext,
     pub(super) route: Route,
     pub(super) claim: Option<ClaimKey<'a>>,
-    pub(super) order_id: Uuid,
+    pub(super) order_id: OrderId,
     /// As sent to the catalog (merged, in the order's line order).
     pub(super) lines: &'a [ReserveLine],
 }
@@ -113,7 +112,8 @@ impl Settle<'_> {
                     async {
                         if self.route == Route::Checkout {
                             // Only what was ordered: lines added meanwhile stay in the cart.
-                            let ordered: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
+                            let ordered: Vec<ProductId> =
+                                lines.iter().map(|l| l.product_id).collect();
                             repo::remove_from_cart(conn, self.identity.user_id, &ordered).await?;
                         }
                         Ok(())

@@ -6,12 +6,12 @@ use diesel::{
     sql_types::{Array, Bool, Int4, Int8, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::{ProductId, UserId};
 use shop_db::prepared;
-use uuid::Uuid;
 
 use crate::{models::CartItem, schema::cart_items};
 
-pub async fn cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<CartItem>> {
+pub async fn cart(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<Vec<CartItem>> {
     cart_items::table
         .filter(cart_items::user_id.eq(user_id))
         .order((cart_items::updated_at.asc(), cart_items::product_id.asc()))
@@ -22,8 +22,8 @@ pub async fn cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Ve
 
 pub async fn put_cart_item(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
+    user_id: UserId,
+    product_id: ProductId,
     quantity: i32,
 ) -> QueryResult<()> {
     diesel::insert_into(cart_items::table)
@@ -48,7 +48,7 @@ pub async fn put_cart_item(
 const CART_LOCK_CLASS: i32 = 0x4341_5254;
 
 /// Waits for the user's other cart writes to commit; held until this transaction ends.
-pub async fn lock_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+pub async fn lock_cart(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     shop_db::prepared("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
         .bind::<Int4, _>(CART_LOCK_CLASS)
         .bind::<SqlUuid, _>(user_id)
@@ -60,8 +60,8 @@ pub async fn lock_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResu
 /// How many lines the user's cart holds, and whether one is for `product_id`.
 pub async fn cart_lines(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
+    user_id: UserId,
+    product_id: ProductId,
 ) -> QueryResult<(i64, bool)> {
     let counted: Counted = shop_db::prepared(
         "SELECT count(*) AS lines, coalesce(bool_or(product_id = $2), false) AS has \
@@ -84,8 +84,8 @@ struct Counted {
 
 pub async fn delete_cart_item(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    product_id: Uuid,
+    user_id: UserId,
+    product_id: ProductId,
 ) -> QueryResult<bool> {
     let deleted = diesel::delete(cart_items::table.find((user_id, product_id)))
         .execute(conn)
@@ -96,8 +96,8 @@ pub async fn delete_cart_item(
 /// Removes the given products from a user's cart (what an order took from it).
 pub async fn remove_from_cart(
     conn: &AsyncPgConnection,
-    user_id: Uuid,
-    products: &[Uuid],
+    user_id: UserId,
+    products: &[ProductId],
 ) -> QueryResult<()> {
     prepared("DELETE FROM cart_items WHERE user_id = $1 AND product_id = ANY($2)")
         .bind::<SqlUuid, _>(user_id)
@@ -107,7 +107,7 @@ pub async fn remove_from_cart(
     Ok(())
 }
 
-pub async fn clear_cart(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<()> {
+pub async fn clear_cart(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     diesel::delete(cart_items::table.filter(cart_items::user_id.eq(user_id)))
         .execute(conn)
         .await?;

@@ -6,8 +6,8 @@ use diesel::{
     sql_types::{Double, Int2, Jsonb, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shop_contracts::{OrderId, UserId};
 use shop_db::prepared;
-use uuid::Uuid;
 
 use crate::schema::idempotency_claims;
 
@@ -15,7 +15,7 @@ use crate::schema::idempotency_claims;
 #[derive(Debug, Clone, Queryable)]
 pub struct Claim {
     pub request_hash: Vec<u8>,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub response_status: Option<i16>,
     pub response_body: Option<serde_json::Value>,
     pub updated_at: DateTime<Utc>,
@@ -24,7 +24,7 @@ pub struct Claim {
 /// Names an `Idempotency-Key` claim: per user and route.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimKey<'a> {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub route: &'a str,
     pub key: &'a str,
 }

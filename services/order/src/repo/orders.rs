@@ -7,9 +7,8 @@ use diesel::{
     sql_types::{Array, Bool, Bytea, Int2, Int4, Int8, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shop_contracts::ReserveLine;
+use shop_contracts::{OrderId, ProductId, ReserveLine, UserId};
 use shop_db::prepared;
-use uuid::Uuid;
 
 use super::ClaimKey;
 
@@ -22,8 +21,8 @@ use crate::{
 /// An order to make, in `reserving`.
 #[derive(Debug)]
 pub struct NewOrder<'a> {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: OrderId,
+    pub user_id: UserId,
     pub currency: &'a str,
     /// In the order's line order.
     pub lines: &'a [ReserveLine],
@@ -67,7 +66,7 @@ pub async fn create_order(conn: &mut AsyncPgConnection, new: &NewOrder<'_>) -> Q
     let positions: Vec<i16> = (0..new.lines.len())
         .map(|p| i16::try_from(p).unwrap_or(i16::MAX))
         .collect();
-    let products: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
+    let products: Vec<ProductId> = new.lines.iter().map(|l| l.product_id).collect();
     let quantities: Vec<i32> = new.lines.iter().map(|l| l.quantity).collect();
     let (claim, hash) = new.claim.map_or((None, None), |(c, h)| (Some(c), Some(h)));
     let created: Created = prepared(CREATE)
@@ -97,7 +96,7 @@ WHERE l.order_id = $1 AND l.product_id = v.product_id";
 /// Records each line's name and price as reserved.
 pub async fn price_lines(
     conn: &AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
     lines: &[Line],
 ) -> QueryResult<()> {
     let priced: Vec<&Line> = lines
@@ -124,7 +123,7 @@ pub async fn price_lines(
     Ok(())
 }
 
-pub async fn find_order(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
+pub async fn find_order(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<Option<Order>> {
     orders::table
         .find(id)
         .select(Order::as_select())
@@ -133,7 +132,7 @@ pub async fn find_order(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<O
         .optional()
 }
 
-pub async fn lines(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<Line>> {
+pub async fn lines(conn: &mut AsyncPgConnection, order_id: OrderId) -> QueryResult<Vec<Line>> {
     order_lines::table
         .filter(order_lines::order_id.eq(order_id))
         .order(order_lines::position.asc())
@@ -142,7 +141,10 @@ pub async fn lines(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<
         .await
 }
 
-pub async fn lines_of(conn: &mut AsyncPgConnection, order_ids: &[Uuid]) -> QueryResult<Vec<Line>> {
+pub async fn lines_of(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[OrderId],
+) -> QueryResult<Vec<Line>> {
     order_lines::table
         .filter(order_lines::order_id.eq_any(order_ids))
         .select(Line::as_select())
@@ -153,7 +155,7 @@ pub async fn lines_of(conn: &mut AsyncPgConnection, order_ids: &[Uuid]) -> Query
 /// What a listing selects.
 #[derive(Debug, Clone)]
 pub struct OrderFilter {
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     /// `None` hides `reserving` and `failed` orders.
     pub status: Option<Status>,
     pub page: u32,
@@ -189,7 +191,7 @@ pub async fn list_orders(
 
 pub async fn history(
     conn: &mut AsyncPgConnection,
-    order_id: Uuid,
+    order_id: OrderId,
 ) -> QueryResult<Vec<HistoryEntry>> {
     order_status_history::table
         .filter(order_status_history::order_id.eq(order_id))
