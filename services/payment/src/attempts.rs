@@ -114,7 +114,8 @@ impl Attempts {
             tracing::Instrument::instrument(
                 async move {
                     tokio::time::sleep(duration).await;
-                    let failed = rand::rng().random_range(0..100) < u32::from(failure_percent);
+                    let failed =
+                        simulated_failure(rand::rng().random_range(0..100), failure_percent);
                     // The simulated processor is done with it: the slot is free for the next
                     // attempt while this outcome waits for its batch (still leased, so nobody
                     // else runs it meanwhile).
@@ -127,6 +128,12 @@ impl Attempts {
             .await;
         });
     }
+}
+
+/// Whether a simulated attempt fails, for a `roll` drawn uniformly from `0..100`: in
+/// `failure_percent` of the rolls.
+fn simulated_failure(roll: u32, failure_percent: u8) -> bool {
+    roll < u32::from(failure_percent)
 }
 
 /// Leases due payments and starts their attempts until cancelled. A finished attempt frees a
@@ -188,13 +195,7 @@ pub async fn record_finished(
             first = finished.recv() => first,
         };
         let Some(first) = first else { return };
-        let mut batch = vec![first];
-        while batch.len() < COMPLETIONS_PER_BATCH {
-            match finished.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let batch = take_queued(first, &mut finished, COMPLETIONS_PER_BATCH);
         record_batch(&state, batch).await;
     }
     state.attempts.running.close();
@@ -206,6 +207,18 @@ pub async fn record_finished(
     if !rest.is_empty() {
         record_batch(&state, rest).await;
     }
+}
+
+/// `first` and what is queued behind it, up to `max` in all, without waiting.
+fn take_queued<T>(first: T, queue: &mut mpsc::UnboundedReceiver<T>, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 async fn record_batch(state: &AppState, batch: Vec<Finished>) {
@@ -434,5 +447,168 @@ fn log(payment: &Payment, outcome: &Outcome) {
     metrics::counter!("shop_payment_attempts_total", "outcome" => result).increment(1);
     if outcome.is_final {
         metrics::counter!("shop_payments_settled_total", "outcome" => result).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Waker},
+    };
+
+    use chrono::Utc;
+    use shop_contracts::{OrderId, PaymentId, PaymentStatus, UserId, events::PaymentOutcome};
+    use tokio::sync::mpsc;
+
+    use super::{Attempts, Duration, Outcome, Payment, Simulation, simulated_failure, take_queued};
+
+    fn simulation(retries: u32) -> Simulation {
+        Simulation {
+            duration: Duration::ZERO,
+            failure_percent: 0,
+            retries,
+            backoff: Duration::from_secs(10),
+            concurrency: 1,
+            worker: "worker-1".into(),
+        }
+    }
+
+    /// A payment as leased after `attempt_no` attempts, its order's last event numbered
+    /// `event_seq`.
+    fn leased(attempt_no: i32, event_seq: i32) -> Payment {
+        Payment {
+            id: PaymentId::new(),
+            order_id: OrderId::new(),
+            user_id: UserId::new(),
+            amount_cents: 900,
+            currency: "USD".into(),
+            status: PaymentStatus::Processing,
+            attempt_no,
+            next_attempt_at: None,
+            lease_owner: Some("worker-1".into()),
+            event_seq,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            traceparent: None,
+        }
+    }
+
+    /// What the outcome's messages would be, once the payment's `event_seq` counts them.
+    fn notification_seqs(outcome: &Outcome, event_seq: i32) -> Vec<i64> {
+        outcome
+            .messages(&leased(outcome.attempt_no, event_seq))
+            .expect("the messages serialise")
+            .iter()
+            .filter_map(|m| m.payload.get("seq").and_then(serde_json::Value::as_i64))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_attempt_with_retries_left_comes_back_after_the_doubled_backoff() {
+        let before = Utc::now();
+        // The third attempt of four: 10 s × 2², within the ±20 % jitter.
+        let outcome = Outcome::decide(&simulation(3), &leased(2, 0), true);
+        assert_eq!(
+            (
+                outcome.attempt_no,
+                outcome.outcome,
+                outcome.status,
+                outcome.is_final
+            ),
+            (3, PaymentOutcome::Failed, PaymentStatus::Processing, false)
+        );
+        let wait = outcome.next_retry_at.expect("a retry is due") - before;
+        assert!(
+            wait >= chrono::Duration::seconds(32) && wait <= chrono::Duration::seconds(49),
+            "the retry is due {wait} after the attempt"
+        );
+        assert_eq!(notification_seqs(&outcome, 7), [7], "one attempt_failed");
+    }
+
+    #[test]
+    fn the_last_failed_attempt_fails_the_payment_with_two_notifications() {
+        let outcome = Outcome::decide(&simulation(2), &leased(2, 0), true);
+        assert_eq!(
+            (
+                outcome.attempt_no,
+                outcome.outcome,
+                outcome.status,
+                outcome.is_final
+            ),
+            (3, PaymentOutcome::Failed, PaymentStatus::Failed, true)
+        );
+        assert_eq!(outcome.next_retry_at, None);
+        assert!(outcome.error.is_some());
+        // attempt_failed, then payment.failed, numbered on from the order's last event.
+        assert_eq!(notification_seqs(&outcome, 7), [6, 7]);
+    }
+
+    #[test]
+    fn a_success_settles_the_payment_at_once() {
+        let outcome = Outcome::decide(&simulation(2), &leased(0, 0), false);
+        assert_eq!(
+            (
+                outcome.attempt_no,
+                outcome.outcome,
+                outcome.status,
+                outcome.is_final
+            ),
+            (1, PaymentOutcome::Succeeded, PaymentStatus::Succeeded, true)
+        );
+        assert_eq!((outcome.next_retry_at, outcome.error.clone()), (None, None));
+        assert_eq!(notification_seqs(&outcome, 4), [4]);
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_up_to_its_size() {
+        let (tx, mut queue) = mpsc::unbounded_channel();
+        for n in 1..=5 {
+            tx.send(n).expect("the queue is open");
+        }
+        assert_eq!(take_queued(0, &mut queue, 3), [0, 1, 2]);
+        assert_eq!(take_queued(9, &mut queue, 10), [9, 3, 4, 5]);
+        assert_eq!(
+            take_queued(7, &mut queue, 10),
+            [7],
+            "nothing is left to take"
+        );
+    }
+
+    #[test]
+    fn free_slots_hands_out_what_is_free_up_to_what_is_wanted() {
+        let (attempts, _finished) = Attempts::new(3);
+        let taken = attempts.free_slots(5);
+        assert_eq!(taken.len(), 3);
+        assert!(attempts.free_slots(1).is_empty(), "every slot is taken");
+        drop(taken);
+        assert_eq!(attempts.free_slots(2).len(), 2);
+    }
+
+    #[test]
+    fn a_wake_is_kept_for_the_lease_loop_until_it_waits() {
+        let (attempts, _finished) = Attempts::new(1);
+        let ready = |attempts: &Attempts| {
+            let mut waiting = pin!(attempts.due.notified());
+            waiting
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        };
+        assert!(!ready(&attempts), "nothing woke it yet");
+        attempts.wake();
+        assert!(ready(&attempts), "the wake waits for the loop");
+    }
+
+    #[test]
+    fn a_simulated_attempt_fails_in_exactly_failure_percent_of_the_rolls() {
+        for percent in [0_u8, 1, 20, 99, 100] {
+            let failures = (0..100)
+                .filter(|&roll| simulated_failure(roll, percent))
+                .count();
+            assert_eq!(failures, usize::from(percent), "at {percent}%");
+        }
+        assert!(simulated_failure(19, 20) && !simulated_failure(20, 20));
     }
 }
