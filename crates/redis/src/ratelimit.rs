@@ -506,6 +506,9 @@ mod tests {
         // One request is earned back every 10 s.
         assert_eq!(refused.retry_after, Duration::from_secs(10));
         assert_eq!(refused.reset, Duration::from_secs(60));
+        // Each allowed request's bucket is unused again one interval per request later.
+        assert_eq!(burst[0].reset, Duration::from_secs(10));
+        assert_eq!(burst[5].reset, Duration::from_secs(60));
 
         assert!(!run(&mut tats, 109 * SECOND, &buckets, 1)[0].allowed);
         let later = run(&mut tats, 110 * SECOND, &buckets, 2);
@@ -553,5 +556,207 @@ mod tests {
         // The refused request did not count in the general bucket: 98 left there.
         let general = run(&mut vec![tats[0]], 10 * SECOND, &buckets[..1], 1)[0];
         assert_eq!(general.remaining, 97);
+    }
+
+    /// Against the machine's Redis, each test under a prefix of its own.
+    mod shared {
+        use std::sync::atomic::AtomicU32;
+
+        use super::*;
+
+        fn pool(url: &str) -> RedisPool {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let prefix = format!(
+                "shop-test:ratelimit:{}-{}-{}:",
+                std::process::id(),
+                Instant::now().elapsed().as_nanos(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            RedisPool::with_url(url, &prefix, 4, Duration::from_millis(500)).expect("a Redis URL")
+        }
+
+        fn redis() -> RedisPool {
+            let settings = shop_settings::Settings::load().expect("settings load");
+            pool(&settings.redis_url())
+        }
+
+        fn minute(key: &str, limit: u32) -> Bucket {
+            bucket(key, limit, 60)
+        }
+
+        fn tokens(limiter: &RateLimiter, key: &str) -> u32 {
+            lock(&limiter.leases)
+                .get(key)
+                .map_or(0, |lease| lease.tokens)
+        }
+
+        #[tokio::test]
+        async fn a_small_limit_is_exact_across_instances() {
+            let redis = redis();
+            let (a, b) = (RateLimiter::new(redis.clone()), RateLimiter::new(redis));
+            let buckets = [minute("ip:203.0.113.9", 5)];
+            let mut decisions = Vec::new();
+            for n in 0..6 {
+                let limiter = if n % 2 == 0 { &a } else { &b };
+                decisions.push(limiter.check(&buckets).await);
+            }
+            assert!(
+                decisions.iter().all(|d| !d.local && d.limit == 5),
+                "{decisions:?}"
+            );
+            assert!(decisions[..5].iter().all(|d| d.allowed));
+            assert_eq!(
+                decisions[..5]
+                    .iter()
+                    .map(|d| d.remaining)
+                    .collect::<Vec<_>>(),
+                [4, 3, 2, 1, 0]
+            );
+            let refused = decisions[5];
+            assert!(!refused.allowed);
+            // One request is earned back every 12 s; the bucket is unused a minute on.
+            assert!(refused.retry_after > Duration::from_secs(11), "{refused:?}");
+            assert!(
+                refused.retry_after <= Duration::from_secs(12),
+                "{refused:?}"
+            );
+            assert!(refused.reset > Duration::from_secs(59), "{refused:?}");
+        }
+
+        #[tokio::test]
+        async fn a_block_is_leased_once_and_spent_here() {
+            let redis = redis();
+            let (a, b) = (RateLimiter::new(redis.clone()), RateLimiter::new(redis));
+            // 500 a minute: blocks of 10.
+            let buckets = [minute("user:1", 500)];
+            let first = a.check(&buckets).await;
+            assert!(first.allowed && !first.local);
+            assert_eq!(tokens(&a, "user:1"), 9, "a block of 10, one spent");
+            assert_eq!(first.remaining, 499, "490 shared plus 9 held here");
+            assert!(first.reset > Duration::ZERO && first.reset <= Duration::from_secs(60));
+            let rest: Vec<Decision> = checks(&a, &buckets, 9).await;
+            assert_eq!(
+                rest.iter().map(|d| d.remaining).collect::<Vec<_>>(),
+                (490..499).rev().collect::<Vec<u32>>()
+            );
+            assert!(rest.iter().all(|d| d.allowed && d.reset > Duration::ZERO));
+            assert_eq!(tokens(&a, "user:1"), 0);
+            // The other instance finds the first block taken in Redis.
+            let other = b.check(&buckets).await;
+            assert_eq!(other.remaining, 489, "480 shared plus 9 held there");
+        }
+
+        async fn checks(limiter: &RateLimiter, buckets: &[Bucket], count: usize) -> Vec<Decision> {
+            let mut decisions = Vec::with_capacity(count);
+            for _ in 0..count {
+                decisions.push(limiter.check(buckets).await);
+            }
+            decisions
+        }
+
+        #[tokio::test]
+        async fn the_tightest_bucket_decides_and_reports() {
+            let limiter = RateLimiter::new(redis());
+            let buckets = [minute("ip:a", 1000), minute("auth:a", 3)];
+            let decisions = checks(&limiter, &buckets, 4).await;
+            assert!(decisions[..3].iter().all(|d| d.allowed && d.limit == 3));
+            assert_eq!(
+                decisions[..3]
+                    .iter()
+                    .map(|d| d.remaining)
+                    .collect::<Vec<_>>(),
+                [2, 1, 0]
+            );
+            assert!(!decisions[3].allowed && decisions[3].limit == 3);
+            assert!(!decisions[3].local);
+        }
+
+        #[tokio::test]
+        async fn without_redis_each_instance_limits_alone_and_waits_before_asking_again() {
+            // Nothing listens on port 1: every connection is refused at once.
+            let limiter = RateLimiter::new(pool("redis://127.0.0.1:1"));
+            let buckets = [minute("ip:b", 3)];
+            let decisions = checks(&limiter, &buckets, 4).await;
+            assert!(decisions.iter().all(|d| d.local), "{decisions:?}");
+            assert!(decisions[..3].iter().all(|d| d.allowed));
+            assert!(!decisions[3].allowed);
+            assert!(!limiter.redis_due(), "Redis is not asked again at once");
+        }
+
+        #[tokio::test]
+        async fn redis_is_asked_again_once_the_pause_is_over() {
+            let limiter = RateLimiter::new(pool("redis://127.0.0.1:1"));
+            assert!(limiter.redis_due(), "no failure yet");
+            *lock(&limiter.redis_again_at) = Some(Instant::now() + Duration::from_secs(60));
+            assert!(!limiter.redis_due());
+            *lock(&limiter.redis_again_at) = Some(Instant::now() - Duration::from_millis(1));
+            assert!(limiter.redis_due());
+            assert_eq!(*lock(&limiter.redis_again_at), None, "the pause is over");
+        }
+
+        #[test]
+        fn a_lease_is_usable_while_it_has_tokens_and_time() {
+            let now = Instant::now();
+            let lease = |tokens, expires| Lease {
+                tokens,
+                shared_remaining: 0,
+                reset_at: now,
+                expires,
+            };
+            let later = now + Duration::from_secs(1);
+            assert!(lease(1, later).usable(now));
+            assert!(!lease(0, later).usable(now));
+            assert!(!lease(1, now).usable(now));
+            assert!(!lease(1, now).usable(later));
+        }
+
+        #[tokio::test]
+        async fn tokens_of_an_expired_lease_are_not_kept_with_new_ones() {
+            let limiter = RateLimiter::new(pool("redis://127.0.0.1:1"));
+            let buckets = [minute("user:2", 500)];
+            let past = Instant::now() - Duration::from_secs(5);
+            lock(&limiter.leases).insert(
+                "user:2".into(),
+                Lease {
+                    tokens: 7,
+                    shared_remaining: 100,
+                    reset_at: past,
+                    expires: past,
+                },
+            );
+            let before = Instant::now();
+            limiter.keep(&buckets, &[0], &[(10, 480, Duration::from_secs(2))]);
+            let lease = lock(&limiter.leases)["user:2"];
+            assert_eq!((lease.tokens, lease.shared_remaining), (10, 480));
+            assert!(lease.reset_at >= before + Duration::from_secs(2));
+            assert!(lease.expires >= before + LEASE_LIFETIME);
+        }
+
+        #[tokio::test]
+        async fn the_local_table_forgets_what_has_passed_when_full() {
+            let limiter = RateLimiter::new(pool("redis://127.0.0.1:1"));
+            // A TAT an hour ahead is live; one at zero has passed.
+            let live =
+                u64::try_from(limiter.epoch.elapsed().as_micros()).unwrap_or(0) + 3600 * SECOND;
+            {
+                let mut local = lock(&limiter.local);
+                for n in 0..MAX_LOCAL_KEYS {
+                    let tat = if n % 5 < 3 { live } else { 0 };
+                    local.insert(format!("k{n}"), tat);
+                }
+            }
+            assert!(limiter.check_local(&[minute("fresh", 10)]).allowed);
+            assert_eq!(lock(&limiter.local).len(), MAX_LOCAL_KEYS * 3 / 5 + 1);
+
+            // All live and still full: the table starts again.
+            {
+                let mut local = lock(&limiter.local);
+                for n in 0..MAX_LOCAL_KEYS {
+                    local.insert(format!("k{n}"), live);
+                }
+            }
+            assert!(limiter.check_local(&[minute("fresh", 10)]).local);
+            assert_eq!(lock(&limiter.local).len(), 1);
+        }
     }
 }
