@@ -189,6 +189,29 @@ mod tests {
         Settings::default()
     }
 
+    #[test]
+    fn the_keys_show_their_id_and_audience_but_never_a_secret() {
+        let keys = JwtKeys::from_settings(&settings());
+        let shown = format!("{keys:?}");
+        assert!(
+            shown.starts_with("JwtKeys") && shown.contains("\"k1\"") && shown.contains("shop-api"),
+            "{shown}"
+        );
+        assert!(!shown.contains(settings().jwt_secret()), "{shown}");
+    }
+
+    #[test]
+    fn the_lifetime_told_to_clients_is_the_configured_one() {
+        let settings = Settings {
+            jwt_expires_in: Duration::from_secs(120),
+            ..settings()
+        };
+        assert_eq!(
+            JwtKeys::from_settings(&settings).lifetime(),
+            Duration::from_secs(120)
+        );
+    }
+
     fn keys() -> JwtKeys {
         JwtKeys::from_settings(&settings())
     }
