@@ -11,7 +11,14 @@ use crate::{
 };
 
 fn event(attempt: i32, outcome: &str, is_final: bool) -> Value {
-    json!({"attemptNo": attempt, "outcome": outcome, "error": if outcome == "failed" { Some("card declined") } else { None }, "nextRetryAt": null, "final": is_final})
+    let error = (outcome == "failed").then_some("card declined");
+    json!({
+        "attemptNo": attempt,
+        "outcome": outcome,
+        "error": error,
+        "nextRetryAt": null,
+        "final": is_final,
+    })
 }
 
 #[tokio::test]
@@ -460,4 +467,66 @@ async fn a_report_batch_answers_each_report_and_keeps_each_orders_order() {
         .unwrap();
     assert_ne!(timeline.last().unwrap()["cause"], "payment_refunded");
     app.assert_consistent().await;
+}
+
+#[tokio::test]
+async fn each_report_of_a_batch_is_recorded_in_its_own_payments_trace() {
+    let mut app = TestApp::spawn().await;
+    // This test reports payments itself.
+    app.stop(shop_testkit::Component::Payment).await;
+    let mug = product(&app, "Mug", 1250, 10).await;
+    let user = app.new_user().await;
+    let orders = [
+        id_of(&place_ok(&app, &user, &[(mug, 1)]).await),
+        id_of(&place_ok(&app, &user, &[(mug, 1)]).await),
+    ];
+    let traces = [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+    ];
+    let batch: Vec<Value> = orders
+        .iter()
+        .zip(traces)
+        .map(|(order, trace)| {
+            json!({
+                "orderId": order,
+                "event": event(1, "succeeded", true),
+                "traceparent": format!("00-{trace}-00f067aa0ba902b7-01"),
+            })
+        })
+        .collect();
+    // The batch's own request is in a third trace, as the relay's call would be.
+    let answered = app
+        .http
+        .post(format!(
+            "http://{}/internal/payment-reports",
+            app.addr(shop_testkit::Component::Order)
+        ))
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "payment")
+        .header(
+            "traceparent",
+            "00-11111111111111111111111111111111-00f067aa0ba902b7-01",
+        )
+        .json(&json!({ "reports": batch }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+
+    for (order, trace) in orders.into_iter().zip(traces) {
+        let paid = wait::until("order.paid published", Duration::from_secs(20), || async {
+            notifications_of(&app, order)
+                .await
+                .into_iter()
+                .find(|e| e["type"] == "order.paid")
+        })
+        .await;
+        let traceparent = paid["traceparent"].as_str().unwrap_or_default();
+        assert_eq!(
+            traceparent.split('-').nth(1),
+            Some(trace),
+            "order.paid of {order} is in its payment's trace: {traceparent:?}"
+        );
+    }
 }
