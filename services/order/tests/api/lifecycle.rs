@@ -356,6 +356,11 @@ async fn an_unanswered_payment_request_is_sent_again_until_payment_reports() {
 
 /// Reports many payment events in one call, as the payment service's relay does.
 async fn report_batch(app: &TestApp, reports: Value) -> reqwest::Response {
+    report_batch_request(app, reports).send().await.unwrap()
+}
+
+/// The call [`report_batch`] sends, for a test to add to.
+fn report_batch_request(app: &TestApp, reports: Value) -> reqwest::RequestBuilder {
     app.http
         .post(format!(
             "http://{}/internal/payment-reports",
@@ -364,9 +369,6 @@ async fn report_batch(app: &TestApp, reports: Value) -> reqwest::Response {
         .header("x-internal-token", app.settings.internal_token())
         .header("x-caller", "payment")
         .json(&json!({ "reports": reports }))
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -496,19 +498,11 @@ async fn each_report_of_a_batch_is_recorded_in_its_own_payments_trace() {
         })
         .collect();
     // The batch's own request is in a third trace, as the relay's call would be.
-    let answered = app
-        .http
-        .post(format!(
-            "http://{}/internal/payment-reports",
-            app.addr(shop_testkit::Component::Order)
-        ))
-        .header("x-internal-token", app.settings.internal_token())
-        .header("x-caller", "payment")
+    let answered = report_batch_request(&app, Value::Array(batch))
         .header(
             "traceparent",
             "00-11111111111111111111111111111111-00f067aa0ba902b7-01",
         )
-        .json(&json!({ "reports": batch }))
         .send()
         .await
         .unwrap();
