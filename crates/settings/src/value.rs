@@ -29,6 +29,7 @@ pub trait EnvText {
     fn env_text(&self) -> String;
 }
 
+/// Types serde reads as they are written.
 macro_rules! read_as_written {
     ($($ty:ty),*) => {$(
         impl Setting for $ty {
@@ -37,7 +38,12 @@ macro_rules! read_as_written {
                 wire
             }
         }
+    )*};
+}
 
+/// Types whose `Display` is how the environment writes them.
+macro_rules! written_as_displayed {
+    ($($ty:ty),*) => {$(
         impl EnvText for $ty {
             fn env_text(&self) -> String {
                 self.to_string()
@@ -46,7 +52,10 @@ macro_rules! read_as_written {
     )*};
 }
 
-read_as_written!(bool, u8, u16, u32, u64, usize, String, SocketAddr);
+read_as_written!(
+    bool, u8, u16, u32, u64, usize, String, SocketAddr, AppEnv, LogFormat
+);
+written_as_displayed!(bool, u8, u16, u32, u64, usize, String, SocketAddr);
 
 impl Setting for SecretString {
     type Wire = String;
@@ -88,13 +97,6 @@ impl<T: EnvText> EnvText for Option<T> {
     }
 }
 
-impl Setting for AppEnv {
-    type Wire = Self;
-    fn from_wire(wire: Self) -> Self {
-        wire
-    }
-}
-
 impl EnvText for AppEnv {
     fn env_text(&self) -> String {
         match self {
@@ -103,13 +105,6 @@ impl EnvText for AppEnv {
             AppEnv::Production => "production",
         }
         .into()
-    }
-}
-
-impl Setting for LogFormat {
-    type Wire = Self;
-    fn from_wire(wire: Self) -> Self {
-        wire
     }
 }
 
