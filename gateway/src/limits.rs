@@ -45,6 +45,13 @@ impl Limits {
         if !settings.throttler_enabled {
             tracing::warn!("rate limiting is disabled (THROTTLER_ENABLED=false)");
         }
+        // Every series exported at zero from the start, so that the first rejection is a change.
+        for scope in ["general", "guarded"] {
+            for local in ["false", "true"] {
+                metrics::counter!("shop_rate_limit_rejections_total", "scope" => scope, "local" => local)
+                    .increment(0);
+            }
+        }
         Self {
             limiter: RateLimiter::new(redis),
             general: Quota {

@@ -15,6 +15,9 @@ pub struct StatementCounter {
 
 impl StatementCounter {
     pub fn new(service: &'static str) -> Self {
+        // Both series exported from the first connection on, before anything was prepared.
+        metrics::counter!("shop_db_statements_total", "service" => service).increment(0);
+        metrics::counter!("shop_db_statements_prepared_total", "service" => service).increment(0);
         Self { service }
     }
 }

@@ -92,6 +92,9 @@ pub struct GroupConsumer<H> {
 
 impl<H: EntryHandler> GroupConsumer<H> {
     pub fn new(config: GroupConfig, handler: H) -> Self {
+        // Exported at zero from the start: `increase()` sees the first dead letter, and the
+        // alert's series exists before anything went wrong.
+        metrics::counter!("shop_stream_dead_letters_total", "stream" => config.label).increment(0);
         Self {
             config,
             handler,

@@ -239,6 +239,8 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(redis: RedisPool) -> Self {
+        // Exported at zero from the start, so that the first local decision is a change.
+        metrics::counter!("shop_rate_limit_local_decisions_total").increment(0);
         Self {
             redis,
             script: Script::new(LEASE),

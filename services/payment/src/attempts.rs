@@ -140,6 +140,7 @@ fn simulated_failure(roll: u32, failure_percent: u8) -> bool {
 /// slot, and a payment left waiting for one wakes the loop ([`Attempts::wake`]); the poll is
 /// for retries coming due and for payments other instances left.
 pub async fn run(state: AppState, cancel: CancellationToken) {
+    export_outcomes();
     let attempts = &state.attempts;
     loop {
         let mut slots = attempts.free_slots(state.simulation.concurrency);
@@ -433,6 +434,23 @@ async fn record(state: &AppState, outcomes: &[Outcome]) -> Result<Written, DbErr
         });
     }
     Ok(written)
+}
+
+/// Every outcome's series at zero from the start: a failure rate is defined before the first
+/// failure, and the first one is a change.
+fn export_outcomes() {
+    for outcome in [PaymentOutcome::Succeeded, PaymentOutcome::Failed] {
+        metrics::counter!("shop_payments_settled_total", "outcome" => outcome.as_str())
+            .increment(0);
+    }
+    for outcome in [
+        PaymentOutcome::Succeeded,
+        PaymentOutcome::Failed,
+        PaymentOutcome::Refunded,
+    ] {
+        metrics::counter!("shop_payment_attempts_total", "outcome" => outcome.as_str())
+            .increment(0);
+    }
 }
 
 fn log(payment: &Payment, outcome: &Outcome) {

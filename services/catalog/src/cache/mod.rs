@@ -166,6 +166,8 @@ impl Cache {
         list_ttl: Duration,
     ) -> Self {
         let channel = redis.key("catalog:cache");
+        // Exported at zero from the start, so that the first fallback is a change.
+        metrics::counter!("shop_cache_fallbacks_total", "service" => "catalog").increment(0);
         Self {
             redis,
             memory: Memory::new(Arc::new(Freshness::new(sync)), product_ttl, list_ttl),
