@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a container engine or a cluster: both compose files
-# parse (Debian's docker-compose), the Dockerfile is hadolint-clean, and the Kubernetes base
-# and production overlay render with kustomize and validate strictly against the Kubernetes
-# schemas. The tools come from PyPI, pinned, into target/deploy-venv.
+# parse (Debian's docker-compose), the Dockerfiles are hadolint-clean, the alert rules pass
+# `promtool check rules` and their unit tests (Debian's prometheus package), and the
+# Kubernetes base and production overlay render with kustomize, validate strictly against the
+# Kubernetes schemas and name the same service images as the compose file. The Python tools
+# come from PyPI, pinned, into target/deploy-venv. (`make containers` builds and runs them.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,13 +15,18 @@ scripts/pyvenv.sh "$venv" "${tools[@]}"
 # shellcheck source=lib/apt.sh
 . scripts/lib/apt.sh
 need_command docker-compose docker-compose
+need_command promtool prometheus
 
 echo "--- compose"
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml -f docker-compose.dev.yml config -q
 
 echo "--- hadolint"
-"$venv/bin/hadolint" deploy/Dockerfile
+"$venv/bin/hadolint" deploy/Dockerfile deploy/images/*.Dockerfile
+
+echo "--- promtool"
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts.test.yml
 
 echo "--- kustomize + kubernetes-validate"
 cmp deploy/bootstrap.sql deploy/k8s/base/sql/bootstrap.sql \
@@ -40,5 +47,29 @@ for doc in yaml.safe_load_all(open(sys.argv[1])):
         missing = {k: v for k, v in selector.items() if labels.get(k) != v}
         assert not missing, f"{doc['metadata']['name']}: selector {missing} not on its pods"
 PY
+  if [ "$kustomization" = deploy/k8s/base ]; then
+    # The base runs the images the compose file names (without the compose file's tag).
+    "$venv/bin/python" - "$rendered" docker-compose.yml <<'PY'
+import re, sys, yaml
+def shop_images(docs):
+    found = set()
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "image" and isinstance(value, str) and value.startswith("shop/"):
+                    found.add(re.sub(r":.*$", "", value))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+    for doc in docs:
+        walk(doc)
+    return found
+k8s = shop_images(yaml.safe_load_all(open(sys.argv[1])))
+compose = shop_images([yaml.safe_load(open(sys.argv[2]))])
+assert k8s == compose and len(k8s) == 5, f"images: kubernetes {sorted(k8s)}, compose {sorted(compose)}"
+print(f"images: {len(k8s)} service images named alike in compose and kubernetes")
+PY
+  fi
   echo "$kustomization: $(grep -c '^kind:' "$rendered") resources valid"
 done
