@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STAGE := scripts/stage.sh
 
-.PHONY: run test bench chaos e2e contract deploy-check mutants services fmt lint check migrate seed openapi clean
+.PHONY: run test bench chaos e2e contract deploy-check images containers mutants services fmt lint check migrate seed openapi clean
 
 ## Start Postgres and Redis (or say how), then all five binaries in one process (gateway :8080).
 run: services
@@ -40,6 +40,17 @@ contract: services
 ## without an engine or a cluster.
 deploy-check:
 	@$(STAGE) deploy-check scripts/deploy-check.sh
+
+## The five service images built with podman from deploy/Dockerfile without a registry: a
+## debootstrap base, host-built stripped release binaries; stand-ins for Postgres and Redis.
+images:
+	@$(STAGE) images scripts/images.sh
+
+## The compose stack started with podman from those images, health-gated; a smoke run through
+## the gateway (order paid on the socket, invariants), /metrics against the dashboard and alert
+## rules; everything of the run removed afterwards.
+containers:
+	@$(STAGE) containers scripts/containers.sh
 
 ## cargo-mutants (crates.io) over the domain code listed in .cargo/mutants.toml: each mutant is
 ## built and its package's tests run; survivors are listed in target/mutants/mutants.out.
