@@ -314,6 +314,64 @@ async fn concurrent_guesses_never_exceed_the_attempt_limit() {
 }
 
 #[tokio::test]
+async fn logins_refused_as_busy_do_not_lock_out_the_right_password() {
+    // Two bcrypt workers (one per core, at least) and no queue: under load, most logins
+    // are refused with 503 "busy".
+    let app = TestApp::builder()
+        .configure(|s| {
+            s.bcrypt_cost = 10;
+            s.bcrypt_queue = 0;
+        })
+        .spawn()
+        .await;
+    let owner = app.new_user().await;
+    let mut others = Vec::new();
+    for _ in 0..6 {
+        others.push(app.new_user().await);
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let load = futures_util::future::join_all(others.iter().map(|other| async {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            app.login(&other.email, &other.password).await;
+        }
+    }));
+    // The owner types the right password while the service is busy, until more busy answers
+    // in a row than the attempt limit (5) allows guesses.
+    let owner_tries = async {
+        let (mut busy_in_a_row, mut tries) = (0, 0);
+        while busy_in_a_row <= 5 && tries < 500 {
+            tries += 1;
+            let response = app.login(&owner.email, &owner.password).await;
+            match response.status().as_u16() {
+                503 => busy_in_a_row += 1,
+                200 => busy_in_a_row = 0,
+                status => panic!("the right password answered {status}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        busy_in_a_row
+    };
+    let (busy_in_a_row, _) = tokio::join!(owner_tries, load);
+    assert!(busy_in_a_row > 5, "the load never made the service busy");
+    // The burst is over: the right password works, and so does a wrong one's count.
+    app.login_ok(&owner.email, &owner.password).await;
+    for _ in 0..5 {
+        expect_problem(
+            app.login(&owner.email, "wrong password").await,
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+    expect_problem(
+        app.login(&owner.email, &owner.password).await,
+        429,
+        "rate-limited",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn logins_racing_a_password_change_do_not_survive_it() {
     let app = TestApp::builder()
         .configure(|s| s.login_throttle_limit = 1000)

@@ -109,25 +109,38 @@ pub async fn change_password(
         return Err(UserError::Validation(errors));
     }
     // A stolen access token must not become a fast oracle for the password.
+    // Counted first, so concurrent guesses cannot overshoot; kept only for a wrong password
+    // (as at login: busy, a database error or a cancelled request is no guess).
     let key = identity.user_id.to_string();
-    let attempts = state.password_failures.hit(&key).await;
+    let (attempts, attempt) = state.password_failures.attempt(&key).await;
     if attempts.hits > u64::from(state.login_limit) {
+        attempt.give_back().await;
         return Err(UserError::Throttled {
             retry_after: attempts.resets_in.max(std::time::Duration::from_secs(1)),
         });
     }
     let user = me(state, identity).await?;
-    if !state
+    match state
         .passwords
         .verify(current, Some(user.password_hash))
-        .await?
+        .await
     {
-        return Err(UserError::field(
-            "currentPassword",
-            "is not the account's current password",
-        ));
+        Ok(true) => {
+            attempt.keep();
+            state.password_failures.reset(&key).await;
+        }
+        Ok(false) => {
+            attempt.keep();
+            return Err(UserError::field(
+                "currentPassword",
+                "is not the account's current password",
+            ));
+        }
+        Err(error) => {
+            attempt.give_back().await;
+            return Err(error);
+        }
     }
-    state.password_failures.reset(&key).await;
     let hash = state.passwords.hash(new).await?;
     let mut conn = shop_db::conn(&state.pool).await?;
     let revoked = conn

@@ -57,8 +57,11 @@ fn token_response(
 }
 
 /// Verifies credentials and opens a session. Attempts per (client IP, email) are counted
-/// before the password is checked, so concurrent guesses cannot overshoot the limit; a
-/// success clears the count. Every failure looks the same to the client.
+/// before the password is checked, so concurrent guesses cannot overshoot the limit; only a
+/// wrong guess keeps its count, a success clears it, and an attempt that ends any other way
+/// (refused by the limit, bcrypt busy, a database error, the client gone) is given back, so a
+/// burst of logins cannot lock out the owner who typed the right password. Every failure
+/// looks the same to the client.
 pub async fn login(
     state: &AppState,
     email: &str,
@@ -67,19 +70,42 @@ pub async fn login(
 ) -> Result<TokenResponse, UserError> {
     let email = normalise_email(email);
     let key = throttle_key(client_ip, &email);
-    let attempts = state.login_failures.hit(&key).await;
+    let (attempts, attempt) = state.login_failures.attempt(&key).await;
     if attempts.hits > u64::from(state.login_limit) {
+        attempt.give_back().await;
         return Err(UserError::Throttled {
             retry_after: attempts.resets_in.max(Duration::from_secs(1)),
         });
     }
+    match open_session(state, &email, password).await {
+        Ok(tokens) => {
+            attempt.keep();
+            state.login_failures.reset(&key).await;
+            Ok(tokens)
+        }
+        Err(UserError::InvalidCredentials) => {
+            attempt.keep();
+            Err(UserError::InvalidCredentials)
+        }
+        Err(other) => {
+            attempt.give_back().await;
+            Err(other)
+        }
+    }
+}
 
+/// The credentials checked and a session opened: `InvalidCredentials` for a wrong guess.
+async fn open_session(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<TokenResponse, UserError> {
     // An address that cannot exist is never looked up, but costs the same time.
     let mut problems = Vec::new();
-    validate::email(&email, &mut problems);
+    validate::email(email, &mut problems);
     let user = if problems.is_empty() {
         let mut conn = shop_db::conn(&state.pool).await?;
-        repo::find_user_by_email(&mut conn, &email).await?
+        repo::find_user_by_email(&mut conn, email).await?
     } else {
         None
     };
@@ -107,7 +133,6 @@ pub async fn login(
         Ok(())
     })
     .await?;
-    state.login_failures.reset(&key).await;
     tracing::info!(user.id = %user.id, session.id = %session_id, "logged in");
     token_response(state, &user, session_id, refresh_token)
 }
