@@ -6,9 +6,9 @@
 # and shop-smoke runs through the published gateway port: register, log in, a product, an
 # order paid as seen on the socket, the stock and the invariants in the database. Then every
 # service's /metrics is scraped and the Grafana dashboard and alert rules must name only
-# series that are exported. The stage fails on a container that restarted, is not healthy,
-# runs as root or (for the services) has a writable root filesystem. Everything of the run is
-# removed at the end: containers, volumes, network and its images.
+# series that are exported. The stage fails on a container that restarted, was unhealthy at
+# any health check of the run, runs as root or has a writable root filesystem. Everything of
+# the run is removed at the end: containers, volumes, network and its images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -66,7 +66,7 @@ cargo build -q --locked -p shop-proof --bin shop-smoke
 podman system service --time=0 "unix://$socket" >"$out/podman-service.log" 2>&1 &
 service_pid=$!
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
-health_pid=$(podman_health_loop "$project")
+health_pid=$(podman_health_loop "$project" "$out/health.log")
 
 echo "containers: up (project $project, gateway on 127.0.0.1:$GATEWAY_PORT)"
 start=$(date +%s%N)
@@ -83,6 +83,21 @@ elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 printf 'containers: up to a healthy gateway in %d.%03ds\n' $((elapsed / 1000)) $((elapsed % 1000))
 
 ip() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(container "$1")"; }
+
+# The image's HEALTHCHECK is liveness (/healthz); before the smoke run every service must
+# also be ready (/readyz: its database and Redis answer), as a load balancer would wait.
+declare -A ports=([user]=8081 [catalog]=8082 [order]=8083 [payment]=8084 [gateway]=8080)
+for service in "${services[@]}"; do
+  until curl -fsS -o /dev/null --max-time 5 "http://$(ip "$service"):${ports[$service]}/readyz"; do
+    if (( ($(date +%s%N) - start) / 1000000000 > 300 )); then
+      echo "containers: $service is not ready after 300s" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+done
+elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
+printf 'containers: up to every service ready in %d.%03ds\n' $((elapsed / 1000)) $((elapsed % 1000))
 target/debug/shop-smoke "http://127.0.0.1:$GATEWAY_PORT" \
   "postgres://shop:$postgres_password@$(ip postgres):5432/shop"
 
@@ -93,7 +108,7 @@ scripts/pyvenv.sh target/containers-venv pyyaml==6.0.3
 target/containers-venv/bin/python scripts/lib/series_check.py deploy/grafana/shop.json \
   deploy/prometheus/alerts.yml -- "$out"/metrics/*.prom
 
-# Every container as it should be: no restart, healthy, not root; the services read-only.
+# Every container as it should be: no restart, healthy, not root, a read-only root filesystem.
 bad=0
 for service in postgres redis redis-cache "${services[@]}"; do
   read -r restarts health user readonly < <(podman inspect -f \
@@ -110,4 +125,9 @@ for step in migrate-user migrate-catalog migrate-order migrate-payment; do
   echo "containers: $step exit=$code user=${user%.}"
   [ "$code" = 0 ] && [ "${user%%:*}" = 65532 ] || bad=1
 done
+# Unhealthy at any check of the run (retries exhausted), even if it recovered since.
+if grep ' unhealthy$' "$out/health.log" | sort -u | sed 's/^/containers: was /' | grep .; then
+  bad=1
+fi
+[ $bad = 1 ] || echo "containers: $(wc -l <"$out/health.log") health checks run, none unhealthy"
 [ $bad = 0 ] || { echo "containers: a container is not as it should be" >&2; exit 1; }

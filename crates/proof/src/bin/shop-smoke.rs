@@ -23,6 +23,9 @@ use uuid::Uuid;
 const ATTEMPTS: usize = 8;
 /// The product's initial stock.
 const STOCK: i64 = 10;
+/// Times a request answered 5xx is sent (a freshly started stack's first calls between
+/// containers have been seen to stall for a few seconds on this kind of machine).
+const RETRIES: usize = 3;
 /// How long a step may take: a payment, the gateway becoming ready, the system settling.
 const STEP: Duration = Duration::from_secs(60);
 
@@ -43,19 +46,26 @@ async fn main() -> anyhow::Result<()> {
     println!("smoke: registered and logged in {}", shopper.email);
     let admin = api.login(&admin_email, &admin_password).await?;
     println!("smoke: administrator {admin_email} logged in");
-    let product = api
-        .create_product(&admin, "Smoke-test kettle", 2_500, STOCK)
-        .await?;
+    let product = create_product(&api, &admin).await?;
     println!("smoke: product {product} created with stock {STOCK}");
 
     let mut socket = api.open_socket(&shopper).await?;
     let mut paid = 0;
     for attempt in 1..=ATTEMPTS {
-        let response = api
-            .place_order(&shopper, &[(product, 1)], &Uuid::new_v4().to_string())
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
+        // An answer lost to a 5xx is asked again with the same key, as clients are told to.
+        let key = Uuid::new_v4().to_string();
+        let mut tries = 0;
+        let (status, body) = loop {
+            tries += 1;
+            let response = api.place_order(&shopper, &[(product, 1)], &key).await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if !status.is_server_error() || tries == RETRIES {
+                break (status, body);
+            }
+            println!("smoke: order {attempt} answered {status}; asking again with its key");
+            sleep(Duration::from_secs(1)).await;
+        };
         if status != 201 {
             bail!("order {attempt}: expected 201, got {status}: {body}");
         }
@@ -79,6 +89,26 @@ async fn main() -> anyhow::Result<()> {
     invariants_hold(&database).await?;
     println!("smoke: stock ledger, reservations and payments agree in the database");
     Ok(())
+}
+
+/// Creates the product, asking again after a 5xx (up to `RETRIES` times; a product that was
+/// created behind a lost answer is only an extra product).
+async fn create_product(api: &Api, admin: &str) -> anyhow::Result<Uuid> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match api
+            .create_product(admin, "Smoke-test kettle", 2_500, STOCK)
+            .await
+        {
+            Ok(product) => return Ok(product),
+            Err(error) if tries < RETRIES && error.to_string().contains(", got 5") => {
+                println!("smoke: {error:#}; asking again");
+                sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Waits until the gateway answers `/readyz` with 200.
