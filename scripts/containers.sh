@@ -70,17 +70,21 @@ health_pid=$(podman_health_loop "$project" "$out/health.log")
 
 echo "containers: up (project $project, gateway on 127.0.0.1:$GATEWAY_PORT)"
 start=$(date +%s%N)
+seconds_up() { echo $(( ($(date +%s%N) - start) / 1000000000 )); }
+say_up() {
+  local ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  printf 'containers: up to %s in %d.%03ds\n' "$1" $((ms / 1000)) $((ms % 1000))
+}
 "${compose[@]}" up --detach --no-build >"$out/up.log" 2>&1 || { cat "$out/up.log" >&2; exit 1; }
 container() { echo "${project}_$1_1"; }
 until [ "$(podman inspect -f '{{.State.Health.Status}}' "$(container gateway)")" = healthy ]; do
-  if (( ($(date +%s%N) - start) / 1000000000 > 300 )); then
+  if (( $(seconds_up) > 300 )); then
     echo "containers: the gateway is not healthy after 300s" >&2
     exit 1
   fi
   sleep 0.5
 done
-elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
-printf 'containers: up to a healthy gateway in %d.%03ds\n' $((elapsed / 1000)) $((elapsed % 1000))
+say_up "a healthy gateway"
 
 ip() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(container "$1")"; }
 
@@ -89,15 +93,14 @@ ip() { podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end
 declare -A ports=([user]=8081 [catalog]=8082 [order]=8083 [payment]=8084 [gateway]=8080)
 for service in "${services[@]}"; do
   until curl -fsS -o /dev/null --max-time 5 "http://$(ip "$service"):${ports[$service]}/readyz"; do
-    if (( ($(date +%s%N) - start) / 1000000000 > 300 )); then
+    if (( $(seconds_up) > 300 )); then
       echo "containers: $service is not ready after 300s" >&2
       exit 1
     fi
     sleep 0.5
   done
 done
-elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
-printf 'containers: up to every service ready in %d.%03ds\n' $((elapsed / 1000)) $((elapsed % 1000))
+say_up "every service ready"
 target/debug/shop-smoke "http://127.0.0.1:$GATEWAY_PORT" \
   "postgres://shop:$postgres_password@$(ip postgres):5432/shop"
 

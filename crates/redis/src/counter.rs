@@ -124,27 +124,27 @@ impl WindowCounter {
         })
     }
 
-    /// Counts one hit and returns the count including it.
-    pub async fn hit(&self, key: &str) -> Count {
+    /// Counts one hit in Redis, or in memory while Redis is away; the count including it, and
+    /// whether it was counted in memory.
+    async fn count_hit(&self, key: &str) -> (Count, bool) {
         match self.incr(key).await {
-            Ok(count) => count,
-            Err(error) => {
-                tracing::warn!(%error, counter = self.namespace, "redis away; counting in memory");
-                self.local_hit(key)
-            }
-        }
-    }
-
-    /// Counts one hit as an [`Attempt`], given back when it is dropped without
-    /// [`Attempt::keep`]; returns the count including it.
-    pub async fn attempt(&self, key: &str) -> (Count, Attempt) {
-        let (count, in_memory) = match self.incr(key).await {
             Ok(count) => (count, false),
             Err(error) => {
                 tracing::warn!(%error, counter = self.namespace, "redis away; counting in memory");
                 (self.local_hit(key), true)
             }
-        };
+        }
+    }
+
+    /// Counts one hit and returns the count including it.
+    pub async fn hit(&self, key: &str) -> Count {
+        self.count_hit(key).await.0
+    }
+
+    /// Counts one hit as an [`Attempt`], given back when it is dropped without
+    /// [`Attempt::keep`]; returns the count including it.
+    pub async fn attempt(&self, key: &str) -> (Count, Attempt) {
+        let (count, in_memory) = self.count_hit(key).await;
         let attempt = Attempt {
             counter: self.clone(),
             key: Some(key.to_owned()),

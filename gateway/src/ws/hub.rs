@@ -74,7 +74,7 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     pub fn new(redis: RedisPool, redis_url: String, limits: SocketLimits) -> Self {
         // Exported from the start, before the first socket and the first overflow.
-        metrics::gauge!("shop_websocket_connections").set(0.0);
+        record_connections(0);
         metrics::counter!("shop_websocket_overflows_total").increment(0);
         Self {
             redis,

@@ -14,3 +14,21 @@ mod tokens;
 mod ws;
 
 pub use shop_testkit::expect_problem;
+
+/// Five wrong passwords for `email` answer 401, and then even the right `password` answers
+/// 429: the failed-login throttle (a limit of 5) holds for this client and account.
+pub async fn assert_locked_by_wrong_passwords(
+    app: &shop_testkit::TestApp,
+    email: &str,
+    password: &str,
+) {
+    for _ in 0..5 {
+        expect_problem(
+            app.login(email, "wrong password").await,
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+    expect_problem(app.login(email, password).await, 429, "rate-limited").await;
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use shop_testkit::{TestApp, wait};
 
-use crate::expect_problem;
+use crate::assert_locked_by_wrong_passwords;
 
 #[tokio::test]
 async fn with_redis_cut_logins_work_and_nothing_answers_5xx() {
@@ -34,20 +34,7 @@ async fn with_redis_cut_logins_work_and_nothing_answers_5xx() {
     assert_eq!(refreshed.status(), 200);
 
     // The failed-login throttle keeps counting in memory.
-    for _ in 0..5 {
-        expect_problem(
-            app.login(&second.email, "wrong password").await,
-            401,
-            "unauthorized",
-        )
-        .await;
-    }
-    expect_problem(
-        app.login(&second.email, &second.password).await,
-        429,
-        "rate-limited",
-    )
-    .await;
+    assert_locked_by_wrong_passwords(&app, &second.email, &second.password).await;
 
     // Logout is durable in Postgres even though the denylist cannot be written now.
     let logout = app
