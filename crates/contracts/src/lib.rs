@@ -79,6 +79,8 @@ pub struct UserResponse {
     pub name: Option<String>,
     pub role: Role,
     pub disabled: bool,
+    /// Whether the owner followed a mailed verification (or password-reset) link.
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -51,6 +51,19 @@ async fn main() -> anyhow::Result<()> {
             let mut servers = servers;
             servers.extend(shop_http::start_metrics(&each)?);
             tracing::info!(gateway = %each.gateway_addr, "all services started; stop with Ctrl-C");
+            match each.mail_transport {
+                shop_settings::MailTransport::File => {
+                    let dir = std::fs::canonicalize(&each.mail_dir)
+                        .map_or_else(|_| each.mail_dir.clone(), |p| p.display().to_string());
+                    tracing::info!(
+                        dir,
+                        "mail (verification, password reset, orders) is written here as .eml files"
+                    );
+                }
+                shop_settings::MailTransport::Smtp => {
+                    tracing::info!("mail goes to SMTP_URL");
+                }
+            }
             shop_http::serve_until_signal(servers).await;
             Ok(())
         }

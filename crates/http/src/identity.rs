@@ -92,6 +92,14 @@ impl Caller for PaymentService {
     const NAME: &'static str = "payment";
 }
 
+/// The user service (it reads orders to mail their owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserService;
+
+impl Caller for UserService {
+    const NAME: &'static str = "user";
+}
+
 /// An extractor for a route only the service `C` may call: anyone else gets 403 before the
 /// body is read. The internal-credential guard has already admitted the request; `X-Caller`
 /// says which holder of the credential it is.

@@ -15,7 +15,9 @@ mod server;
 pub use context::{RequestContext, TraceParent, continue_trace, headers};
 pub use extract::{Json, common_config, not_found, read_body, too_large};
 pub use health::{Readiness, health_routes};
-pub use identity::{Admin, Caller, Identity, InternalCaller, OrderService, PaymentService};
+pub use identity::{
+    Admin, Caller, Identity, InternalCaller, OrderService, PaymentService, UserService,
+};
 pub use middleware::{RouteTemplate, ServiceName, require_internal_token, trace_requests};
 pub use problem::{ApiError, ErrorCode, FieldError, Problem};
 pub use server::{

@@ -29,6 +29,12 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     RateLimited,
     DependencyUnavailable,
+    /// A reset, verification or cart token that is unknown, used or expired.
+    InvalidToken,
+    /// Login needs a one-time code.
+    MfaRequired,
+    /// The action needs a verified email (403).
+    EmailUnverified,
     /// Not in the client vocabulary: a bug or an outage.
     Internal,
     /// The gateway could not get an answer in time.
@@ -61,6 +67,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::DependencyUnavailable => "dependency-unavailable",
+            ErrorCode::InvalidToken => "invalid-token",
+            ErrorCode::MfaRequired => "mfa-required",
+            ErrorCode::EmailUnverified => "email-unverified",
             ErrorCode::Internal => "internal",
             ErrorCode::UpstreamTimeout => "upstream-timeout",
             ErrorCode::BadGateway => "bad-gateway",
@@ -70,10 +79,13 @@ impl ErrorCode {
     /// The HTTP status this code is answered with.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::MalformedJson | ErrorCode::InvalidId => StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedJson | ErrorCode::InvalidId | ErrorCode::InvalidToken => {
+                StatusCode::BAD_REQUEST
+            }
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::EmailUnverified => StatusCode::FORBIDDEN,
+            ErrorCode::MfaRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::EmailTaken
             | ErrorCode::InsufficientStock
@@ -117,6 +129,9 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
             ErrorCode::RateLimited => "Too many requests",
             ErrorCode::DependencyUnavailable => "Service unavailable",
+            ErrorCode::InvalidToken => "Invalid or expired token",
+            ErrorCode::MfaRequired => "Second factor required",
+            ErrorCode::EmailUnverified => "Email not verified",
             ErrorCode::Internal => "Internal error",
             ErrorCode::UpstreamTimeout => "Upstream timeout",
             ErrorCode::BadGateway => "Bad gateway",

@@ -1,4 +1,4 @@
-//! The transactional outbox shared by the producers (order, payment).
+//! The transactional outbox shared by the producers (order, payment, and user for its mail).
 //!
 //! A service writes [`NewMessage`]s with [`enqueue`] in the same transaction as the change
 //! they describe, so a message exists exactly when its change committed, and after the commit
@@ -161,6 +161,20 @@ mod ddl_tests {
                 "payment",
                 include_str!(
                     "../../../services/payment/migrations/2026-11-22-000001_outbox_pending_index/up.sql"
+                ),
+                PENDING_INDEX_DDL,
+            ),
+            (
+                "user",
+                include_str!(
+                    "../../../services/user/migrations/2026-12-04-000001_accounts_mail/up.sql"
+                ),
+                TABLE_DDL,
+            ),
+            (
+                "user",
+                include_str!(
+                    "../../../services/user/migrations/2026-12-04-000001_accounts_mail/up.sql"
                 ),
                 PENDING_INDEX_DDL,
             ),

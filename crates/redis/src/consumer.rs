@@ -79,6 +79,20 @@ pub struct GroupConfig {
     pub max_deliveries: usize,
     /// How long an entry stays pending on a consumer before another claims it.
     pub reclaim_idle: Duration,
+    /// Where the group starts when it is created.
+    pub start: GroupStart,
+    /// Whether consumers trim what the group has handled: only for a stream nothing else
+    /// reads.
+    pub trims: bool,
+}
+
+/// Where a newly created group begins reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStart {
+    /// At the stream's first entry: work queued before the consumers existed is done.
+    Oldest,
+    /// After the stream's last entry: only what happens from now on.
+    Newest,
 }
 
 /// One consumer of a group.
@@ -137,7 +151,9 @@ impl<H: EntryHandler> GroupConsumer<H> {
         loop {
             if last_maintenance.is_none_or(|at| at.elapsed() >= maintenance_every) {
                 self.reclaim(&mut conn).await?;
-                self.trim(&mut conn).await?;
+                if self.config.trims {
+                    self.trim(&mut conn).await?;
+                }
                 last_maintenance = Some(Instant::now());
             }
             let mut command = redis::cmd("XREADGROUP");
@@ -176,13 +192,17 @@ impl<H: EntryHandler> GroupConsumer<H> {
         }
     }
 
-    /// Creates the group (and the stream) unless it exists; reads from the beginning.
+    /// Creates the group (and the stream) unless it exists, at its configured start.
     async fn ensure_group(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let start = match self.config.start {
+            GroupStart::Oldest => "0",
+            GroupStart::Newest => "$",
+        };
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.config.stream)
             .arg(self.config.group)
-            .arg("0")
+            .arg(start)
             .arg("MKSTREAM")
             .query_async(conn)
             .await;

@@ -53,6 +53,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the user service's mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Each message as an `.eml` file under `MAIL_DIR` (development).
+    File,
+    /// To the SMTP server at `SMTP_URL`.
+    Smtp,
+}
+
 /// The service whose database settings are wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Service {
@@ -203,6 +213,9 @@ impl Settings {
                     self.longest_payment().as_secs()
                 ),
             ));
+        }
+        if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
+            return Err(invalid("smtp_url", "must be set when MAIL_TRANSPORT=smtp"));
         }
         self.trusted_proxies()?;
         self.metrics_addr()?;

@@ -10,7 +10,7 @@ use std::{
 use secrecy::SecretString;
 
 use crate::{
-    AppEnv, DEV_DATABASE_URL, LogFormat, Variable,
+    AppEnv, DEV_DATABASE_URL, LogFormat, MailTransport, Variable,
     macros::settings,
     value::{at_least, between, bytes_at_least, bytes_between, currency_code, http_url, optional},
 };
@@ -134,6 +134,26 @@ settings! {
     login_throttle_limit: u32 = 5, unit "attempts", check at_least(1), read by "user";
     /// window of both attempt limits
     login_throttle_window: Duration = mins(15), bare Secs, read by "user";
+    /// `file` writes each message under MAIL_DIR; `smtp` sends it to SMTP_URL
+    mail_transport: MailTransport = MailTransport::File, unit "file, smtp", read by "user";
+    /// SMTP server, e.g. `smtp://user:pass@mail:587?tls=required` or `smtp://127.0.0.1:1025`
+    smtp_url: Option<SecretString> = None, unit "URL", shown "(none)", read by "user";
+    /// sender of every message
+    mail_from: String = "Shop <no-reply@shop.local>".into(), unit "mailbox", read by "user";
+    /// folder of the `.eml` files when MAIL_TRANSPORT=file
+    mail_dir: String = "target/mail".into(), unit "path", read by "user";
+    /// the storefront's address, the base of the links in mails
+    public_url: String = "http://localhost:8080".into(), check http_url(), read by "user";
+    /// lifetime of a mailed password-reset token
+    password_reset_ttl: Duration = mins(30), bare Secs, check at_least(secs(60)), read by "user";
+    /// lifetime of a mailed email-verification token
+    email_verification_ttl: Duration = hours(24), bare Secs, check at_least(secs(60)), read by "user";
+    /// password-reset and verification mails per email per window
+    account_mail_limit: u32 = 3, unit "mails", check at_least(1), read by "user";
+    /// password-reset requests per client IP per window
+    account_mail_ip_limit: u32 = 20, unit "requests", check at_least(1), read by "user";
+    /// window of both account-mail limits
+    account_mail_window: Duration = hours(1), bare Secs, read by "user";
     /// how long revocation answers are served from memory while Redis is away
     denylist_grace: Duration = secs(60), bare Secs, read by "gateway";
     /// how often open sockets check their session (closed with 4401 once revoked)
@@ -156,10 +176,11 @@ settings! {
     throttler_limit: u32 = 600, unit "requests", check at_least(1), read by "gateway";
     /// rate limiting on or off
     throttler_enabled: bool = true, unit "bool", read by "gateway";
-    /// period of the tighter per-IP limit on /login, /register and /ws/ticket
+    /// period of the tighter per-IP limit on /login, /register, /ws/ticket and the
+    /// password-reset and email-verification routes
     throttler_auth_ttl: Duration = secs(60),
         bare Millis, check at_least(millis(1)), read by "gateway";
-    /// requests per period to /login, /register and /ws/ticket, per IP
+    /// requests per period to each of those routes, per IP
     throttler_auth_limit: u32 = 10, unit "requests", check at_least(1), read by "gateway";
     /// other browser origins allowed to call the API and open sockets (same-origin pages always
     /// may)
@@ -193,14 +214,14 @@ settings! {
         check http_url(), read by "gateway, order";
     /// where the order service answers
     order_service_url: String = "http://127.0.0.1:8083".into(),
-        check http_url(), read by "gateway, payment";
+        check http_url(), read by "gateway, payment, user";
     /// where the payment service answers
     payment_service_url: String = "http://127.0.0.1:8084".into(),
         check http_url(), read by "gateway";
     /// HTTP worker threads per server
     http_workers: usize = 0, unit "threads (0 = one per core)", read by ALL;
     /// connect timeout of service-to-service calls
-    http_connect_timeout: Duration = secs(1), bare Millis, read by "gateway, order, payment";
+    http_connect_timeout: Duration = secs(1), bare Millis, read by "gateway, order, payment, user";
     /// whole-call timeout of calls to the user service (504 at the gateway)
     user_service_timeout: Duration = secs(5),
         bare Millis, check at_least(millis(1)), read by "gateway";
@@ -209,22 +230,22 @@ settings! {
         bare Millis, check at_least(millis(1)), read by "gateway, order";
     /// whole-call timeout of calls to the order service (placing an order calls the catalog)
     order_service_timeout: Duration = secs(10),
-        bare Millis, check at_least(millis(1)), read by "gateway, payment";
+        bare Millis, check at_least(millis(1)), read by "gateway, payment, user";
     /// whole-call timeout of calls to the payment service
     payment_service_timeout: Duration = secs(3),
         bare Millis, check at_least(millis(1)), read by "gateway";
     /// retries of idempotent calls, after connection failures only
-    http_retries: u32 = 2, unit "retries", read by "gateway, order, payment";
+    http_retries: u32 = 2, unit "retries", read by "gateway, order, payment, user";
     /// concurrent calls per upstream; beyond it, 503 + Retry-After at once
     http_max_in_flight: usize = 512,
-        unit "requests", check at_least(1), read by "gateway, order, payment";
+        unit "requests", check at_least(1), read by "gateway, order, payment, user";
     /// idle keep-alive connections kept per upstream
-    http_pool_max_idle: usize = 64, unit "connections", read by "gateway, order, payment";
+    http_pool_max_idle: usize = 64, unit "connections", read by "gateway, order, payment, user";
     /// consecutive failures that open a circuit
     circuit_breaker_threshold: u32 = 5,
-        unit "failures", check at_least(1), read by "gateway, order, payment";
+        unit "failures", check at_least(1), read by "gateway, order, payment, user";
     /// how long an open circuit fails fast
-    circuit_breaker_cooldown: Duration = secs(5), bare Millis, read by "gateway, order, payment";
+    circuit_breaker_cooldown: Duration = secs(5), bare Millis, read by "gateway, order, payment, user";
     /// grace period for in-flight requests on SIGTERM
     shutdown_timeout: Duration = secs(30), bare Secs, read by ALL;
     /// currency of every price

@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    AppEnv, LogFormat,
+    AppEnv, LogFormat, MailTransport,
     duration::{self, Bare},
 };
 
@@ -53,7 +53,17 @@ macro_rules! written_as_displayed {
 }
 
 read_as_written!(
-    bool, u8, u16, u32, u64, usize, String, SocketAddr, AppEnv, LogFormat
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    String,
+    SocketAddr,
+    AppEnv,
+    LogFormat,
+    MailTransport
 );
 written_as_displayed!(bool, u8, u16, u32, u64, usize, String, SocketAddr);
 
@@ -103,6 +113,16 @@ impl EnvText for AppEnv {
             AppEnv::Development => "development",
             AppEnv::Test => "test",
             AppEnv::Production => "production",
+        }
+        .into()
+    }
+}
+
+impl EnvText for MailTransport {
+    fn env_text(&self) -> String {
+        match self {
+            MailTransport::File => "file",
+            MailTransport::Smtp => "smtp",
         }
         .into()
     }

@@ -1,14 +1,14 @@
 //! The whole system in-process: four services and the gateway on port 0, one test database,
-//! one random Redis prefix.
+//! one random Redis prefix, and an SMTP server the user service mails to.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use serde_json::{Value, json};
 use shop_contracts::TokenResponse;
 use shop_http::Running;
-use shop_settings::{AppEnv, Settings};
+use shop_settings::{AppEnv, MailTransport, Settings};
 
-use crate::{TcpProxy, TestDb, TestRedis, test_redis::SHARED_REDIS};
+use crate::{SmtpServer, TcpProxy, TestDb, TestRedis, test_redis::SHARED_REDIS};
 
 /// The administrator every test system has.
 pub const ADMIN_EMAIL: &str = "admin@test.local";
@@ -93,6 +93,7 @@ impl TestAppBuilder {
             listeners.insert(component, listener);
         }
         let url = |c: Component| format!("http://{}", addrs[&c]);
+        let smtp = SmtpServer::start().await;
         let mut settings = Settings {
             app_env: AppEnv::Test,
             rust_log: "warn".into(),
@@ -119,6 +120,8 @@ impl TestAppBuilder {
             payment_service_url: url(Component::Payment),
             http_workers: 1,
             shutdown_timeout: Duration::from_secs(1),
+            mail_transport: MailTransport::Smtp,
+            smtp_url: Some(smtp.url().into()),
             // Explicit, and far above what any test sends unless it sets its own.
             throttler_limit: 100_000,
             throttler_auth_limit: 100_000,
@@ -134,6 +137,7 @@ impl TestAppBuilder {
             .unwrap_or_else(|| format!("redis://{SHARED_REDIS}"));
         let mut app = TestApp {
             settings,
+            smtp,
             db,
             redis,
             redis_proxy,
@@ -161,6 +165,8 @@ impl TestAppBuilder {
 pub struct TestApp {
     /// The settings every component got.
     pub settings: Settings,
+    /// The SMTP server the user service mails to.
+    pub smtp: SmtpServer,
     db: TestDb,
     redis: TestRedis,
     redis_proxy: Option<TcpProxy>,

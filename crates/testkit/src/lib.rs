@@ -6,6 +6,7 @@
 //!   database and a random Redis key prefix; any component can be stopped and started again.
 //! - [`TcpProxy`]: a link that can be cut, restored or slowed.
 //! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port.
+//! - [`SmtpServer`]: a real SMTP server on loopback that keeps what it receives.
 //!
 //! Nothing here stops or flushes the machine's shared Postgres or Redis.
 
@@ -17,6 +18,7 @@ mod documents;
 mod invariant;
 mod proxy;
 mod shop;
+mod smtp;
 pub use shop::expect_problem;
 mod test_redis;
 pub mod wait;
@@ -29,4 +31,5 @@ pub use documents::{assert_document, operations};
 pub use invariant::{assert_holds_match_orders, assert_ledger_invariant};
 pub use proxy::TcpProxy;
 pub use shop_proof::PrivateRedis;
+pub use smtp::{ReceivedMail, SmtpServer};
 pub use test_redis::{SHARED_REDIS, TestRedis};

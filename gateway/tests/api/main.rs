@@ -7,6 +7,7 @@ mod accounts;
 mod docs;
 mod edge;
 mod hardening;
+mod mail;
 mod resilience;
 mod scenarios;
 mod sessions;

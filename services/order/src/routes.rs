@@ -8,7 +8,7 @@ use shop_contracts::events::{
 use shop_contracts::{OrderId, ProductId, UserId};
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext};
-use shop_http::{InternalCaller, PaymentService};
+use shop_http::{InternalCaller, PaymentService, UserService};
 
 use crate::{
     AppState, cart,
@@ -46,7 +46,8 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
                 "/internal/orders/{id}/payment-events",
                 web::post().to(report_payment),
             )
-            .route("/internal/payment-reports", web::post().to(report_payments));
+            .route("/internal/payment-reports", web::post().to(report_payments))
+            .route("/internal/orders/{id}", web::get().to(get_order_for_mail));
     }
 }
 
@@ -530,6 +531,28 @@ pub async fn report_payments(
         })
         .collect();
     Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers }))
+}
+
+/// An order, whoever owns it (user service only; X-Caller: user): what its mails tell the
+/// owner.
+#[utoipa::path(get, path = "/internal/orders/{id}", tag = "mail",
+    params(("id" = Uuid, Path, description = "Order id"),
+           ("X-Internal-Token" = String, Header, description = "The internal credential"),
+           ("X-Caller" = String, Header, description = "Must be `user`")),
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 400, description = "Malformed id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Caller is not the user service", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
+        responses::InternalCredential,
+        responses::Unavailable,
+    ))]
+pub async fn get_order_for_mail(
+    _caller: InternalCaller<UserService>,
+    state: State,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(orders::get_any(&state, *id).await?))
 }
 
 /// What a recorded payment report answers.

@@ -24,7 +24,7 @@ use shop_client::{ClientConfig, ServiceClient};
 use shop_db::Pool;
 use shop_http::Running;
 use shop_outbox::{Relay, RelayConfig, RelayHandle};
-use shop_redis::{GroupConfig, GroupConsumer, RedisPool};
+use shop_redis::{GroupConfig, GroupConsumer, GroupStart, RedisPool};
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -153,6 +153,10 @@ async fn start_inner(
             max_deliveries: usize::try_from(settings.payment_max_deliveries)
                 .context("PAYMENT_MAX_DELIVERIES")?,
             reclaim_idle: settings.payment_reclaim_idle,
+            // Requests written before the first consumer started are still work.
+            start: GroupStart::Oldest,
+            // The payment service is the stream's only reader.
+            trims: true,
         },
         Intake {
             state: state.clone(),

@@ -7,8 +7,9 @@ use shop_http::{FieldError, Identity};
 use crate::{
     AppState,
     error::UserError,
+    mail::{self, Mail},
     models::{DbRole, NewUser, RevokeReason, User, UserAdminChangeset},
-    repo, validate,
+    recovery, repo, validate,
 };
 
 /// Creates an account with role `user`.
@@ -35,14 +36,15 @@ pub async fn register(
         role: DbRole(Role::User),
     };
     let mut conn = shop_db::conn(&state.pool).await?;
-    let user = repo::insert_user(&mut conn, &new).await.map_err(|e| {
-        let error = shop_db::DbError::from(e);
-        if error.is_unique_violation() {
-            UserError::EmailTaken
-        } else {
-            error.into()
-        }
-    })?;
+    // The account, its verification token and its mail commit together.
+    let (user, written) = conn
+        .transaction::<_, UserError, _>(async |conn| {
+            let user = repo::insert_user(conn, &new).await?;
+            let written = recovery::queue_verification(conn, state, user.id).await?;
+            Ok((user, written))
+        })
+        .await?;
+    state.relay.wake(written);
     tracing::info!(user.id = %user.id, "registered");
     Ok(user)
 }
@@ -143,19 +145,22 @@ pub async fn change_password(
     }
     let hash = state.passwords.hash(new).await?;
     let mut conn = shop_db::conn(&state.pool).await?;
-    let revoked = conn
+    let (revoked, written) = conn
         .transaction::<_, UserError, _>(async |conn| {
             repo::update_password_hash(conn, user.id, &hash).await?;
-            Ok(repo::revoke_user_sessions(
+            let revoked = repo::revoke_user_sessions(
                 conn,
                 user.id,
                 Some(identity.session_id),
                 RevokeReason::PasswordChanged,
             )
-            .await?)
+            .await?;
+            let notice = mail::queue(user.id, Mail::PasswordChanged);
+            Ok((revoked, shop_outbox::enqueue(conn, &[notice]).await?))
         })
         .await?;
     state.denylist.deny_sessions(&revoked).await;
+    state.relay.wake(written);
     tracing::info!(user.id = %user.id, sessions.revoked = revoked.len(), "password changed");
     Ok(())
 }

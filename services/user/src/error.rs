@@ -13,6 +13,10 @@ pub enum UserError {
     EmailTaken,
     #[error("too many failed logins")]
     Throttled { retry_after: Duration },
+    #[error("too many mails asked for")]
+    MailLimited { retry_after: Duration },
+    #[error("invalid, used or expired token")]
+    InvalidToken,
     #[error("password hashing is saturated")]
     Busy,
     #[error("validation failed")]
@@ -50,6 +54,15 @@ impl From<UserError> for ApiError {
                 "too many failed logins; try again later",
             )
             .with_retry_after(retry_after.as_secs().max(1)),
+            UserError::MailLimited { retry_after } => ApiError::new(
+                ErrorCode::RateLimited,
+                "too many requests for this address; try again later",
+            )
+            .with_retry_after(retry_after.as_secs().max(1)),
+            UserError::InvalidToken => ApiError::new(
+                ErrorCode::InvalidToken,
+                "the link is invalid, already used or expired; ask for a new one",
+            ),
             UserError::Busy => ApiError::unavailable("the service is busy; try again shortly", 1),
             UserError::Validation(errors) => ApiError::validation(errors),
             UserError::NotFound => ApiError::not_found(),

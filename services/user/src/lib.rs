@@ -1,16 +1,21 @@
 //! The user service: accounts, bcrypt passwords, sessions with rotating refresh tokens, the
-//! Redis denylist of revoked sessions, and the failed-login throttle.
+//! Redis denylist of revoked sessions, the failed-login throttle, password reset and email
+//! verification, and every mail the shop sends (its own outbox, and a consumer of the order
+//! events).
 
 mod accounts;
 mod denylist;
 mod error;
+mod mail;
 mod models;
 pub mod openapi;
 mod passwords;
+mod recovery;
 mod repo;
 mod routes;
 mod schema;
 mod sessions;
+mod tokens;
 mod validate;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
@@ -21,7 +26,8 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shop_auth::JwtKeys;
 use shop_db::Pool;
 use shop_http::Running;
-use shop_redis::{RedisPool, WindowCounter};
+use shop_outbox::{Relay, RelayConfig, RelayHandle};
+use shop_redis::{GroupConfig, GroupConsumer, GroupStart, RedisPool, WindowCounter};
 use shop_settings::{Service, Settings};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -44,14 +50,52 @@ pub struct AppState {
     password_failures: WindowCounter,
     login_limit: u32,
     refresh_lifetime: chrono::Duration,
+    limits: Arc<AccountMailLimits>,
+    /// Wakes the mail relay after a commit that queued mail.
+    relay: RelayHandle,
+}
+
+/// How often reset and verification mail may be asked for, and how long its links live.
+#[derive(Debug)]
+struct AccountMailLimits {
+    reset_by_ip: WindowCounter,
+    reset_by_email: WindowCounter,
+    verification_by_user: WindowCounter,
+    per_ip: u32,
+    per_email: u32,
+    reset_ttl: chrono::Duration,
+    verification_ttl: chrono::Duration,
+}
+
+impl AccountMailLimits {
+    fn new(settings: &Settings, redis: &RedisPool) -> anyhow::Result<Self> {
+        let window = settings.account_mail_window;
+        Ok(Self {
+            reset_by_ip: WindowCounter::new(redis.clone(), "password-reset-ip", window),
+            reset_by_email: WindowCounter::new(redis.clone(), "password-reset-email", window),
+            verification_by_user: WindowCounter::new(redis.clone(), "verification-mail", window),
+            per_ip: settings.account_mail_ip_limit,
+            per_email: settings.account_mail_limit,
+            reset_ttl: chrono::Duration::from_std(settings.password_reset_ttl)
+                .context("PASSWORD_RESET_TTL out of range")?,
+            verification_ttl: chrono::Duration::from_std(settings.email_verification_ttl)
+                .context("EMAIL_VERIFICATION_TTL out of range")?,
+        })
+    }
 }
 
 impl AppState {
-    async fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let redis = RedisPool::new(settings).context("redis configuration")?;
+    async fn new(
+        settings: &Settings,
+        pool: Pool,
+        redis: RedisPool,
+        relay: RelayHandle,
+    ) -> anyhow::Result<Self> {
         let keys = JwtKeys::from_settings(settings);
         Ok(Self {
-            pool: shop_db::pool(settings, SERVICE),
+            limits: Arc::new(AccountMailLimits::new(settings, &redis)?),
+            relay,
+            pool,
             passwords: Arc::new(Passwords::new(settings.bcrypt_cost, settings.bcrypt_queue).await?),
             denylist: Denylist::new(redis.clone(), keys.lifetime()),
             keys: Arc::new(keys),
@@ -108,16 +152,68 @@ async fn bootstrap_admin(
     });
 }
 
+/// This instance's name in the mail group: the host and a random suffix, so a restarted
+/// instance is a new consumer and the old one's pending entries are reclaimed.
+fn consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "user".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
 /// Starts the service on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
     if settings.run_migrations_on_start {
         migrate(&settings).await?;
     }
-    let state = AppState::new(&settings).await?;
+    let pool = shop_db::pool(&settings, SERVICE);
+    let redis = RedisPool::new(&settings).context("redis configuration")?;
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    mail::register_metrics();
+    let mailer = Arc::new(mail::Mailer::from_settings(&settings, pool.clone())?);
+    let relay = Relay::new(
+        pool.clone(),
+        redis.clone(),
+        mailer,
+        RelayConfig {
+            // A mail server back from an outage should not wait long for what queued up.
+            max_backoff: Duration::from_secs(30),
+            ..RelayConfig::from_settings(&settings, SERVICE)
+        },
+    )
+    .spawn(&tasks, &cancel);
+    let state = AppState::new(&settings, pool, redis.clone(), relay.clone()).await?;
     bootstrap_admin(state.clone(), &settings, &tasks, &cancel).await;
     tasks.spawn(sessions::republish_denylist(state.clone(), cancel.clone()));
+    let consumer = GroupConsumer::new(
+        GroupConfig {
+            redis_url: settings.redis_url(),
+            stream: redis.key(shop_contracts::events::NOTIFICATIONS),
+            dead: redis.key("notifications.dead"),
+            label: shop_contracts::events::NOTIFICATIONS,
+            group: mail::EVENTS_GROUP,
+            name: consumer_name(),
+            max_deliveries: 10,
+            reclaim_idle: Duration::from_secs(30),
+            // Orders from before the first start are not mailed about.
+            start: GroupStart::Newest,
+            // Gateways tail the stream too; its producers cap it.
+            trims: false,
+        },
+        mail::OrderMail {
+            pool: state.pool.clone(),
+            relay,
+        },
+    );
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { consumer.run(cancel).await });
+    }
+    tasks.spawn(recovery::sweep(state.pool.clone(), cancel.clone()));
 
     let pool = state.pool.clone();
     Ok(shop_http::start_postgres_service(

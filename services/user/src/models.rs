@@ -45,6 +45,7 @@ pub struct User {
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -62,6 +63,7 @@ impl From<User> for UserResponse {
             name: user.name,
             role: user.role.0,
             disabled: user.disabled,
+            email_verified: user.email_verified_at.is_some(),
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
@@ -111,6 +113,7 @@ pub enum RevokeReason {
     PasswordChanged,
     RefreshTokenReused,
     AccountChanged,
+    PasswordReset,
 }
 
 impl RevokeReason {
@@ -121,6 +124,7 @@ impl RevokeReason {
             RevokeReason::PasswordChanged => "password_changed",
             RevokeReason::RefreshTokenReused => "refresh_token_reused",
             RevokeReason::AccountChanged => "account_changed",
+            RevokeReason::PasswordReset => "password_reset",
         }
     }
 }

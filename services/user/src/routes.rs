@@ -6,7 +6,7 @@ use shop_contracts::{Page, Role, SessionId, SessionStatus, TokenResponse, UserId
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, ErrorCode, Identity, PageQuery, Problem, RequestContext};
 
-use crate::{AppState, accounts, sessions};
+use crate::{AppState, accounts, recovery, sessions};
 
 type State = web::Data<AppState>;
 
@@ -21,6 +21,16 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
             .route("/me", web::get().to(get_me))
             .route("/me", web::patch().to(update_me))
             .route("/me/password", web::post().to(change_password))
+            .route(
+                "/me/email-verification",
+                web::post().to(resend_verification),
+            )
+            .route("/email-verification/confirm", web::post().to(confirm_email))
+            .route("/password-reset", web::post().to(request_password_reset))
+            .route(
+                "/password-reset/confirm",
+                web::post().to(confirm_password_reset),
+            )
             .route("/users", web::get().to(list_users))
             .route("/users/{id}", web::patch().to(update_user))
             .route("/internal/sessions/{id}", web::get().to(get_session));
@@ -352,4 +362,113 @@ pub async fn update_user(
     ))]
 pub async fn get_session(state: State, id: web::Path<SessionId>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::status(&state, *id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// Trimmed and lower-cased before the lookup; not checked for form.
+    #[schema(example = "ann@example.com", max_length = 254)]
+    email: String,
+}
+
+/// Ask for a password-reset link by mail.
+///
+/// Always 202, whether or not an account has this email, and as quickly either way: the mail
+/// (a link valid PASSWORD_RESET_TTL, usable once; a newer link kills older ones) is sent only
+/// when a live account has the address. Limited per client IP (ACCOUNT_MAIL_IP_LIMIT) and per
+/// email (ACCOUNT_MAIL_LIMIT) within ACCOUNT_MAIL_WINDOW, for known and unknown emails alike.
+#[utoipa::path(post, path = "/password-reset", tag = "accounts", request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "Accepted: a link is mailed if the account exists"),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many requests for this client IP or this email (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::JsonBody,
+    ))]
+pub async fn request_password_reset(
+    state: State,
+    context: RequestContext,
+    body: shop_http::Json<PasswordResetRequest>,
+) -> Result<HttpResponse, ApiError> {
+    recovery::request_reset(&state, &body.email, context.client_ip).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PasswordResetConfirmRequest {
+    /// The token from the mailed link.
+    token: String,
+    /// 8 to 72 bytes.
+    #[schema(example = "a new horse battery", min_length = 8, max_length = 72)]
+    new_password: String,
+}
+
+/// Set a new password with a mailed reset token.
+///
+/// The token dies, with every other reset link of the account; every session of the account
+/// ends; the email counts as verified (the link reached it); a notice is mailed.
+#[utoipa::path(post, path = "/password-reset/confirm", tag = "accounts", request_body = PasswordResetConfirmRequest,
+    responses(
+        (status = 204, description = "The password is set; sign in with it"),
+        (status = 400, description = "Malformed JSON (`malformed-json`), or a token that is unknown, used or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid `newPassword`, or missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::JsonBody,
+        responses::RateLimited,
+    ))]
+pub async fn confirm_password_reset(
+    state: State,
+    body: shop_http::Json<PasswordResetConfirmRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    recovery::confirm_reset(&state, &body.token, body.new_password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the mailed link.
+    token: String,
+}
+
+/// Verify an email address with the token mailed to it.
+///
+/// Needs no login: the link may be opened anywhere. The token dies.
+#[utoipa::path(post, path = "/email-verification/confirm", tag = "accounts", request_body = TokenRequest,
+    responses(
+        (status = 204, description = "The address is verified"),
+        (status = 400, description = "Malformed JSON (`malformed-json`), or a token that is unknown, used or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn confirm_email(
+    state: State,
+    body: shop_http::Json<TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    recovery::confirm_email(&state, &body.token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mail the caller a new verification link.
+///
+/// Earlier links die. Nothing is sent when the address is verified already. Limited per
+/// account (ACCOUNT_MAIL_LIMIT within ACCOUNT_MAIL_WINDOW). No request body.
+#[utoipa::path(post, path = "/me/email-verification", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: a link is mailed unless the address is verified"),
+        (status = 429, description = "Too many links asked for (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::Unavailable,
+    ))]
+pub async fn resend_verification(
+    state: State,
+    identity: Identity,
+) -> Result<HttpResponse, ApiError> {
+    recovery::resend_verification(&state, &identity).await?;
+    Ok(HttpResponse::Accepted().finish())
 }

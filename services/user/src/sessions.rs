@@ -2,10 +2,8 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use diesel_async::AsyncConnection;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use shop_contracts::{SessionId, SessionStatus, TokenResponse};
 use shop_http::Identity;
@@ -14,22 +12,9 @@ use crate::{
     AppState,
     error::UserError,
     models::{RevokeReason, User},
-    repo,
+    repo, tokens,
     validate::{self, normalise_email},
 };
-
-/// A new opaque refresh token (256 random bits) and the digest stored for it.
-fn new_refresh_token() -> (String, [u8; 32]) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let digest = digest(&token);
-    (token, digest)
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// The failed-login counter key: client IP and email, hashed so no address sits in Redis.
 fn throttle_key(ip: Option<IpAddr>, email: &str) -> String {
@@ -117,7 +102,7 @@ async fn open_session(
     };
 
     let session_id = SessionId::new();
-    let (refresh_token, refresh_digest) = new_refresh_token();
+    let (refresh_token, refresh_digest) = tokens::new_token();
     let expires_at = Utc::now() + state.refresh_lifetime;
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, UserError, _>(async |conn| {
@@ -145,8 +130,8 @@ enum Rotation {
 /// Exchanges a refresh token for a new pair. The old token dies; presenting a token that was
 /// already exchanged revokes its whole session (it was stolen, or the client is confused).
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, UserError> {
-    let presented = digest(refresh_token);
-    let (next_token, next_digest) = new_refresh_token();
+    let presented = tokens::digest(refresh_token);
+    let (next_token, next_digest) = tokens::new_token();
     let mut conn = shop_db::conn(&state.pool).await?;
     let rotation = conn
         .transaction::<_, UserError, _>(async |conn| {

@@ -23,9 +23,13 @@ fn the_public_document_lists_exactly_the_public_routes() {
             "GET /users",
             "PATCH /me",
             "PATCH /users/{id}",
+            "POST /email-verification/confirm",
             "POST /login",
             "POST /logout",
+            "POST /me/email-verification",
             "POST /me/password",
+            "POST /password-reset",
+            "POST /password-reset/confirm",
             "POST /refresh",
             "POST /register",
         ]

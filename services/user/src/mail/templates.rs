@@ -1,0 +1,285 @@
+//! The words of each message, as plain text and as HTML. Links open the storefront's pages
+//! (`#/verify-email`, `#/reset-password`, `#/orders/{id}`).
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+use shop_contracts::OrderId;
+
+use super::Mail;
+
+/// What the order service says of an order (the fields a message shows).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub total_cents: Option<i64>,
+    pub currency: String,
+    pub items: Vec<OrderLine>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub name: String,
+    pub unit_price_cents: i64,
+    pub quantity: i32,
+}
+
+/// What a message is written with besides its own fields.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// The recipient's display name, if any.
+    pub name: Option<&'a str>,
+    pub public_url: &'a str,
+    /// The order, for order messages.
+    pub order: Option<&'a OrderSummary>,
+}
+
+/// A written message.
+#[derive(Debug)]
+pub struct Written {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Writes `mail`.
+pub fn write(mail: &Mail, context: &Context<'_>) -> Written {
+    let greeting = match context.name {
+        Some(name) => format!("Hello {name},"),
+        None => "Hello,".to_owned(),
+    };
+    let base = context.public_url;
+    let (subject, paragraphs, link): (&str, Vec<String>, Option<(String, &str)>) = match mail {
+        Mail::VerifyEmail { token } => (
+            "Verify your email address",
+            vec!["Please confirm that this address is yours. The link works once, for 24 hours.".into()],
+            Some((format!("{base}/#/verify-email?token={token}"), "Verify my email")),
+        ),
+        Mail::PasswordReset { token } => (
+            "Reset your password",
+            vec![
+                "Someone (we hope you) asked to reset the password of your account. The link works once, for 30 minutes.".into(),
+                "If it was not you, ignore this message: your password stays as it is.".into(),
+            ],
+            Some((format!("{base}/#/reset-password?token={token}"), "Choose a new password")),
+        ),
+        Mail::PasswordChanged => (
+            "Your password was changed",
+            vec![
+                "The password of your account was just changed, and every session signed in with the old one has ended.".into(),
+                "If it was not you, reset your password at once.".into(),
+            ],
+            Some((format!("{base}/#/forgot-password"), "Reset my password")),
+        ),
+        Mail::OrderPaid { order_id } => (
+            "Your order is paid",
+            order_paragraphs(
+                "Thank you: your payment was received and your order is confirmed.",
+                context.order,
+            ),
+            Some((format!("{base}/#/orders/{order_id}"), "See my order")),
+        ),
+        Mail::OrderFailed { order_id, cause } => (
+            "Your order could not be completed",
+            {
+                let why = match cause.as_deref() {
+                    Some("payment_failed") => "the payment was declined",
+                    Some("payment_timeout") => "the payment did not complete in time",
+                    Some("insufficient_stock") => "an item ran out of stock",
+                    Some("reservation_abandoned") => "the items could not be reserved",
+                    _ => "it could not be completed",
+                };
+                let mut paragraphs = order_paragraphs(
+                    &format!("We are sorry: your order failed because {why}. No money was taken, and the items were put back on sale."),
+                    context.order,
+                );
+                paragraphs.push("You can place the order again at any time.".into());
+                paragraphs
+            },
+            Some((format!("{base}/#/orders/{order_id}"), "See my order")),
+        ),
+    };
+
+    let mut text = format!("{greeting}\n\n");
+    let mut html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p>",
+        escape(&greeting)
+    );
+    for paragraph in &paragraphs {
+        let _ = write!(text, "{paragraph}\n\n");
+        let _ = write!(
+            html,
+            "<p style=\"white-space:pre-line\">{}</p>",
+            escape(paragraph)
+        );
+    }
+    if let Some((href, label)) = &link {
+        let _ = write!(text, "{label}: {href}\n\n");
+        let _ = write!(
+            html,
+            "<p><a href=\"{}\">{}</a></p>",
+            escape(href),
+            escape(label)
+        );
+    }
+    text.push_str("-- \nShop\n");
+    html.push_str("<p>Shop</p></body></html>");
+    Written {
+        subject: subject.to_owned(),
+        text,
+        html,
+    }
+}
+
+/// The lead sentence, then the order's lines and total.
+fn order_paragraphs(lead: &str, order: Option<&OrderSummary>) -> Vec<String> {
+    let mut paragraphs = vec![lead.to_owned()];
+    if let Some(order) = order {
+        let mut lines = format!("Order {}\n", order.id);
+        for line in &order.items {
+            let _ = writeln!(
+                lines,
+                "{} × {} at {}",
+                line.quantity,
+                line.name,
+                money(line.unit_price_cents, &order.currency)
+            );
+        }
+        if let Some(total) = order.total_cents {
+            let _ = write!(lines, "Total: {}", money(total, &order.currency));
+        }
+        paragraphs.push(lines.trim_end().to_owned());
+    }
+    paragraphs
+}
+
+/// Minor units as `12.34 USD`.
+fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", cents / 100, cents % 100)
+}
+
+/// Text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> OrderSummary {
+        OrderSummary {
+            id: OrderId::new(),
+            total_cents: Some(2598),
+            currency: "USD".into(),
+            items: vec![OrderLine {
+                name: "<Mug> & co".into(),
+                unit_price_cents: 1299,
+                quantity: 2,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_order_mail_lists_its_lines_and_total_and_escapes_names_in_html() {
+        let order = order();
+        let written = write(
+            &Mail::OrderPaid { order_id: order.id },
+            &Context {
+                name: Some("Ann <script>"),
+                public_url: "https://shop.example.com",
+                order: Some(&order),
+            },
+        );
+        assert_eq!(written.subject, "Your order is paid");
+        assert!(
+            written.text.contains("2 × <Mug> & co at 12.99 USD"),
+            "{}",
+            written.text
+        );
+        assert!(written.text.contains("Total: 25.98 USD"));
+        assert!(
+            written
+                .text
+                .contains(&format!("https://shop.example.com/#/orders/{}", order.id))
+        );
+        assert!(
+            written.html.contains("&lt;Mug&gt; &amp; co"),
+            "{}",
+            written.html
+        );
+        assert!(written.html.contains("Hello Ann &lt;script&gt;,"));
+        assert!(!written.html.contains("<script>"));
+    }
+
+    #[test]
+    fn a_failed_order_says_why_and_that_no_money_was_taken() {
+        let order = order();
+        let written = write(
+            &Mail::OrderFailed {
+                order_id: order.id,
+                cause: Some("payment_failed".into()),
+            },
+            &Context {
+                name: None,
+                public_url: "http://localhost:8080",
+                order: Some(&order),
+            },
+        );
+        assert!(written.text.starts_with("Hello,\n"));
+        assert!(written.text.contains("the payment was declined"));
+        assert!(written.text.contains("No money was taken"));
+    }
+
+    #[test]
+    fn token_links_open_the_storefront_pages() {
+        let context = Context {
+            name: None,
+            public_url: "http://localhost:8080",
+            order: None,
+        };
+        let reset = write(
+            &Mail::PasswordReset {
+                token: "abc".into(),
+            },
+            &context,
+        );
+        assert!(
+            reset
+                .text
+                .contains("http://localhost:8080/#/reset-password?token=abc")
+        );
+        let verify = write(
+            &Mail::VerifyEmail {
+                token: "xyz".into(),
+            },
+            &context,
+        );
+        assert!(
+            verify
+                .html
+                .contains("href=\"http://localhost:8080/#/verify-email?token=xyz\"")
+        );
+    }
+
+    #[test]
+    fn money_is_written_in_major_units() {
+        assert_eq!(money(5, "EUR"), "0.05 EUR");
+        assert_eq!(money(-150, "USD"), "-1.50 USD");
+    }
+}
