@@ -48,6 +48,8 @@ pub struct GatewayState {
     payment: ServiceClient,
     trusted_proxies: Vec<IpNet>,
     max_body_bytes: usize,
+    /// Admin routes refuse admin tokens signed in without a second factor.
+    admin_require_mfa: bool,
     limits: limits::Limits,
     origins: cors::Origins,
 }
@@ -99,6 +101,7 @@ impl GatewayState {
             ),
             trusted_proxies: settings.trusted_proxies()?,
             max_body_bytes: settings.max_body_bytes,
+            admin_require_mfa: settings.admin_require_mfa(),
         })
     }
 

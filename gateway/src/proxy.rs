@@ -63,8 +63,18 @@ pub async fn forward(
         Access::Public => None,
         Access::User | Access::Admin => Some(state.auth.authenticate(&req, &context).await?),
     };
-    if route.access == Access::Admin && identity.as_ref().map(|c| c.role) != Some(Role::Admin) {
-        return Err(ApiError::forbidden());
+    if route.access == Access::Admin {
+        match &identity {
+            Some(claims) if claims.role == Role::Admin => {
+                if state.admin_require_mfa && !claims.second_factor() {
+                    return Err(ApiError::new(
+                        ErrorCode::AdminMfaRequired,
+                        "administration needs a sign-in with a second factor: enrol at /me/mfa, then sign in again with a code",
+                    ));
+                }
+            }
+            _ => return Err(ApiError::forbidden()),
+        }
     }
 
     let declared_length = req
@@ -95,6 +105,7 @@ pub async fn forward(
             (headers::USER_ID, claims.sub.to_string()),
             (headers::USER_ROLE, claims.role.to_string()),
             (headers::SESSION_ID, claims.sid.to_string()),
+            (headers::EMAIL_VERIFIED, claims.email_verified.to_string()),
         ] {
             if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
                 outgoing.insert(name, value);

@@ -33,6 +33,28 @@ pub struct AccessClaims {
     pub jti: Uuid,
     pub iat: i64,
     pub exp: i64,
+    /// How the session was signed in (RFC 8176): `pwd`, plus `otp` with a one-time code.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// Whether the account's email was verified when the token was signed.
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+impl AccessClaims {
+    /// Whether the session was signed in with a second factor.
+    pub fn second_factor(&self) -> bool {
+        self.amr.iter().any(|m| m == "otp")
+    }
+}
+
+/// What a token says of its session's sign-in and of its account besides who and which role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignIn {
+    /// A one-time code was given with the password.
+    pub second_factor: bool,
+    /// The account's email is verified.
+    pub email_verified: bool,
 }
 
 /// Why a token was refused. Callers answer 401 for all of them alike.
@@ -119,7 +141,12 @@ impl JwtKeys {
         user_id: UserId,
         role: Role,
         session_id: SessionId,
+        sign_in: SignIn,
     ) -> Result<IssuedToken, TokenError> {
+        let mut amr = vec!["pwd".to_owned()];
+        if sign_in.second_factor {
+            amr.push("otp".to_owned());
+        }
         let now = Utc::now().timestamp();
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
         let claims = AccessClaims {
@@ -132,6 +159,8 @@ impl JwtKeys {
             jti: Uuid::now_v7(),
             iat: now,
             exp: now.saturating_add(lifetime),
+            amr,
+            email_verified: sign_in.email_verified,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.current.kid.clone());
@@ -220,7 +249,17 @@ mod tests {
     fn issued_tokens_verify_with_all_claims() {
         let keys = keys();
         let (user, session) = (UserId::new(), SessionId::new());
-        let issued = keys.issue(user, Role::Admin, session).expect("signs");
+        let issued = keys
+            .issue(
+                user,
+                Role::Admin,
+                session,
+                SignIn {
+                    second_factor: true,
+                    email_verified: true,
+                },
+            )
+            .expect("signs");
         let claims = keys.verify(&issued.token).expect("verifies");
         assert_eq!(claims.sub, user);
         assert_eq!(claims.sid, session);
@@ -229,6 +268,9 @@ mod tests {
         assert_eq!(claims.iss, "shop");
         assert_eq!(claims.aud, "shop-api");
         assert_eq!(claims.exp - claims.iat, 900);
+        assert_eq!(claims.amr, ["pwd", "otp"]);
+        assert!(claims.second_factor());
+        assert!(claims.email_verified);
     }
 
     #[test]
@@ -237,7 +279,12 @@ mod tests {
         let mut other = settings();
         other.jwt_secret = Some("another-secret-that-is-long-enough-1234".into());
         let foreign = JwtKeys::from_settings(&other)
-            .issue(UserId::new(), Role::User, SessionId::new())
+            .issue(
+                UserId::new(),
+                Role::User,
+                SessionId::new(),
+                SignIn::default(),
+            )
             .expect("signs");
         assert!(matches!(
             keys.verify(&foreign.token),
@@ -245,7 +292,12 @@ mod tests {
         ));
 
         let issued = keys
-            .issue(UserId::new(), Role::User, SessionId::new())
+            .issue(
+                UserId::new(),
+                Role::User,
+                SessionId::new(),
+                SignIn::default(),
+            )
             .expect("signs");
         let parts: Vec<&str> = issued.token.split('.').collect();
         let mut claims = issued.claims.clone();
@@ -259,7 +311,12 @@ mod tests {
     fn alg_none_and_other_algorithms_are_refused() {
         let keys = keys();
         let issued = keys
-            .issue(UserId::new(), Role::Admin, SessionId::new())
+            .issue(
+                UserId::new(),
+                Role::Admin,
+                SessionId::new(),
+                SignIn::default(),
+            )
             .expect("signs");
         let body = issued.token.split('.').nth(1).expect("body");
         for header in [
@@ -286,6 +343,8 @@ mod tests {
             jti: Uuid::now_v7(),
             iat: now - 3600,
             exp: now + 600,
+            amr: vec!["pwd".into()],
+            email_verified: false,
         };
         let sign = |claims: &AccessClaims| {
             let mut header = Header::new(Algorithm::HS256);
@@ -320,7 +379,12 @@ mod tests {
     fn previous_key_verifies_during_rotation() {
         let old = keys();
         let token = old
-            .issue(UserId::new(), Role::User, SessionId::new())
+            .issue(
+                UserId::new(),
+                Role::User,
+                SessionId::new(),
+                SignIn::default(),
+            )
             .expect("signs")
             .token;
         let mut rotated = settings();

@@ -5,4 +5,4 @@ mod internal;
 mod jwt;
 
 pub use internal::InternalTokens;
-pub use jwt::{AccessClaims, IssuedToken, JwtKeys, TokenError};
+pub use jwt::{AccessClaims, IssuedToken, JwtKeys, SignIn, TokenError};

@@ -81,6 +81,8 @@ pub struct UserResponse {
     pub disabled: bool,
     /// Whether the owner followed a mailed verification (or password-reset) link.
     pub email_verified: bool,
+    /// Whether sign-in needs a one-time code (TOTP) besides the password.
+    pub mfa_enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -14,6 +14,8 @@ pub mod headers {
     pub const USER_ID: &str = "x-user-id";
     pub const USER_ROLE: &str = "x-user-role";
     pub const SESSION_ID: &str = "x-session-id";
+    /// `true` when the caller's access token says the account's email is verified.
+    pub const EMAIL_VERIFIED: &str = "x-email-verified";
     pub const FORWARDED_FOR: &str = "x-forwarded-for";
 }
 

@@ -14,6 +14,8 @@ pub struct Identity {
     pub user_id: UserId,
     pub role: Role,
     pub session_id: SessionId,
+    /// What the caller's token says of the account's email.
+    pub email_verified: bool,
 }
 
 impl Identity {
@@ -38,6 +40,7 @@ impl Identity {
             user_id: header(headers::USER_ID)?.parse().ok()?,
             role: header(headers::USER_ROLE)?.parse().ok()?,
             session_id: header(headers::SESSION_ID)?.parse().ok()?,
+            email_verified: header(headers::EMAIL_VERIFIED) == Some("true"),
         };
         tracing::Span::current().record("user.id", tracing::field::display(identity.user_id));
         Some(identity)

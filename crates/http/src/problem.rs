@@ -31,8 +31,13 @@ pub enum ErrorCode {
     DependencyUnavailable,
     /// A reset, verification or cart token that is unknown, used or expired.
     InvalidToken,
-    /// Login needs a one-time code.
+    /// Login needs a one-time code (401).
     MfaRequired,
+    /// An admin route needs a token signed in with a second factor (403; same wire code).
+    #[serde(rename = "mfa-required")]
+    AdminMfaRequired,
+    /// A second factor is enabled already: remove it before enrolling another.
+    MfaAlreadyEnabled,
     /// The action needs a verified email (403).
     EmailUnverified,
     /// Not in the client vocabulary: a bug or an outage.
@@ -68,7 +73,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::DependencyUnavailable => "dependency-unavailable",
             ErrorCode::InvalidToken => "invalid-token",
-            ErrorCode::MfaRequired => "mfa-required",
+            ErrorCode::MfaRequired | ErrorCode::AdminMfaRequired => "mfa-required",
+            ErrorCode::MfaAlreadyEnabled => "mfa-already-enabled",
             ErrorCode::EmailUnverified => "email-unverified",
             ErrorCode::Internal => "internal",
             ErrorCode::UpstreamTimeout => "upstream-timeout",
@@ -84,7 +90,9 @@ impl ErrorCode {
             }
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::EmailUnverified => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::EmailUnverified | ErrorCode::AdminMfaRequired => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::MfaRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::EmailTaken
@@ -94,7 +102,8 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::IdempotencyInProgress
             | ErrorCode::IllegalTransition
-            | ErrorCode::OrderNotPending => StatusCode::CONFLICT,
+            | ErrorCode::OrderNotPending
+            | ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
             ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ErrorCode::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -130,7 +139,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Too many requests",
             ErrorCode::DependencyUnavailable => "Service unavailable",
             ErrorCode::InvalidToken => "Invalid or expired token",
-            ErrorCode::MfaRequired => "Second factor required",
+            ErrorCode::MfaRequired | ErrorCode::AdminMfaRequired => "Second factor required",
+            ErrorCode::MfaAlreadyEnabled => "Second factor already enabled",
             ErrorCode::EmailUnverified => "Email not verified",
             ErrorCode::Internal => "Internal error",
             ErrorCode::UpstreamTimeout => "Upstream timeout",

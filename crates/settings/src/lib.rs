@@ -24,6 +24,8 @@ pub use table::{Settings, markdown_table, variables};
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-0123456789abcdefghijkl";
 /// See [`DEV_JWT_SECRET`].
 pub const DEV_INTERNAL_TOKEN: &str = "dev-only-internal-token-0123456789abcdefgh";
+/// See [`DEV_JWT_SECRET`].
+pub const DEV_MFA_ENCRYPTION_KEY: &str = "dev-only-mfa-encryption-key-0123456789abc";
 /// The development database URL (its password is the well-known default).
 pub const DEV_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/shop";
 /// The administrator created in development when `ADMIN_EMAIL` is not set.
@@ -173,6 +175,12 @@ impl Settings {
             DEV_INTERNAL_TOKEN,
             production,
         )?;
+        check_secret(
+            "mfa_encryption_key",
+            self.mfa_encryption_key.as_ref(),
+            DEV_MFA_ENCRYPTION_KEY,
+            production,
+        )?;
         if self.jwt_previous_secret.is_some()
             && self
                 .jwt_previous_key_id
@@ -231,6 +239,21 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The key the second factor's secrets are encrypted with (the development default
+    /// outside production).
+    pub fn mfa_encryption_key(&self) -> &str {
+        self.mfa_encryption_key
+            .as_ref()
+            .map_or(DEV_MFA_ENCRYPTION_KEY, |s| s.expose_secret())
+    }
+
+    /// Whether admin routes need a token signed in with a second factor: ADMIN_REQUIRE_MFA,
+    /// by default true in production and false elsewhere.
+    pub fn admin_require_mfa(&self) -> bool {
+        self.admin_require_mfa
+            .unwrap_or(self.app_env == AppEnv::Production)
     }
 
     /// The signing secret (validated at load; the development default otherwise).
@@ -493,8 +516,13 @@ mod tests {
             ("DATABASE_URL", "postgres://shop:pw@db/shop"),
             ("JWT_SECRET", strong),
             ("INTERNAL_TOKEN", strong),
+            ("MFA_ENCRYPTION_KEY", strong),
         ];
         let settings = load(&base).expect("a complete production configuration loads");
+        assert!(
+            settings.admin_require_mfa(),
+            "production requires a second factor for admins"
+        );
         assert_eq!(settings.bootstrap_admin(), None);
 
         let without = |name: &str| -> Vec<(&str, &str)> {
@@ -506,6 +534,10 @@ mod tests {
             "INTERNAL_TOKEN"
         );
         assert_eq!(variable_of(load(&without("DATABASE_URL"))), "DATABASE_URL");
+        assert_eq!(
+            variable_of(load(&without("MFA_ENCRYPTION_KEY"))),
+            "MFA_ENCRYPTION_KEY"
+        );
 
         let mut with_dev_secret = without("JWT_SECRET");
         with_dev_secret.push(("JWT_SECRET", DEV_JWT_SECRET));

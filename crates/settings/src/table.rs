@@ -154,6 +154,16 @@ settings! {
     account_mail_ip_limit: u32 = 20, unit "requests", check at_least(1), read by "user";
     /// window of both account-mail limits
     account_mail_window: Duration = hours(1), bare Secs, read by "user";
+    /// encrypts the second factor's secrets at rest (at least 32 bytes; changing it disables
+    /// every enrolled second factor)
+    mfa_encryption_key: Option<SecretString> = None,
+        unit "secret", shown "(development default)", check optional(bytes_at_least(32)),
+        read by "user";
+    /// admin routes refuse an admin token signed in without a second factor (403 mfa-required)
+    admin_require_mfa: Option<bool> = None,
+        unit "bool", shown "(true in production, else false)", read by "gateway";
+    /// placing an order needs a verified email (403 email-unverified)
+    require_verified_email: bool = false, unit "bool", read by "order";
     /// how long revocation answers are served from memory while Redis is away
     denylist_grace: Duration = secs(60), bare Secs, read by "gateway";
     /// how often open sockets check their session (closed with 4401 once revoked)

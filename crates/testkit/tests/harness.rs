@@ -54,7 +54,7 @@ async fn migrations_live_in_their_schema_and_run_once_under_concurrency() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     let users_table: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'users' AND table_name = 'users'",

@@ -427,3 +427,63 @@ async fn a_failed_order_mail_says_no_money_was_taken() {
     assert!(text.contains("No money was taken"), "{text}");
     assert!(text.contains("1 × Red mug"), "{text}");
 }
+
+#[tokio::test]
+async fn with_verified_email_required_an_order_waits_for_the_mailed_link() {
+    let app = TestApp::builder()
+        .configure(|s| {
+            paying(s);
+            s.require_verified_email = true;
+        })
+        .spawn()
+        .await;
+    let user = app.new_user().await;
+    let product = app.create_product("Teapot", 3000, 5).await;
+    expect_problem(
+        app.place_order(&user, &[(product, 1)], None).await,
+        403,
+        "email-unverified",
+    )
+    .await;
+    let checkout = app
+        .post("/cart/checkout", &json!({}))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    expect_problem(checkout, 403, "email-unverified").await;
+    assert_eq!(app.stock_of(product).await, 5, "nothing was reserved");
+
+    let token = app
+        .smtp
+        .wait_for(&user.email, "Verify your email")
+        .await
+        .link_param("token")
+        .unwrap();
+    let verified = app
+        .post("/email-verification/confirm", &json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 204);
+    // The token in hand was signed before: a refreshed one says the email is verified.
+    let refreshed: shop_contracts::TokenResponse = app
+        .post(
+            "/refresh",
+            &json!({ "refreshToken": user.tokens.refresh_token }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = TestUser {
+        tokens: refreshed,
+        ..user
+    };
+    assert_eq!(
+        app.place_order(&user, &[(product, 1)], None).await.status(),
+        201
+    );
+}

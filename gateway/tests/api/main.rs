@@ -8,6 +8,7 @@ mod docs;
 mod edge;
 mod hardening;
 mod mail;
+mod mfa;
 mod resilience;
 mod scenarios;
 mod sessions;

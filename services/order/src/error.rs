@@ -11,6 +11,8 @@ pub enum OrderError {
     Validation(Vec<FieldError>),
     #[error("no such order")]
     NotFound,
+    #[error("the account's email is not verified")]
+    EmailUnverified,
     #[error("an order {status:?} cannot change that way")]
     IllegalTransition { status: Status },
     #[error("the order is {status:?}, no longer pending")]
@@ -43,6 +45,10 @@ impl From<OrderError> for ApiError {
         match error {
             OrderError::Validation(errors) => ApiError::validation(errors),
             OrderError::NotFound => ApiError::not_found(),
+            OrderError::EmailUnverified => ApiError::new(
+                ErrorCode::EmailUnverified,
+                "verify your email address (follow the mailed link, then sign in again) before placing an order",
+            ),
             OrderError::IllegalTransition { status } => ApiError::new(
                 ErrorCode::IllegalTransition,
                 format!(

@@ -47,6 +47,8 @@ pub struct AppState {
     relay: RelayHandle,
     currency: String,
     idempotency_resume_after: Duration,
+    /// Placing an order needs a verified email (REQUIRE_VERIFIED_EMAIL).
+    require_verified_email: bool,
     sweeps: Sweeps,
     #[cfg(feature = "test-hooks")]
     hooks: Arc<hooks::Hooks>,
@@ -110,6 +112,7 @@ async fn start_inner(
         relay,
         currency: settings.currency.clone(),
         idempotency_resume_after: settings.idempotency_resume_after,
+        require_verified_email: settings.require_verified_email,
         sweeps: Sweeps {
             interval: settings.worker_interval,
             reserve_timeout: settings.reserve_timeout,

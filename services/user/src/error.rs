@@ -17,6 +17,10 @@ pub enum UserError {
     MailLimited { retry_after: Duration },
     #[error("invalid, used or expired token")]
     InvalidToken,
+    #[error("a one-time code is required")]
+    MfaRequired,
+    #[error("a second factor is enabled already")]
+    MfaAlreadyEnabled,
     #[error("password hashing is saturated")]
     Busy,
     #[error("validation failed")]
@@ -62,6 +66,14 @@ impl From<UserError> for ApiError {
             UserError::InvalidToken => ApiError::new(
                 ErrorCode::InvalidToken,
                 "the link is invalid, already used or expired; ask for a new one",
+            ),
+            UserError::MfaRequired => ApiError::new(
+                ErrorCode::MfaRequired,
+                "this account signs in with a one-time code: send it as `otp` with the password",
+            ),
+            UserError::MfaAlreadyEnabled => ApiError::new(
+                ErrorCode::MfaAlreadyEnabled,
+                "a second factor is enabled already: remove it (DELETE /me/mfa) before enrolling another",
             ),
             UserError::Busy => ApiError::unavailable("the service is busy; try again shortly", 1),
             UserError::Validation(errors) => ApiError::validation(errors),

@@ -7,6 +7,7 @@ mod accounts;
 mod denylist;
 mod error;
 mod mail;
+mod mfa;
 mod models;
 pub mod openapi;
 mod passwords;
@@ -51,6 +52,10 @@ pub struct AppState {
     login_limit: u32,
     refresh_lifetime: chrono::Duration,
     limits: Arc<AccountMailLimits>,
+    /// Seals the second factor's secrets.
+    sealer: Arc<mfa::Sealer>,
+    /// Wrong one-time codes per account (sign-in, enrolment, removal).
+    code_failures: WindowCounter,
     /// Wakes the mail relay after a commit that queued mail.
     relay: RelayHandle,
 }
@@ -94,6 +99,12 @@ impl AppState {
         let keys = JwtKeys::from_settings(settings);
         Ok(Self {
             limits: Arc::new(AccountMailLimits::new(settings, &redis)?),
+            sealer: Arc::new(mfa::Sealer::new(settings.mfa_encryption_key())),
+            code_failures: WindowCounter::new(
+                redis.clone(),
+                "one-time-code-failures",
+                settings.login_throttle_window,
+            ),
             relay,
             pool,
             passwords: Arc::new(Passwords::new(settings.bcrypt_cost, settings.bcrypt_queue).await?),

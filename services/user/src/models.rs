@@ -46,6 +46,12 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub email_verified_at: Option<DateTime<Utc>>,
+    /// The active second factor's secret, sealed.
+    pub mfa_secret: Option<Vec<u8>>,
+    /// A secret enrolled but not yet confirmed with a code, sealed.
+    pub mfa_pending_secret: Option<Vec<u8>>,
+    /// The last TOTP step a code was accepted for.
+    pub mfa_last_step: Option<i64>,
 }
 
 impl User {
@@ -64,6 +70,7 @@ impl From<User> for UserResponse {
             role: user.role.0,
             disabled: user.disabled,
             email_verified: user.email_verified_at.is_some(),
+            mfa_enabled: user.mfa_secret.is_some(),
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
@@ -97,6 +104,7 @@ pub struct Session {
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub second_factor: bool,
 }
 
 impl Session {

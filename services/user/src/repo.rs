@@ -130,12 +130,14 @@ pub async fn insert_session(
     id: SessionId,
     user_id: UserId,
     expires_at: DateTime<Utc>,
+    second_factor: bool,
 ) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(id),
             sessions::user_id.eq(user_id),
             sessions::expires_at.eq(expires_at),
+            sessions::second_factor.eq(second_factor),
         ))
         .execute(conn)
         .await?;

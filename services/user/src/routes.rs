@@ -6,7 +6,7 @@ use shop_contracts::{Page, Role, SessionId, SessionStatus, TokenResponse, UserId
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, ErrorCode, Identity, PageQuery, Problem, RequestContext};
 
-use crate::{AppState, accounts, recovery, sessions};
+use crate::{AppState, accounts, mfa, recovery, sessions};
 
 type State = web::Data<AppState>;
 
@@ -25,6 +25,9 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
                 "/me/email-verification",
                 web::post().to(resend_verification),
             )
+            .route("/me/mfa", web::post().to(enrol_mfa))
+            .route("/me/mfa", web::delete().to(remove_mfa))
+            .route("/me/mfa/confirm", web::post().to(confirm_mfa))
             .route("/email-verification/confirm", web::post().to(confirm_email))
             .route("/password-reset", web::post().to(request_password_reset))
             .route(
@@ -86,6 +89,9 @@ pub struct LoginRequest {
     email: String,
     #[schema(example = "correct horse battery")]
     password: String,
+    /// The current one-time code, for an account with a second factor (else ignored).
+    #[schema(example = "123456")]
+    otp: Option<String>,
 }
 
 /// Log in: open a session and get an access token and a refresh token.
@@ -99,7 +105,7 @@ pub struct LoginRequest {
     responses(
         (status = 200, description = "Logged in: a new session", body = TokenResponse),
         (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
-        (status = 401, description = "Wrong password or unknown email (same answer for both), or a disabled account (`unauthorized`)", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Wrong password or unknown email (same answer for both), a disabled account, or a wrong or already used one-time code (`unauthorized`); the right password of an account with a second factor but no `otp` (`mfa-required`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`; the email's form is not checked here (an impossible address is a 401)", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many attempts for this client IP and email (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
         (status = 503, description = "Password hashing is saturated (Retry-After: 1) or the database is unavailable; see Retry-After", content_type = "application/problem+json", body = Problem),
@@ -111,7 +117,14 @@ pub async fn login(
     body: shop_http::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let tokens = sessions::login(&state, &body.email, body.password, context.client_ip).await?;
+    let tokens = sessions::login(
+        &state,
+        &body.email,
+        body.password,
+        body.otp.as_deref(),
+        context.client_ip,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -471,4 +484,75 @@ pub async fn resend_verification(
 ) -> Result<HttpResponse, ApiError> {
     recovery::resend_verification(&state, &identity).await?;
     Ok(HttpResponse::Accepted().finish())
+}
+
+/// Start enrolling a second factor (TOTP).
+///
+/// Answers a new secret, its `otpauth://` URI and that URI's QR code (SVG) for an
+/// authenticator app. Nothing changes at sign-in until a code from it is confirmed at
+/// `POST /me/mfa/confirm`; enrolling again before that replaces the secret. No request body.
+#[utoipa::path(post, path = "/me/mfa", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The pending secret", body = mfa::Enrolment),
+        (status = 409, description = "A second factor is enabled already (`mfa-already-enabled`)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn enrol_mfa(state: State, identity: Identity) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(mfa::enrol(&state, &identity).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The authenticator app's current six-digit code.
+    #[schema(example = "123456")]
+    code: String,
+}
+
+/// Confirm the pending second factor with a code from it.
+///
+/// From then on sign-in needs `otp`, and the caller's session is unchanged: sign in again
+/// with a code for a token that says so (what admin routes need when ADMIN_REQUIRE_MFA is
+/// on). Wrong codes count like wrong passwords (LOGIN_THROTTLE_LIMIT per account).
+#[utoipa::path(post, path = "/me/mfa/confirm", tag = "accounts", request_body = CodeRequest, security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The second factor is enabled"),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "A second factor is enabled already (`mfa-already-enabled`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "A wrong code, or no enrolment in progress, on `code`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many wrong codes (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::Unavailable,
+    ))]
+pub async fn confirm_mfa(
+    state: State,
+    identity: Identity,
+    body: shop_http::Json<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    mfa::confirm(&state, &identity, &body.code).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Remove the second factor, with a current code.
+#[utoipa::path(delete, path = "/me/mfa", tag = "accounts", request_body = CodeRequest, security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Sign-in needs the password only"),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No second factor is enabled", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "A wrong or already used code, on `code`", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many wrong codes (`rate-limited`); see Retry-After", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::Unavailable,
+    ))]
+pub async fn remove_mfa(
+    state: State,
+    identity: Identity,
+    body: shop_http::Json<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    mfa::remove(&state, &identity, &body.code).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

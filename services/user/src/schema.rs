@@ -11,6 +11,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         email_verified_at -> Nullable<Timestamptz>,
+        mfa_secret -> Nullable<Bytea>,
+        mfa_pending_secret -> Nullable<Bytea>,
+        mfa_last_step -> Nullable<Int8>,
     }
 }
 
@@ -40,6 +43,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        second_factor -> Bool,
     }
 }
 

@@ -5,12 +5,14 @@ use std::{net::IpAddr, time::Duration};
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use sha2::{Digest, Sha256};
+use shop_auth::SignIn;
 use shop_contracts::{SessionId, SessionStatus, TokenResponse};
 use shop_http::Identity;
 
 use crate::{
     AppState,
     error::UserError,
+    mfa,
     models::{RevokeReason, User},
     repo, tokens,
     validate::{self, normalise_email},
@@ -27,11 +29,16 @@ fn token_response(
     state: &AppState,
     user: &User,
     session_id: SessionId,
+    second_factor: bool,
     refresh_token: String,
 ) -> Result<TokenResponse, UserError> {
+    let sign_in = SignIn {
+        second_factor,
+        email_verified: user.email_verified_at.is_some(),
+    };
     let issued = state
         .keys
-        .issue(user.id, user.role(), session_id)
+        .issue(user.id, user.role(), session_id, sign_in)
         .map_err(|e| anyhow::anyhow!("signing an access token: {e}"))?;
     Ok(TokenResponse {
         access_token: issued.token,
@@ -46,11 +53,14 @@ fn token_response(
 /// wrong guess keeps its count, a success clears it, and an attempt that ends any other way
 /// (refused by the limit, bcrypt busy, a database error, the client gone) is given back, so a
 /// burst of logins cannot lock out the owner who typed the right password. Every failure
-/// looks the same to the client.
+/// looks the same to the client. An account with a second factor also needs `otp`: without
+/// it the answer is `MfaRequired` (the password was right: no guess is counted); a wrong or
+/// already used code is a wrong guess.
 pub async fn login(
     state: &AppState,
     email: &str,
     password: String,
+    otp: Option<&str>,
     client_ip: Option<IpAddr>,
 ) -> Result<TokenResponse, UserError> {
     let email = normalise_email(email);
@@ -62,7 +72,7 @@ pub async fn login(
             retry_after: attempts.resets_in.max(Duration::from_secs(1)),
         });
     }
-    match open_session(state, &email, password).await {
+    match open_session(state, &email, password, otp).await {
         Ok(tokens) => {
             attempt.keep();
             state.login_failures.reset(&key).await;
@@ -84,6 +94,7 @@ async fn open_session(
     state: &AppState,
     email: &str,
     password: String,
+    otp: Option<&str>,
 ) -> Result<TokenResponse, UserError> {
     // An address that cannot exist is never looked up, but costs the same time.
     let mut problems = Vec::new();
@@ -100,12 +111,25 @@ async fn open_session(
         Some(user) if matched && !user.disabled => user,
         _ => return Err(UserError::InvalidCredentials),
     };
+    let step = match (&user.mfa_secret, otp) {
+        (None, _) => None,
+        (Some(_), None) => return Err(UserError::MfaRequired),
+        (Some(_), Some(code)) => Some(mfa::check_login_code(state, &user, code).await?),
+    };
 
     let session_id = SessionId::new();
     let (refresh_token, refresh_digest) = tokens::new_token();
     let expires_at = Utc::now() + state.refresh_lifetime;
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, UserError, _>(async |conn| {
+        // A code is usable once: of two sign-ins with it, one wins. Claimed first, so the
+        // row lock it takes is the only lock this transaction asks for on the account: two
+        // sign-ins that share-locked the row first would deadlock upgrading it.
+        if let Some(step) = step
+            && !mfa::claim_step(conn, user.id, step).await?
+        {
+            return Err(UserError::InvalidCredentials);
+        }
         // bcrypt took a while: a password change or a disable that committed meanwhile
         // refuses this login, and one still to come waits for this transaction, so its
         // revocation sees the new session.
@@ -113,18 +137,29 @@ async fn open_session(
             Some((hash, disabled)) if hash == user.password_hash && !disabled => {}
             _ => return Err(UserError::InvalidCredentials),
         }
-        repo::insert_session(conn, session_id, user.id, expires_at).await?;
+        repo::insert_session(conn, session_id, user.id, expires_at, step.is_some()).await?;
         repo::insert_refresh_token(conn, &refresh_digest, session_id).await?;
         Ok(())
     })
     .await?;
-    tracing::info!(user.id = %user.id, session.id = %session_id, "logged in");
-    token_response(state, &user, session_id, refresh_token)
+    tracing::info!(
+        user.id = %user.id,
+        session.id = %session_id,
+        second_factor = step.is_some(),
+        "logged in"
+    );
+    token_response(state, &user, session_id, step.is_some(), refresh_token)
 }
 
 enum Rotation {
-    Rotated { user: User, session_id: SessionId },
-    Reused { session_id: SessionId },
+    Rotated {
+        user: User,
+        session_id: SessionId,
+        second_factor: bool,
+    },
+    Reused {
+        session_id: SessionId,
+    },
 }
 
 /// Exchanges a refresh token for a new pair. The old token dies; presenting a token that was
@@ -154,13 +189,19 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenRespo
                 .filter(|u| !u.disabled)
                 .ok_or(UserError::InvalidCredentials)?;
             repo::insert_refresh_token(conn, &next_digest, session_id).await?;
-            Ok(Rotation::Rotated { user, session_id })
+            Ok(Rotation::Rotated {
+                user,
+                session_id,
+                second_factor: session.second_factor,
+            })
         })
         .await?;
     match rotation {
-        Rotation::Rotated { user, session_id } => {
-            token_response(state, &user, session_id, next_token)
-        }
+        Rotation::Rotated {
+            user,
+            session_id,
+            second_factor,
+        } => token_response(state, &user, session_id, second_factor, next_token),
         Rotation::Reused { session_id } => {
             tracing::warn!(session.id = %session_id, "refresh token reused; session revoked");
             state.denylist.deny_sessions(&[session_id]).await;

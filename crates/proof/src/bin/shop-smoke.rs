@@ -1,6 +1,6 @@
 //! `shop-smoke` (`make containers`): one shopper's path through a deployed system, from
 //! outside, as the compose stack's smoke run. A new shopper registers and logs in, the
-//! administrator creates a product, the shopper orders it and waits on the live socket for the
+//! administrator enrols a second factor, signs in with a code and creates a product, the shopper orders it and waits on the live socket for the
 //! outcome, ordering again after a simulated payment failure until one order is paid; then the
 //! product's stock must show exactly the paid orders, and DESIGN.md's invariants must hold in
 //! the system's database. One line per step; the first failure exits non-zero.
@@ -44,8 +44,13 @@ async fn main() -> anyhow::Result<()> {
 
     let shopper = api.new_shopper().await?;
     println!("smoke: registered and logged in {}", shopper.email);
-    let admin = api.login(&admin_email, &admin_password).await?;
-    println!("smoke: administrator {admin_email} logged in");
+    // Production images require a second factor for administration (ADMIN_REQUIRE_MFA).
+    let admin = api
+        .sign_in_with_second_factor(&admin_email, &admin_password)
+        .await?;
+    println!(
+        "smoke: administrator {admin_email} enrolled a second factor and signed in with a code"
+    );
     let product = create_product(&api, &admin).await?;
     println!("smoke: product {product} created with stock {STOCK}");
 

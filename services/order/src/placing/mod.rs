@@ -192,6 +192,9 @@ pub async fn place(
     source: Source,
     key: Option<&str>,
 ) -> Result<Answer, OrderError> {
+    if state.require_verified_email && !identity.email_verified {
+        return Err(OrderError::EmailUnverified);
+    }
     let lines = match &source {
         Source::Lines(lines) => Ok(lines.clone()),
         Source::Cart => cart_lines(state, identity).await,

@@ -19,6 +19,7 @@ fn the_public_document_lists_exactly_the_public_routes() {
     assert_eq!(
         operations(&user_service::openapi::public_json()),
         [
+            "DELETE /me/mfa",
             "GET /me",
             "GET /users",
             "PATCH /me",
@@ -27,6 +28,8 @@ fn the_public_document_lists_exactly_the_public_routes() {
             "POST /login",
             "POST /logout",
             "POST /me/email-verification",
+            "POST /me/mfa",
+            "POST /me/mfa/confirm",
             "POST /me/password",
             "POST /password-reset",
             "POST /password-reset/confirm",
