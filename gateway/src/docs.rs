@@ -43,8 +43,8 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
         description = "The public API of the Shop platform, served by the gateway. \
             Errors are `application/problem+json` (RFC 9457) with a stable `code`. \
             Every route is rate limited (per user with a token, per address without; tighter on \
-            `/login`, `/register`, `/ws/ticket`, `/password-reset`, `/password-reset/confirm` and \
-            `/email-verification/confirm`): answers carry `RateLimit-Limit`, \
+            `/login`, `/register`, `/ws/ticket`, `/password-reset`, `/password-reset/confirm`, \
+            `/email-verification/confirm` and `/guest-carts`): answers carry `RateLimit-Limit`, \
             `RateLimit-Remaining` and `RateLimit-Reset`, and a refusal is 429 with `Retry-After`."
     ),
     servers((url = "/", description = "The gateway that serves this document")),

@@ -1,7 +1,7 @@
 //! Request rate limits at the edge: per user when the request carries a valid access token,
 //! per client address otherwise, plus a tighter per-address limit on the routes that invite
 //! guessing and abuse (`POST /login`, `/register`, `/ws/ticket`, and the password-reset and
-//! email-verification routes). Limits live in Redis so every gateway instance shares them;
+//! email-verification routes, and new guest carts). Limits live in Redis so every gateway instance shares them;
 //! while Redis is away each instance limits on its own.
 //! Every limited answer carries `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds); a
 //! refusal is 429 `rate-limited` with `Retry-After`.
@@ -33,6 +33,7 @@ const GUARDED: &[(Method, &str)] = &[
     (Method::POST, "/password-reset"),
     (Method::POST, "/password-reset/confirm"),
     (Method::POST, "/email-verification/confirm"),
+    (Method::POST, "/guest-carts"),
 ];
 
 /// The gateway's limits (refusals are counted in `shop_rate_limit_rejections_total`).

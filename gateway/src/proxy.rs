@@ -33,6 +33,9 @@ const FORWARDED_REQUEST_HEADERS: &[&str] = &[
     "user-agent",
 ];
 
+/// The header of a guest cart's token.
+const CART_TOKEN: &str = "cart-token";
+
 /// Response headers never passed back (hop-by-hop, or set by this server).
 const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "connection",
@@ -59,9 +62,17 @@ pub async fn forward(
     actix_web::HttpMessage::extensions_mut(&req).insert(shop_http::RouteTemplate(route.template));
     let context = RequestContext::from_request(&req);
 
+    // A guest cart's token stands in for a login on the cart routes, and only there.
+    let cart_token = (route.access == Access::UserOrCart)
+        .then(|| req.headers().get(CART_TOKEN))
+        .flatten()
+        .filter(|_| !req.headers().contains_key(header::AUTHORIZATION));
     let identity = match route.access {
         Access::Public => None,
-        Access::User | Access::Admin => Some(state.auth.authenticate(&req, &context).await?),
+        Access::UserOrCart if cart_token.is_some() => None,
+        Access::User | Access::Admin | Access::UserOrCart => {
+            Some(state.auth.authenticate(&req, &context).await?)
+        }
     };
     if route.access == Access::Admin {
         match &identity {
@@ -100,6 +111,11 @@ pub async fn forward(
     {
         outgoing.insert(headers::FORWARDED_FOR, ip);
     }
+    if let Some(token) =
+        cart_token.and_then(|t| reqwest::header::HeaderValue::from_bytes(t.as_bytes()).ok())
+    {
+        outgoing.insert(CART_TOKEN, token);
+    }
     if let Some(claims) = &identity {
         for (name, value) in [
             (headers::USER_ID, claims.sub.to_string()),
@@ -135,8 +151,8 @@ pub async fn forward(
     let mut response = relay(response, slot).await?;
     // Answers to a signed-in caller, and tokens, are the caller's alone: no cache may keep
     // them.
-    let carries_tokens = matches!(route.template, "/login" | "/refresh");
-    if (identity.is_some() || carries_tokens)
+    let carries_tokens = matches!(route.template, "/login" | "/refresh" | "/guest-carts");
+    if (identity.is_some() || cart_token.is_some() || carries_tokens)
         && !response.headers().contains_key(header::CACHE_CONTROL)
     {
         response.headers_mut().insert(

@@ -19,6 +19,9 @@ pub enum Access {
     Public,
     /// A valid access token.
     User,
+    /// A valid access token, or else a guest cart's `Cart-Token` (forwarded for the service
+    /// to check).
+    UserOrCart,
     /// A valid access token with role `admin` (the service checks again).
     Admin,
 }
@@ -46,7 +49,7 @@ const fn route(
     }
 }
 
-use Access::{Admin, Public, User as Auth};
+use Access::{Admin, Public, User as Auth, UserOrCart};
 use Upstream::{Catalog, Order, Payment, User};
 
 /// DESIGN.md's public API table. `/internal/...` never appears here.
@@ -85,13 +88,15 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/orders/{id}/payment", Payment, Auth),
     route(Method::POST, "/orders/{id}/cancel", Order, Auth),
     route(Method::PUT, "/orders/{id}/status", Order, Admin),
-    route(Method::GET, "/cart", Order, Auth),
-    route(Method::PUT, "/cart", Order, Auth),
-    route(Method::DELETE, "/cart", Order, Auth),
-    route(Method::GET, "/cart/items/{productId}", Order, Auth),
-    route(Method::PUT, "/cart/items/{productId}", Order, Auth),
-    route(Method::DELETE, "/cart/items/{productId}", Order, Auth),
+    route(Method::GET, "/cart", Order, UserOrCart),
+    route(Method::PUT, "/cart", Order, UserOrCart),
+    route(Method::DELETE, "/cart", Order, UserOrCart),
+    route(Method::GET, "/cart/items/{productId}", Order, UserOrCart),
+    route(Method::PUT, "/cart/items/{productId}", Order, UserOrCart),
+    route(Method::DELETE, "/cart/items/{productId}", Order, UserOrCart),
     route(Method::POST, "/cart/checkout", Order, Auth),
+    route(Method::POST, "/cart/merge", Order, Auth),
+    route(Method::POST, "/guest-carts", Order, Public),
 ];
 
 /// A path segment of the unreserved characters only (RFC 3986), never `.` or `..`.

@@ -102,6 +102,14 @@ uuid_id! {
     PaymentId;
     /// A session's id: the `sid` of its tokens.
     SessionId;
+    /// Whose cart: an account's (the user's id), or a guest cart's (its own id).
+    CartId;
+}
+
+impl From<UserId> for CartId {
+    fn from(user: UserId) -> Self {
+        CartId(user.uuid())
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use ids::{OrderId, PaymentId, ProductId, SessionId, UserId};
+pub use ids::{CartId, OrderId, PaymentId, ProductId, SessionId, UserId};
 
 /// A user's role.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -24,6 +24,26 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The `cartToken` scheme: a guest cart's token in the `Cart-Token` header, which the cart
+/// routes take instead of a login.
+#[derive(Debug)]
+pub struct CartTokenAuth;
+
+impl Modify for CartTokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "cartToken",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "Cart-Token",
+                    "A guest cart's token (POST /guest-carts), instead of a login",
+                ),
+            )),
+        );
+    }
+}
+
 /// A document as the checked-in pretty JSON, stamped with the workspace version.
 pub fn to_json(mut doc: utoipa::openapi::OpenApi) -> String {
     doc.info.version = env!("CARGO_PKG_VERSION").into();

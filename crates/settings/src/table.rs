@@ -186,8 +186,8 @@ settings! {
     throttler_limit: u32 = 600, unit "requests", check at_least(1), read by "gateway";
     /// rate limiting on or off
     throttler_enabled: bool = true, unit "bool", read by "gateway";
-    /// period of the tighter per-IP limit on /login, /register, /ws/ticket and the
-    /// password-reset and email-verification routes
+    /// period of the tighter per-IP limit on /login, /register, /ws/ticket, the
+    /// password-reset and email-verification routes and POST /guest-carts
     throttler_auth_ttl: Duration = secs(60),
         bare Millis, check at_least(millis(1)), read by "gateway";
     /// requests per period to each of those routes, per IP

@@ -6,6 +6,7 @@
 mod accounts;
 mod docs;
 mod edge;
+mod guest_carts;
 mod hardening;
 mod mail;
 mod mfa;

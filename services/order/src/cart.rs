@@ -1,9 +1,9 @@
-//! The cart: lines kept until checkout turns them into an order.
+//! The cart: lines kept until checkout turns them into an order. Every function works on a
+//! signed-in user's cart and on a guest cart alike (see [`crate::guest`]).
 
 use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
-use shop_contracts::{MAX_LINES, ProductId};
-use shop_http::Identity;
+use shop_contracts::{CartId, MAX_LINES, ProductId};
 
 use crate::{AppState, error::OrderError, placing::MAX_QUANTITY, repo};
 
@@ -21,10 +21,10 @@ pub struct CartResponse {
     pub items: Vec<CartLine>,
 }
 
-/// The caller's cart.
-pub async fn get(state: &AppState, identity: &Identity) -> Result<CartResponse, OrderError> {
+/// A cart.
+pub async fn get(state: &AppState, owner: CartId) -> Result<CartResponse, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let items = repo::cart(&mut conn, identity.user_id).await?;
+    let items = repo::cart(&mut conn, owner).await?;
     Ok(CartResponse {
         items: items
             .into_iter()
@@ -39,7 +39,7 @@ pub async fn get(state: &AppState, identity: &Identity) -> Result<CartResponse, 
 /// Sets one line's quantity (adding it if new).
 pub async fn put_item(
     state: &AppState,
-    identity: &Identity,
+    owner: CartId,
     product_id: ProductId,
     quantity: i64,
 ) -> Result<CartResponse, OrderError> {
@@ -50,30 +50,30 @@ pub async fn put_item(
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, OrderError, _>(async |conn| {
         // Checked and written under the cart's lock: concurrent additions cannot pass it.
-        repo::lock_cart(conn, identity.user_id).await?;
-        let (lines, has_product) = repo::cart_lines(conn, identity.user_id, product_id).await?;
+        repo::lock_cart(conn, owner).await?;
+        let (lines, has_product) = repo::cart_lines(conn, owner, product_id).await?;
         if !has_product && usize::try_from(lines).is_ok_and(|lines| lines >= MAX_LINES) {
             return Err(OrderError::field(
                 "productId",
                 format!("a cart holds at most {MAX_LINES} lines"),
             ));
         }
-        repo::put_cart_item(conn, identity.user_id, product_id, quantity).await?;
+        repo::put_cart_item(conn, owner, product_id, quantity).await?;
         Ok(())
     })
     .await?;
     drop(conn);
-    get(state, identity).await
+    get(state, owner).await
 }
 
 /// Removes one line; 404 if it was not there.
 pub async fn delete_item(
     state: &AppState,
-    identity: &Identity,
+    owner: CartId,
     product_id: ProductId,
 ) -> Result<(), OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    if repo::delete_cart_item(&mut conn, identity.user_id, product_id).await? {
+    if repo::delete_cart_item(&mut conn, owner, product_id).await? {
         Ok(())
     } else {
         Err(OrderError::NotFound)
@@ -81,19 +81,19 @@ pub async fn delete_item(
 }
 
 /// Empties the cart.
-pub async fn clear(state: &AppState, identity: &Identity) -> Result<(), OrderError> {
+pub async fn clear(state: &AppState, owner: CartId) -> Result<(), OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    repo::clear_cart(&mut conn, identity.user_id).await?;
+    repo::clear_cart(&mut conn, owner).await?;
     Ok(())
 }
 
 /// One line; 404 if the product is not in the cart.
 pub async fn get_item(
     state: &AppState,
-    identity: &Identity,
+    owner: CartId,
     product_id: ProductId,
 ) -> Result<CartLine, OrderError> {
-    get(state, identity)
+    get(state, owner)
         .await?
         .items
         .into_iter()
@@ -104,7 +104,7 @@ pub async fn get_item(
 /// Replaces the whole cart (duplicate products add up, as in an order).
 pub async fn replace(
     state: &AppState,
-    identity: &Identity,
+    owner: CartId,
     items: &[(ProductId, i64)],
 ) -> Result<CartResponse, OrderError> {
     let lines = if items.is_empty() {
@@ -114,14 +114,14 @@ pub async fn replace(
     };
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, OrderError, _>(async |conn| {
-        repo::lock_cart(conn, identity.user_id).await?;
-        repo::clear_cart(conn, identity.user_id).await?;
+        repo::lock_cart(conn, owner).await?;
+        repo::clear_cart(conn, owner).await?;
         for line in &lines {
-            repo::put_cart_item(conn, identity.user_id, line.product_id, line.quantity).await?;
+            repo::put_cart_item(conn, owner, line.product_id, line.quantity).await?;
         }
         Ok(())
     })
     .await?;
     drop(conn);
-    get(state, identity).await
+    get(state, owner).await
 }

@@ -13,6 +13,10 @@ pub enum OrderError {
     NotFound,
     #[error("the account's email is not verified")]
     EmailUnverified,
+    #[error("unknown, merged or expired cart token")]
+    InvalidCartToken,
+    #[error("the catalog is unavailable")]
+    CatalogUnavailable,
     #[error("an order {status:?} cannot change that way")]
     IllegalTransition { status: Status },
     #[error("the order is {status:?}, no longer pending")]
@@ -49,6 +53,13 @@ impl From<OrderError> for ApiError {
                 ErrorCode::EmailUnverified,
                 "verify your email address (follow the mailed link, then sign in again) before placing an order",
             ),
+            OrderError::InvalidCartToken => ApiError::new(
+                ErrorCode::InvalidToken,
+                "the cart token is unknown, merged already or expired (30 days unused): start a new guest cart",
+            ),
+            OrderError::CatalogUnavailable => {
+                ApiError::unavailable("the catalog is unavailable; try again shortly", 1)
+            }
             OrderError::IllegalTransition { status } => ApiError::new(
                 ErrorCode::IllegalTransition,
                 format!(

@@ -5,6 +5,7 @@
 mod cart;
 mod error;
 mod events;
+mod guest;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod lifecycle;
@@ -124,6 +125,7 @@ async fn start_inner(
         hooks,
     };
     tasks.spawn(workers::run(state.clone(), cancel.clone()));
+    tasks.spawn(guest::purge_loop(state.pool.clone(), cancel.clone()));
 
     let pool = state.pool.clone();
     Ok(shop_http::start_postgres_service(

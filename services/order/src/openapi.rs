@@ -1,7 +1,7 @@
 //! The order service's API documents, generated from the handlers: the public one (merged at
 //! the gateway) and the internal one (never published). Checked in under `proto-docs/`.
 
-use shop_http::openapi::BearerAuth;
+use shop_http::openapi::{BearerAuth, CartTokenAuth};
 use utoipa::OpenApi;
 
 use crate::routes;
@@ -23,8 +23,10 @@ use crate::routes;
         routes::put_cart_item,
         routes::delete_cart_item,
         routes::checkout,
+        routes::create_guest_cart,
+        routes::merge_cart,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CartTokenAuth),
     tags((name = "orders", description = "Orders and their lifecycle"), (name = "cart", description = "The cart and checkout"))
 )]
 struct PublicApi;

@@ -1,7 +1,7 @@
 //! HTTP handlers: extract, call the order, cart or payment functions, shape the answer.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shop_contracts::events::{
     PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
 };
@@ -14,6 +14,7 @@ use crate::{
     AppState, cart,
     cart::{CartLine, CartResponse},
     error::OrderError,
+    guest::{self, CartOwner},
     models::{OrderResponse, Status, TimelineEntry},
     orders, payments,
     placing::{self, Answer, Route, Source},
@@ -42,6 +43,8 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
                 web::delete().to(delete_cart_item),
             )
             .route("/cart/checkout", web::post().to(checkout))
+            .route("/cart/merge", web::post().to(merge_cart))
+            .route("/guest-carts", web::post().to(create_guest_cart))
             .route(
                 "/internal/orders/{id}/payment-events",
                 web::post().to(report_payment),
@@ -331,16 +334,18 @@ pub async fn set_order_status(
 
 /// Your cart.
 ///
+/// Signed in, the account's cart; with `Cart-Token` instead of a login, that guest cart.
 /// Lines kept until checkout, each a product and a quantity; an empty cart has no lines.
-#[utoipa::path(get, path = "/cart", tag = "cart", security(("bearer" = [])),
+#[utoipa::path(get, path = "/cart", tag = "cart", security(("bearer" = []), ("cartToken" = [])),
     responses(
         (status = 200, description = "The cart", body = CartResponse),
+        (status = 400, description = "A `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::RateLimited,
         responses::Unavailable,
     ))]
-pub async fn get_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(cart::get(&state, &identity).await?))
+pub async fn get_cart(owner: CartOwner, state: State) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(cart::get(&state, owner.0).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -352,10 +357,10 @@ pub struct ReplaceCartRequest {
 /// Replace your whole cart.
 ///
 /// Lines of one product add up; at most 50 lines, quantities 1 to 1000. `{"items": []}` empties it.
-#[utoipa::path(put, path = "/cart", tag = "cart", request_body = ReplaceCartRequest, security(("bearer" = [])),
+#[utoipa::path(put, path = "/cart", tag = "cart", request_body = ReplaceCartRequest, security(("bearer" = []), ("cartToken" = [])),
     responses(
         (status = 200, description = "The new cart", body = CartResponse),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed id (`invalid-id`), malformed JSON (`malformed-json`), or a `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::JsonBody,
@@ -363,7 +368,7 @@ pub struct ReplaceCartRequest {
         responses::Unavailable,
     ))]
 pub async fn replace_cart(
-    identity: Identity,
+    owner: CartOwner,
     state: State,
     body: shop_http::Json<ReplaceCartRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -372,42 +377,43 @@ pub async fn replace_cart(
         .iter()
         .map(|l| (l.product_id, l.quantity))
         .collect();
-    Ok(HttpResponse::Ok().json(cart::replace(&state, &identity, &items).await?))
+    Ok(HttpResponse::Ok().json(cart::replace(&state, owner.0, &items).await?))
 }
 
 /// One line of your cart.
 ///
 /// 404 when the product is not in the cart.
-#[utoipa::path(get, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
+#[utoipa::path(get, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = []), ("cartToken" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
     responses(
         (status = 200, description = "The line", body = CartLine),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed id (`invalid-id`), malformed JSON (`malformed-json`), or a `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::RateLimited,
         responses::Unavailable,
     ))]
 pub async fn get_cart_item(
-    identity: Identity,
+    owner: CartOwner,
     state: State,
     product_id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(cart::get_item(&state, &identity, *product_id).await?))
+    Ok(HttpResponse::Ok().json(cart::get_item(&state, owner.0, *product_id).await?))
 }
 
 /// Empty your cart.
 ///
 /// Answers 204 whether or not it held anything.
-#[utoipa::path(delete, path = "/cart", tag = "cart", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/cart", tag = "cart", security(("bearer" = []), ("cartToken" = [])),
     responses(
         (status = 204, description = "Emptied"),
+        (status = 400, description = "A `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::RateLimited,
         responses::Unavailable,
     ))]
-pub async fn clear_cart(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
-    cart::clear(&state, &identity).await?;
+pub async fn clear_cart(owner: CartOwner, state: State) -> Result<HttpResponse, ApiError> {
+    cart::clear(&state, owner.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -421,11 +427,11 @@ pub struct CartItemRequest {
 ///
 /// Adds the line if it is new. Quantities 1 to 1000; a cart holds at most 50 lines. The product
 /// is not checked or reserved until checkout.
-#[utoipa::path(put, path = "/cart/items/{productId}", tag = "cart", request_body = CartItemRequest, security(("bearer" = [])),
+#[utoipa::path(put, path = "/cart/items/{productId}", tag = "cart", request_body = CartItemRequest, security(("bearer" = []), ("cartToken" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
     responses(
         (status = 200, description = "The cart", body = CartResponse),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed id (`invalid-id`), malformed JSON (`malformed-json`), or a `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::JsonBody,
@@ -433,35 +439,92 @@ pub struct CartItemRequest {
         responses::Unavailable,
     ))]
 pub async fn put_cart_item(
-    identity: Identity,
+    owner: CartOwner,
     state: State,
     product_id: web::Path<ProductId>,
     body: shop_http::Json<CartItemRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .json(cart::put_item(&state, &identity, *product_id, body.quantity).await?))
+    Ok(HttpResponse::Ok().json(cart::put_item(&state, owner.0, *product_id, body.quantity).await?))
 }
 
 /// Remove a product from your cart.
 ///
 /// 404 when the product was not in the cart.
-#[utoipa::path(delete, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/cart/items/{productId}", tag = "cart", security(("bearer" = []), ("cartToken" = [])),
     params(("productId" = Uuid, Path, description = "Product id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 400, description = "Malformed id (`invalid-id`), malformed JSON (`malformed-json`), or a `Cart-Token` that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::RateLimited,
         responses::Unavailable,
     ))]
 pub async fn delete_cart_item(
-    identity: Identity,
+    owner: CartOwner,
     state: State,
     product_id: web::Path<ProductId>,
 ) -> Result<HttpResponse, ApiError> {
-    cart::delete_item(&state, &identity, *product_id).await?;
+    cart::delete_item(&state, owner.0, *product_id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// A guest cart's token.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestCartResponse {
+    /// Send it as `Cart-Token` to the cart routes instead of a login; keep it secret. It
+    /// lives 30 days from its last use, and ends when merged.
+    cart_token: String,
+}
+
+/// Start a guest cart.
+///
+/// For a visitor who has not signed in: the cart routes take the answered token as
+/// `Cart-Token`; checkout still needs a login, and `POST /cart/merge` moves the lines into the
+/// account's cart. No request body.
+#[utoipa::path(post, path = "/guest-carts", tag = "cart",
+    responses(
+        (status = 201, description = "A new, empty guest cart", body = GuestCartResponse),
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn create_guest_cart(state: State) -> Result<HttpResponse, ApiError> {
+    let cart_token = guest::create(&state).await?;
+    Ok(HttpResponse::Created().json(GuestCartResponse { cart_token }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MergeCartRequest {
+    /// The guest cart's token.
+    cart_token: String,
+}
+
+/// Merge a guest cart into your cart.
+///
+/// Product by product: quantities add up, capped at 1000 a line; a line that would be the
+/// cart's 51st is dropped, and so is a product no longer sold; each such line is listed in
+/// `notes`. The guest cart ends: merging its token again (or at the same moment) is
+/// `invalid-token`.
+#[utoipa::path(post, path = "/cart/merge", tag = "cart", request_body = MergeCartRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Your cart after the merge, and what it could not keep as it was", body = guest::MergeResponse),
+        (status = 400, description = "Malformed JSON (`malformed-json`), or a cart token that is unknown, merged or expired (`invalid-token`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Missing, unknown or mistyped fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The catalog (asked whether the guest's products still sell) or the database is unavailable; nothing was merged", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+    ))]
+pub async fn merge_cart(
+    identity: Identity,
+    state: State,
+    context: RequestContext,
+    body: shop_http::Json<MergeCartRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .json(guest::merge(&state, identity.user_id, &body.cart_token, &context).await?))
 }
 
 /// Report a payment attempt or outcome (payment service only; X-Caller: payment).

@@ -76,6 +76,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    guest_carts (id) {
+        id -> Uuid,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        merged_into -> Nullable<Uuid>,
+        merged_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(order_lines -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
 diesel::joinable!(payment_events -> orders (order_id));

@@ -172,7 +172,7 @@ fn request_hash(route: Route, source: &Source) -> Result<Vec<u8>, OrderError> {
 /// The lines of a checkout: the cart's, validated like a request body's.
 async fn cart_lines(state: &AppState, identity: &Identity) -> Result<Vec<ReserveLine>, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let cart = repo::cart(&mut conn, identity.user_id).await?;
+    let cart = repo::cart(&mut conn, identity.user_id.into()).await?;
     if cart.is_empty() {
         return Err(OrderError::field("cart", "is empty"));
     }

@@ -114,7 +114,8 @@ impl Settle<'_> {
                             // Only what was ordered: lines added meanwhile stay in the cart.
                             let ordered: Vec<ProductId> =
                                 lines.iter().map(|l| l.product_id).collect();
-                            repo::remove_from_cart(conn, self.identity.user_id, &ordered).await?;
+                            repo::remove_from_cart(conn, self.identity.user_id.into(), &ordered)
+                                .await?;
                         }
                         Ok(())
                     },

@@ -27,6 +27,8 @@ fn the_public_document_lists_exactly_the_public_routes() {
             "GET /orders/{id}",
             "GET /orders/{id}/timeline",
             "POST /cart/checkout",
+            "POST /cart/merge",
+            "POST /guest-carts",
             "POST /orders",
             "POST /orders/{id}/cancel",
             "PUT /cart",
