@@ -1,5 +1,7 @@
 // The gateway's API, as this page uses it: JSON in and out, problems as `ApiError`s, and the
 // session (tokens kept in memory only, refreshed before they expire and once more on a 401).
+// A visitor's cart lives on the server as a guest cart whose token this page keeps in
+// localStorage; signing in or registering merges it into the account's cart.
 
 /** A failed call: the problem+json body the API sent, or a network failure (`status` 0). */
 export class ApiError extends Error {
@@ -73,13 +75,48 @@ function retryAfter(response) {
   return Number.isFinite(value) && value > 0 ? value : null;
 }
 
-async function send(method, path, { body, headers = {}, auth = true, cache = 'default' } = {}) {
+const GUEST_CART = 'shop.cartToken';
+
+/** The visitor's guest cart token, if this browser holds one. */
+export function guestCartToken() {
+  try {
+    return localStorage.getItem(GUEST_CART);
+  } catch {
+    return null;
+  }
+}
+
+function keepGuestCart(token) {
+  try {
+    if (token) localStorage.setItem(GUEST_CART, token);
+    else localStorage.removeItem(GUEST_CART);
+  } catch {
+    // Storage refused (private mode): the cart lives as long as this page.
+  }
+}
+
+/** A guest cart for this visitor: the one it holds, or a new one. */
+export async function ensureGuestCart() {
+  const held = guestCartToken();
+  if (held) return held;
+  const { body } = await call('POST', '/guest-carts', { auth: false });
+  keepGuestCart(body.cartToken);
+  return body.cartToken;
+}
+
+/** Forgets a guest cart the server no longer knows (merged elsewhere, or expired). */
+export function dropGuestCart() {
+  keepGuestCart(null);
+}
+
+async function send(method, path, { body, headers = {}, auth = true, cache = 'default', guest = false } = {}) {
   const init = { method, cache, headers: { Accept: 'application/json', ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
   if (auth && tokens) init.headers.Authorization = `Bearer ${tokens.access}`;
+  else if (guest && guestCartToken()) init.headers['Cart-Token'] = guestCartToken();
   try {
     return await fetch(path, init);
   } catch {
@@ -152,8 +189,13 @@ export async function accessToken() {
   return tokens?.access ?? null;
 }
 
-export async function login(email, password) {
-  const { body } = await call('POST', '/login', { body: { email, password }, auth: false });
+/**
+ * Signs in (with the authenticator's `otp` when the account has a second factor: without it
+ * the API answers `mfa-required`). A guest cart this browser holds joins the account's cart;
+ * resolves with what the merge could not keep as it was (`notes`, possibly empty).
+ */
+export async function login(email, password, otp) {
+  const { body } = await call('POST', '/login', { body: { email, password, ...(otp ? { otp } : {}) }, auth: false });
   keep(body);
   try {
     user = await get('/me');
@@ -161,8 +203,42 @@ export async function login(email, password) {
     tokens = null;
     throw error;
   }
+  const notes = await mergeGuestCart();
+  announce();
+  return notes;
+}
+
+/** Moves the guest cart's lines into the signed-in account's cart. */
+async function mergeGuestCart() {
+  const cartToken = guestCartToken();
+  if (!cartToken) return [];
+  try {
+    const { body } = await call('POST', '/cart/merge', { body: { cartToken } });
+    dropGuestCart();
+    return body.notes ?? [];
+  } catch (error) {
+    // A dead token has nothing left to merge; an outage leaves it for the next sign-in.
+    if (error instanceof ApiError && error.code === 'invalid-token') dropGuestCart();
+    return [];
+  }
+}
+
+/** Reads the profile again (after verifying the email, enrolling a second factor). */
+export async function reloadProfile() {
+  user = await get('/me');
   announce();
 }
+
+export const requestPasswordReset = (email) =>
+  call('POST', '/password-reset', { body: { email }, auth: false });
+export const confirmPasswordReset = (token, newPassword) =>
+  call('POST', '/password-reset/confirm', { body: { token, newPassword }, auth: false });
+export const confirmEmail = (token) =>
+  call('POST', '/email-verification/confirm', { body: { token }, auth: false });
+export const resendVerification = () => call('POST', '/me/email-verification');
+export const enrolMfa = () => call('POST', '/me/mfa').then((r) => r.body);
+export const confirmMfa = (code) => call('POST', '/me/mfa/confirm', { body: { code } });
+export const removeMfa = (code) => call('DELETE', '/me/mfa', { body: { code } });
 
 export async function register(email, password, name) {
   await call('POST', '/register', { body: { email, password, ...(name ? { name } : {}) }, auth: false });

@@ -4,7 +4,7 @@
 // each: checking out in both at the same instant can place two orders; once one is placed,
 // the cart is empty and the other tab's checkout is refused.)
 
-import { ApiError, call, get, newKey } from './api.js';
+import { ApiError, call, currentUser, dropGuestCart, ensureGuestCart, get, guestCartToken, newKey } from './api.js';
 import { h, money, notice, show } from './dom.js';
 import { stockBadge } from './catalogue.js';
 
@@ -29,16 +29,38 @@ class Cart extends EventTarget {
     return this.lines.find((line) => line.productId === productId)?.quantity ?? 0;
   }
 
+  /** Signed in, the account's cart; otherwise this visitor's guest cart, if any. */
   async load() {
-    const body = await get('/cart');
-    this.#set(body.items);
+    if (!currentUser() && !guestCartToken()) {
+      this.#set([]);
+      return this.lines;
+    }
+    try {
+      const body = await get('/cart', { guest: true });
+      this.#set(body.items);
+    } catch (error) {
+      if (!isDeadGuestCart(error)) throw error;
+      dropGuestCart();
+      this.#set([]);
+    }
     return this.lines;
   }
 
-  /** Sets a line's quantity (the server's answer is the whole cart). */
+  /** Sets a line's quantity (the server's answer is the whole cart). A visitor's first line
+   * starts a guest cart. */
   async set(productId, quantity) {
-    const { body } = await call('PUT', `/cart/items/${productId}`, { body: { quantity } });
-    this.#set(body.items);
+    const put = () => call('PUT', `/cart/items/${productId}`, { body: { quantity }, guest: true });
+    if (!currentUser()) await ensureGuestCart();
+    let answer;
+    try {
+      answer = await put();
+    } catch (error) {
+      if (!isDeadGuestCart(error)) throw error;
+      dropGuestCart();
+      await ensureGuestCart();
+      answer = await put();
+    }
+    this.#set(answer.body.items);
   }
 
   /** Adds `quantity` to what is already there. */
@@ -48,7 +70,7 @@ class Cart extends EventTarget {
   }
 
   async remove(productId) {
-    await call('DELETE', `/cart/items/${productId}`);
+    await call('DELETE', `/cart/items/${productId}`, { guest: true });
     this.#set(this.lines.filter((line) => line.productId !== productId));
   }
 
@@ -63,6 +85,11 @@ class Cart extends EventTarget {
     this.checkoutKey = newKey();
     this.dispatchEvent(new Event('change'));
   }
+}
+
+/** A guest cart the server no longer knows (merged in another tab, or expired). */
+function isDeadGuestCart(error) {
+  return !currentUser() && error instanceof ApiError && error.code === 'invalid-token';
 }
 
 export const cart = new Cart();
@@ -142,8 +169,12 @@ export async function view(ctx) {
       h('td', {}, removeButton(ctx, product.id, product.name)));
   });
 
-  const checkout = h('button', { type: 'button', id: 'checkout' }, 'Place order');
-  checkout.addEventListener('click', () => placeOrder(ctx, checkout, message));
+  const checkout = h('button', { type: 'button', id: 'checkout' }, currentUser() ? 'Place order' : 'Sign in to place the order');
+  checkout.addEventListener('click', () => {
+    // A visitor signs in (or registers) first; the cart comes along.
+    if (!currentUser()) ctx.navigate(`#/login?next=${encodeURIComponent('#/cart')}`);
+    else placeOrder(ctx, checkout, message);
+  });
   if (blocked) {
     checkout.disabled = true;
     message.append(notice('warning', 'Some lines cannot be ordered as they are: lower their quantity or remove them.'));

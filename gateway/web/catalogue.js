@@ -1,6 +1,6 @@
 // Browsing: the product list (search, sorting, in-stock filter, pages) and a product's page.
 
-import { ApiError, currentUser, get } from './api.js';
+import { ApiError, get } from './api.js';
 import { field, h, money, notFound, notice, pageOf, pager, show } from './dom.js';
 import { cart } from './cart.js';
 
@@ -22,7 +22,7 @@ export function stockBadge(stock) {
 }
 
 /**
- * "Add to cart" for one product: signed-out shoppers are sent to sign in first; an
+ * "Add to cart" for one product (a visitor's goes to a guest cart, merged at sign-in); an
  * out-of-stock product gets a disabled button that says so.
  */
 function addButton(ctx, product, quantityOf = () => 1) {
@@ -33,10 +33,6 @@ function addButton(ctx, product, quantityOf = () => 1) {
     type: 'button',
     'aria-label': `Add ${product.name} to cart`,
     onclick: async () => {
-      if (!currentUser()) {
-        ctx.navigate(`#/login?next=${encodeURIComponent(location.hash || '#/')}`);
-        return;
-      }
       const quantity = quantityOf();
       if (!quantity) return;
       button.disabled = true;

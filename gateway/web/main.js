@@ -2,7 +2,7 @@
 // page and every view has a link), and the states every view shares: loading, errors the
 // shopper can act on, rate limits and outages.
 
-import { ApiError, currentUser, isAdmin, logout, session } from './api.js';
+import { ApiError, currentUser, isAdmin, logout, resendVerification, session } from './api.js';
 import { h, notice, show } from './dom.js';
 import { onState } from './live.js';
 import { explain } from './words.js';
@@ -24,7 +24,11 @@ const ROUTES = [
   [/^\/products\/([0-9a-f-]{36})$/, catalogue.product, 'anyone'],
   [/^\/login$/, account.login, 'anyone'],
   [/^\/register$/, account.register, 'anyone'],
-  [/^\/cart$/, cartView.view, 'user'],
+  [/^\/forgot-password$/, account.forgotPassword, 'anyone'],
+  [/^\/reset-password$/, account.resetPassword, 'anyone'],
+  [/^\/verify-email$/, account.verifyEmail, 'anyone'],
+  [/^\/account$/, account.security, 'user'],
+  [/^\/cart$/, cartView.view, 'anyone'],
   [/^\/orders$/, orders.list, 'user'],
   [/^\/orders\/([0-9a-f-]{36})$/, orders.detail, 'user'],
   [/^\/admin\/products$/, admin.products, 'admin'],
@@ -223,15 +227,15 @@ function link(href, text, current, extra = {}) {
 function renderNav(path = parseHash().path) {
   const user = currentUser();
   const items = [link('#/', 'Products', path === '/' || path.startsWith('/products'))];
+  const count = cart.count();
+  items.push(link('#/cart', count ? `Cart (${count})` : 'Cart', path === '/cart', { 'data-cart-count': count }));
   if (user) {
-    const count = cart.count();
-    items.push(link('#/cart', count ? `Cart (${count})` : 'Cart', path === '/cart', { 'data-cart-count': count }));
     items.push(link('#/orders', 'Orders', path.startsWith('/orders')));
     if (isAdmin()) {
       items.push(link('#/admin/products', 'Manage products', path.startsWith('/admin/products')));
       items.push(link('#/admin/orders', 'All orders', path === '/admin/orders'));
     }
-    items.push(h('span', { class: 'who' }, user.name || user.email));
+    items.push(link('#/account', user.name || user.email, path === '/account', { class: 'who' }));
     items.push(h('button', {
       type: 'button',
       class: 'link',
@@ -273,11 +277,41 @@ document.querySelector('.skip').addEventListener('click', (event) => {
   main.focus();
 });
 
+/** Until the email is verified, a line under the header says so, with a resend button. */
+function renderVerifyBanner() {
+  const element = document.getElementById('verify');
+  const user = currentUser();
+  if (!user || user.emailVerified) {
+    element.hidden = true;
+    element.replaceChildren();
+    return;
+  }
+  const resend = h('button', {
+    type: 'button',
+    class: 'link',
+    onclick: async () => {
+      resend.disabled = true;
+      try {
+        await resendVerification();
+        toast(`A new link is on its way to ${user.email}.`);
+      } catch (error) {
+        toast(failed(error, { context: 'verify', button: resend }));
+        if (!(error instanceof ApiError && error.retryAfter)) resend.disabled = false;
+      }
+    },
+  }, 'Send the link again');
+  element.replaceChildren(`Please verify your email address: we sent a link to ${user.email}. `, resend);
+  element.hidden = false;
+}
+
 session.addEventListener('change', () => {
   if (currentUser()) cart.load().catch(() => {});
   else cart.clear();
   renderNav();
+  renderVerifyBanner();
 });
+// A visitor's guest cart, from an earlier visit.
+cart.load().catch(() => {});
 cart.addEventListener('change', () => renderNav());
 onState(renderLive);
 window.addEventListener('hashchange', route);

@@ -116,6 +116,18 @@ export function explain(error, context = '', { wait: sayWait = true } = {}) {
       return context === 'checkout'
         ? 'Your cart cannot be ordered as it is.'
         : 'Some of the details need another look.';
+    case 'invalid-token':
+      return context === 'cart'
+        ? 'Your cart from an earlier visit has expired. Add the products again.'
+        : 'This link is used, expired or replaced by a newer one. Ask for a new one.';
+    case 'mfa-required':
+      return context === 'login'
+        ? 'Enter the code from your authenticator app.'
+        : 'This needs a sign-in with your second factor: set it up under your account, then sign in again with a code.';
+    case 'mfa-already-enabled':
+      return 'Two-step sign-in is on already.';
+    case 'email-unverified':
+      return 'Please verify your email address first: follow the link we mailed you, then try again.';
     case 'rate-limited':
       return `You are going faster than the shop allows.${wait}`;
     case 'dependency-unavailable':
@@ -140,6 +152,8 @@ const FIELDS = {
   delta: 'Change',
   reason: 'Reason',
   quantity: 'Quantity',
+  newPassword: 'New password',
+  code: 'Code',
 };
 
 /** A field error's message with the field's label in front. */
