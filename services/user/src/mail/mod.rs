@@ -261,6 +261,11 @@ impl Mailer {
 }
 
 impl Mail {
+    /// Whether the message holds a single-use token (a link that signs something in).
+    fn carries_token(&self) -> bool {
+        matches!(self, Mail::VerifyEmail { .. } | Mail::PasswordReset { .. })
+    }
+
     /// The template's name (metrics, logs).
     pub fn name(&self) -> &'static str {
         match self {
@@ -279,12 +284,41 @@ impl CommandHandler for Mailer {
 
     fn run<'a>(
         &'a self,
-        _conn: &'a mut diesel_async::AsyncPgConnection,
+        conn: &'a mut diesel_async::AsyncPgConnection,
         commands: &'a [Command<Queued>],
     ) -> BoxFuture<'a, Vec<Outcome<SendError>>> {
-        Box::pin(shop_outbox::run_lanes(commands, |command| {
-            self.send(&command.payload)
-        }))
+        Box::pin(async move {
+            let outcomes =
+                shop_outbox::run_lanes(commands, |command| self.send(&command.payload)).await;
+            // A sent link's token need not wait for the row's purge in the table: it is
+            // dropped from the payload now. This is bookkeeping in the relay's transaction: if
+            // it is lost, the token stays until the purge, as before, and nothing else changes.
+            let sent: Vec<i64> = commands
+                .iter()
+                .zip(&outcomes)
+                .filter(|(c, o)| matches!(o, Outcome::Done) && c.payload.mail.carries_token())
+                .map(|(c, _)| c.id)
+                .collect();
+            if !sent.is_empty() {
+                use diesel_async::{AsyncConnection, RunQueryDsl};
+                // In a savepoint: a failure here must not abort the relay's transaction (its
+                // sent marks would be lost and the mail sent again).
+                let scrubbed = conn
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        shop_db::prepared(
+                            "UPDATE outbox SET payload = payload - 'token' WHERE id = ANY($1)",
+                        )
+                        .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&sent)
+                        .execute(conn)
+                        .await
+                    })
+                    .await;
+                if let Err(error) = scrubbed {
+                    tracing::warn!(%error, "sent tokens not scrubbed; the purge removes them");
+                }
+            }
+            outcomes
+        })
     }
 }
 
