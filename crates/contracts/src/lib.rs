@@ -87,6 +87,47 @@ pub struct UserResponse {
     pub updated_at: DateTime<Utc>,
 }
 
+/// `POST /internal/order-summaries` body (user → order): the orders a batch of mail tells of.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderSummariesRequest {
+    /// At most [`MAX_SUMMARIES`]; unknown ids are left out of the answer.
+    pub order_ids: Vec<OrderId>,
+}
+
+/// Orders asked for at once in `POST /internal/order-summaries`.
+pub const MAX_SUMMARIES: usize = 200;
+
+/// `POST /internal/order-summaries` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderSummaries {
+    pub orders: Vec<OrderSummary>,
+}
+
+/// What an order's mail shows of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub total_cents: Option<i64>,
+    pub currency: String,
+    /// In the order's own order.
+    pub items: Vec<OrderSummaryLine>,
+}
+
+/// One line of an [`OrderSummary`], at the price it was ordered at.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummaryLine {
+    pub name: String,
+    pub unit_price_cents: i64,
+    pub quantity: i32,
+}
+
 /// `POST /login` and `POST /refresh` answer.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -487,3 +487,39 @@ async fn with_verified_email_required_an_order_waits_for_the_mailed_link() {
         201
     );
 }
+
+#[tokio::test]
+async fn an_order_paid_while_the_user_service_is_down_is_mailed_once_it_is_back() {
+    let mut app = TestApp::builder().configure(paying).spawn().await;
+    let user = app.new_user().await;
+    app.smtp.wait_for(&user.email, "Verify your email").await;
+    let product = app.create_product("Sugar bowl", 1100, 10).await;
+    app.stop(shop_testkit::Component::User).await;
+    // The order service and the payment service carry on; the event waits in the stream for
+    // the user service's consumer group.
+    let order = paid_order(&app, &user, product).await;
+    app.start(shop_testkit::Component::User).await;
+    let mail = app.smtp.wait_for(&user.email, "Your order is paid").await;
+    assert!(mail.text().contains(&order.to_string()));
+    // A second order is the sentinel: nothing more came for the first.
+    let second = paid_order(&app, &user, product).await;
+    wait::until(
+        "the second order's mail",
+        Duration::from_secs(30),
+        || async {
+            app.smtp
+                .messages_to(&user.email)
+                .iter()
+                .any(|m| m.text().contains(&second.to_string()))
+                .then_some(())
+        },
+    )
+    .await;
+    let about_first = app
+        .smtp
+        .messages_to(&user.email)
+        .iter()
+        .filter(|m| m.text().contains(&order.to_string()))
+        .count();
+    assert_eq!(about_first, 1);
+}

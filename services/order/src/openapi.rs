@@ -34,7 +34,7 @@ struct PublicApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shop orders (internal)", description = "Payment reports, for the payment service only, and orders for the user service's mail. Every call carries X-Internal-Token."),
-    paths(routes::report_payment, routes::report_payments, routes::get_order_for_mail),
+    paths(routes::report_payment, routes::report_payments, routes::order_summaries),
     tags((name = "payments", description = "What the payment service reports"), (name = "mail", description = "What the user service mails"))
 )]
 struct InternalApi;

@@ -31,14 +31,58 @@ pub async fn get(
     Ok(OrderResponse::new(&order, lines))
 }
 
-/// Any order, for a service that acts for its owner (the user service's mail).
-pub async fn get_any(state: &AppState, id: OrderId) -> Result<OrderResponse, OrderError> {
+const SUMMARIES: &str = "SELECT o.id, o.total_cents, o.currency, \
+     COALESCE((SELECT json_agg(json_build_object( \
+         'name', COALESCE(l.name, ''), \
+         'unitPriceCents', COALESCE(l.unit_price_cents, 0), \
+         'quantity', l.quantity) ORDER BY l.position) \
+       FROM order_lines l WHERE l.order_id = o.id), '[]'::json) AS items \
+     FROM orders o WHERE o.id = ANY($1)";
+
+#[derive(diesel::QueryableByName)]
+struct SummaryRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: OrderId,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    total_cents: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    currency: String,
+    #[diesel(sql_type = diesel::sql_types::Json)]
+    items: serde_json::Value,
+}
+
+/// Orders as their mails show them (the user service's mail), in one statement.
+pub async fn summaries(
+    state: &AppState,
+    ids: &[OrderId],
+) -> Result<shop_contracts::OrderSummaries, OrderError> {
+    if ids.len() > shop_contracts::MAX_SUMMARIES {
+        return Err(OrderError::field(
+            "orderIds",
+            format!("at most {} ids", shop_contracts::MAX_SUMMARIES),
+        ));
+    }
     let mut conn = shop_db::conn(&state.pool).await?;
-    let order = repo::find_order(&mut conn, id)
-        .await?
-        .ok_or(OrderError::NotFound)?;
-    let lines = repo::lines(&mut conn, id).await?;
-    Ok(OrderResponse::new(&order, lines))
+    let rows: Vec<SummaryRow> = diesel_async::RunQueryDsl::load(
+        shop_db::prepared(SUMMARIES)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids),
+        &mut conn,
+    )
+    .await?;
+    let orders = rows
+        .into_iter()
+        .map(|row| {
+            let items = serde_json::from_value(row.items)
+                .map_err(|e| anyhow::anyhow!("order lines as JSON: {e}"))?;
+            Ok(shop_contracts::OrderSummary {
+                id: row.id,
+                total_cents: row.total_cents,
+                currency: row.currency,
+                items,
+            })
+        })
+        .collect::<Result<_, OrderError>>()?;
+    Ok(shop_contracts::OrderSummaries { orders })
 }
 
 /// Every status change of an order.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use shop_contracts::events::{
     PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
 };
-use shop_contracts::{OrderId, ProductId, UserId};
+use shop_contracts::{OrderId, OrderSummaries, OrderSummariesRequest, ProductId, UserId};
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext};
 use shop_http::{InternalCaller, PaymentService, UserService};
@@ -50,7 +50,7 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
                 web::post().to(report_payment),
             )
             .route("/internal/payment-reports", web::post().to(report_payments))
-            .route("/internal/orders/{id}", web::get().to(get_order_for_mail));
+            .route("/internal/order-summaries", web::post().to(order_summaries));
     }
 }
 
@@ -598,26 +598,26 @@ pub async fn report_payments(
     Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers }))
 }
 
-/// An order, whoever owns it (user service only; X-Caller: user): what its mails tell the
-/// owner.
-#[utoipa::path(get, path = "/internal/orders/{id}", tag = "mail",
-    params(("id" = Uuid, Path, description = "Order id"),
-           ("X-Internal-Token" = String, Header, description = "The internal credential"),
+/// Orders as their mails show them, many at once, whoever owns them (user service only;
+/// X-Caller: user): one statement for the whole batch. Unknown ids are left out.
+#[utoipa::path(post, path = "/internal/order-summaries", tag = "mail",
+    request_body = OrderSummariesRequest,
+    params(("X-Internal-Token" = String, Header, description = "The internal credential"),
            ("X-Caller" = String, Header, description = "Must be `user`")),
     responses(
-        (status = 200, description = "The order", body = OrderResponse),
-        (status = 400, description = "Malformed id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
+        (status = 200, description = "The orders found, lines in their order", body = OrderSummaries),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Caller is not the user service", content_type = "application/problem+json", body = Problem),
-        (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "More ids than allowed (200), on `orderIds`", content_type = "application/problem+json", body = Problem),
         responses::InternalCredential,
         responses::Unavailable,
     ))]
-pub async fn get_order_for_mail(
+pub async fn order_summaries(
     _caller: InternalCaller<UserService>,
     state: State,
-    id: web::Path<OrderId>,
+    body: shop_http::Json<OrderSummariesRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(orders::get_any(&state, *id).await?))
+    Ok(HttpResponse::Ok().json(orders::summaries(&state, &body.order_ids).await?))
 }
 
 /// What a recorded payment report answers.

@@ -185,7 +185,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     mail::register_metrics();
-    let mailer = Arc::new(mail::Mailer::from_settings(&settings, pool.clone())?);
+    let mailer = Arc::new(mail::Mailer::from_settings(&settings)?);
     let relay = Relay::new(
         pool.clone(),
         redis.clone(),

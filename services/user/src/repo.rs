@@ -56,6 +56,15 @@ pub async fn lock_user_credentials(
         .optional()
 }
 
+/// The accounts with these ids (missing ones are left out).
+pub async fn find_users(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)
+        .await
+}
+
 pub async fn find_user_by_email(
     conn: &mut AsyncPgConnection,
     email: &str,

@@ -39,7 +39,7 @@ fn the_public_document_lists_exactly_the_public_routes() {
     assert_eq!(
         operations(&order_service::openapi::internal_json()),
         [
-            "GET /internal/orders/{id}",
+            "POST /internal/order-summaries",
             "POST /internal/orders/{id}/payment-events",
             "POST /internal/payment-reports"
         ]

@@ -9,7 +9,7 @@
 mod events;
 mod templates;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context;
 use futures_util::future::BoxFuture;
@@ -21,17 +21,15 @@ use lettre::{
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use shop_client::{ClientConfig, Idempotency, ServiceClient, reqwest::Method};
-use shop_contracts::{OrderId, UserId};
-use shop_db::Pool;
+use shop_contracts::{OrderId, OrderSummaries, OrderSummariesRequest, OrderSummary, UserId};
 use shop_http::RequestContext;
 use shop_outbox::{Command, CommandHandler, NewMessage, Outcome};
 use shop_settings::{MailTransport, Settings};
 use uuid::Uuid;
 
 pub use events::{GROUP as EVENTS_GROUP, OrderMail};
-pub use templates::OrderSummary;
 
-use crate::repo;
+use crate::{models::User, repo};
 
 /// The outbox topic of every message.
 pub const TOPIC: &str = "mail.send";
@@ -123,6 +121,8 @@ pub enum SendError {
     Address(#[from] lettre::address::AddressError),
     #[error("order service: {0}")]
     Order(String),
+    #[error("accounts: {0}")]
+    Accounts(String),
     #[error(transparent)]
     Db(#[from] shop_db::DbError),
 }
@@ -133,7 +133,6 @@ pub struct Mailer {
     from: Mailbox,
     /// The storefront's address: links in messages start with it.
     public_url: String,
-    pool: Pool,
     orders: ServiceClient,
 }
 
@@ -148,7 +147,7 @@ impl std::fmt::Debug for Mailer {
 
 impl Mailer {
     /// From the `MAIL_*`, `SMTP_URL` and `PUBLIC_URL` settings.
-    pub fn from_settings(settings: &Settings, pool: Pool) -> anyhow::Result<Self> {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let transport = match settings.mail_transport {
             MailTransport::Smtp => {
                 let url = settings
@@ -180,25 +179,29 @@ impl Mailer {
             transport,
             from,
             public_url: settings.public_url.trim_end_matches('/').to_owned(),
-            pool,
             orders,
         })
     }
 
-    async fn send(&self, queued: &Queued) -> Result<(), SendError> {
-        let mut conn = shop_db::conn(&self.pool).await?;
-        let user = repo::find_user(&mut conn, queued.user_id)
-            .await
-            .map_err(shop_db::DbError::from)?;
-        drop(conn);
+    /// Renders and sends one message to `user` (None: the account is gone, nothing is sent).
+    async fn send(
+        &self,
+        queued: &Queued,
+        user: Option<&User>,
+        orders: &Result<HashMap<OrderId, OrderSummary>, String>,
+    ) -> Result<(), SendError> {
         let Some(user) = user else {
-            // The account is gone: nobody to write to.
             tracing::info!(user.id = %queued.user_id, "mail dropped: no such account");
             return Ok(());
         };
         let order = match &queued.mail {
             Mail::OrderPaid { order_id } | Mail::OrderFailed { order_id, .. } => {
-                Some(self.order(*order_id).await?)
+                let orders = orders.as_ref().map_err(|e| SendError::Order(e.clone()))?;
+                let Some(order) = orders.get(order_id) else {
+                    tracing::warn!(order.id = %order_id, "mail dropped: no such order");
+                    return Ok(());
+                };
+                Some(order)
             }
             _ => None,
         };
@@ -207,7 +210,7 @@ impl Mailer {
             &templates::Context {
                 name: user.name.as_deref(),
                 public_url: &self.public_url,
-                order: order.as_ref(),
+                order,
             },
         );
         let to = Mailbox::new(user.name.clone(), user.email.parse()?);
@@ -239,28 +242,48 @@ impl Mailer {
         Ok(())
     }
 
-    async fn order(&self, id: OrderId) -> Result<OrderSummary, SendError> {
-        let reply = self
-            .orders
-            .call::<()>(
-                Method::GET,
-                &format!("/internal/orders/{id}"),
-                None,
-                Idempotency::Idempotent,
-                &RequestContext::background(),
-            )
-            .await
-            .map_err(|e| SendError::Order(e.to_string()))?;
-        if !reply.status.is_success() {
-            return Err(SendError::Order(format!("answered {}", reply.status)));
+    /// The orders a batch's messages tell of, in one call (one statement at the order
+    /// service); an error is why every order message of the batch waits for a retry.
+    async fn orders(&self, ids: &[OrderId]) -> Result<HashMap<OrderId, OrderSummary>, String> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        reply
-            .json()
-            .map_err(|e| SendError::Order(format!("unreadable order: {e}")))
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(shop_contracts::MAX_SUMMARIES) {
+            let reply = self
+                .orders
+                .call(
+                    Method::POST,
+                    "/internal/order-summaries",
+                    Some(&OrderSummariesRequest {
+                        order_ids: chunk.to_vec(),
+                    }),
+                    Idempotency::Idempotent,
+                    &RequestContext::background(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !reply.status.is_success() {
+                return Err(format!("order service answered {}", reply.status));
+            }
+            let summaries: OrderSummaries = reply
+                .json()
+                .map_err(|e| format!("unreadable orders: {e}"))?;
+            found.extend(summaries.orders.into_iter().map(|o| (o.id, o)));
+        }
+        Ok(found)
     }
 }
 
 impl Mail {
+    /// The order the message tells of, if any.
+    fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Mail::OrderPaid { order_id } | Mail::OrderFailed { order_id, .. } => Some(*order_id),
+            _ => None,
+        }
+    }
+
     /// Whether the message holds a single-use token (a link that signs something in).
     fn carries_token(&self) -> bool {
         matches!(self, Mail::VerifyEmail { .. } | Mail::PasswordReset { .. })
@@ -288,8 +311,36 @@ impl CommandHandler for Mailer {
         commands: &'a [Command<Queued>],
     ) -> BoxFuture<'a, Vec<Outcome<SendError>>> {
         Box::pin(async move {
-            let outcomes =
-                shop_outbox::run_lanes(commands, |command| self.send(&command.payload)).await;
+            // The accounts, read in the relay's transaction (no round of their own), and the
+            // orders, asked for in one call: not one of each per message.
+            let mut user_ids: Vec<UserId> = commands.iter().map(|c| c.payload.user_id).collect();
+            user_ids.sort_unstable();
+            user_ids.dedup();
+            let users: HashMap<UserId, User> = match repo::find_users(conn, &user_ids).await {
+                Ok(users) => users.into_iter().map(|u| (u.id, u)).collect(),
+                Err(error) => {
+                    let error = error.to_string();
+                    return commands
+                        .iter()
+                        .map(|_| Outcome::Failed(SendError::Accounts(error.clone())))
+                        .collect();
+                }
+            };
+            let mut order_ids: Vec<OrderId> = commands
+                .iter()
+                .filter_map(|c| c.payload.mail.order_id())
+                .collect();
+            order_ids.sort_unstable();
+            order_ids.dedup();
+            let orders = self.orders(&order_ids).await;
+            let outcomes = shop_outbox::run_lanes(commands, |command| {
+                self.send(
+                    &command.payload,
+                    users.get(&command.payload.user_id),
+                    &orders,
+                )
+            })
+            .await;
             // A sent link's token need not wait for the row's purge in the table: it is
             // dropped from the payload now. This is bookkeeping in the relay's transaction: if
             // it is lost, the token stays until the purge, as before, and nothing else changes.

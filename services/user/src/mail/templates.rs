@@ -3,28 +3,9 @@
 
 use std::fmt::Write;
 
-use serde::Deserialize;
-use shop_contracts::OrderId;
+use shop_contracts::OrderSummary;
 
 use super::Mail;
-
-/// What the order service says of an order (the fields a message shows).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderSummary {
-    pub id: OrderId,
-    pub total_cents: Option<i64>,
-    pub currency: String,
-    pub items: Vec<OrderLine>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderLine {
-    pub name: String,
-    pub unit_price_cents: i64,
-    pub quantity: i32,
-}
 
 /// What a message is written with besides its own fields.
 #[derive(Debug)]
@@ -180,14 +161,16 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use shop_contracts::OrderSummaryLine;
+
     use super::*;
 
     fn order() -> OrderSummary {
         OrderSummary {
-            id: OrderId::new(),
+            id: shop_contracts::OrderId::new(),
             total_cents: Some(2598),
             currency: "USD".into(),
-            items: vec![OrderLine {
+            items: vec![OrderSummaryLine {
                 name: "<Mug> & co".into(),
                 unit_price_cents: 1299,
                 quantity: 2,
