@@ -4,7 +4,8 @@
 # Debian's docker-compose against podman's API socket — Postgres, both Redis, the four
 # migration steps, the services and the gateway, each after its dependencies are healthy —
 # and shop-smoke runs through the published gateway port: register, log in, a product, an
-# order paid as seen on the socket, the stock and the invariants in the database. Then every
+# order paid as seen on the socket, the stock and the invariants in the database; the order
+# mail must reach the compose file's mail server. Then every
 # service's /metrics is scraped and the Grafana dashboard and alert rules must name only
 # series that are exported. The stage fails on a container that restarted, was unhealthy at
 # any health check of the run, runs as root or has a writable root filesystem. Everything of
@@ -29,7 +30,8 @@ compose=(docker-compose --project-name "$project" -f docker-compose.yml)
 services=(user catalog order payment gateway)
 binaries=(gateway user-service catalog-service order-service payment-service)
 
-export SHOP_IMAGE_TAG=$tag POSTGRES_IMAGE=shop/postgres-debian:15 REDIS_IMAGE=shop/redis-debian:7
+export SHOP_IMAGE_TAG=$tag POSTGRES_IMAGE=shop/postgres-debian:15 REDIS_IMAGE=shop/redis-debian:7 \
+  MAIL_IMAGE=shop/mail-debian:bookworm
 GATEWAY_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export GATEWAY_PORT DOCKER_HOST="unix://$socket" COMPOSE_HTTP_TIMEOUT=300
 # The compose file's throwaway defaults, which the smoke run logs in with.
@@ -104,6 +106,17 @@ say_up "every service ready"
 target/debug/shop-smoke "http://127.0.0.1:$GATEWAY_PORT" \
   "postgres://shop:$postgres_password@$(ip postgres):5432/shop"
 
+# The user service mailed the order's owner through the compose file's mail server.
+until podman logs "$(container mail)" 2>&1 | grep -q '^Subject: Your order is paid'; do
+  if (( $(seconds_up) > 420 )); then
+    echo "containers: no order mail reached the mail server" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "containers: mail server received: $(podman logs "$(container mail)" 2>&1 \
+  | sed -n 's/^Subject: //p' | sort | uniq -c | sed 's/^ *//' | paste -sd, -)"
+
 for service in "${services[@]}"; do
   curl -fsS "http://$(ip "$service"):9464/metrics" >"$out/metrics/$service.prom"
 done
@@ -113,7 +126,7 @@ target/containers-venv/bin/python scripts/lib/series_check.py deploy/grafana/sho
 
 # Every container as it should be: no restart, healthy, not root, a read-only root filesystem.
 bad=0
-for service in postgres redis redis-cache "${services[@]}"; do
+for service in postgres redis redis-cache mail "${services[@]}"; do
   read -r restarts health user readonly < <(podman inspect -f \
     '{{.RestartCount}} {{.State.Health.Status}} {{.Config.User}}. {{.HostConfig.ReadonlyRootfs}}' \
     "$(container "$service")")

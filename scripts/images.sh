@@ -9,7 +9,8 @@
 #   DEBIAN_MIRROR  where debootstrap fetches Debian (default http://deb.debian.org/debian)
 #
 # The base and stand-in images are kept between runs (shop/debian:bookworm, shop/runtime,
-# shop/postgres-debian:15, shop/redis-debian:7); `podman rmi` them to start over.
+# shop/postgres-debian:15, shop/redis-debian:7, shop/mail-debian:bookworm); `podman rmi` them to
+# start over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -45,6 +46,8 @@ echo "images: bases and stand-ins"
   -f deploy/images/postgres.Dockerfile deploy/images >/dev/null
 "${build[@]}" --build-arg DEBIAN_IMAGE=shop/debian:bookworm -t shop/redis-debian:7 \
   -f deploy/images/redis.Dockerfile deploy/images >/dev/null
+"${build[@]}" --build-arg DEBIAN_IMAGE=shop/debian:bookworm -t shop/mail-debian:bookworm \
+  -f deploy/images/mail.Dockerfile deploy/images >/dev/null
 
 echo "images: release binaries"
 bins=()
@@ -62,6 +65,6 @@ done
 for image in "${binaries[@]/#/shop/}"; do
   podman image inspect --format "images: {{index .RepoTags 0}} {{.Size}} bytes" "$image:$tag"
 done
-for image in shop/runtime:bookworm shop/postgres-debian:15 shop/redis-debian:7; do
+for image in shop/runtime:bookworm shop/postgres-debian:15 shop/redis-debian:7 shop/mail-debian:bookworm; do
   podman image inspect --format "images: {{index .RepoTags 0}} {{.Size}} bytes" "$image"
 done

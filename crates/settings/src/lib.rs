@@ -225,6 +225,12 @@ impl Settings {
         if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
             return Err(invalid("smtp_url", "must be set when MAIL_TRANSPORT=smtp"));
         }
+        if production && self.mail_transport != MailTransport::Smtp {
+            return Err(invalid(
+                "mail_transport",
+                "production sends mail over SMTP: set MAIL_TRANSPORT=smtp and SMTP_URL",
+            ));
+        }
         self.trusted_proxies()?;
         self.metrics_addr()?;
         for origin in self.cors_origins() {
@@ -517,6 +523,8 @@ mod tests {
             ("JWT_SECRET", strong),
             ("INTERNAL_TOKEN", strong),
             ("MFA_ENCRYPTION_KEY", strong),
+            ("MAIL_TRANSPORT", "smtp"),
+            ("SMTP_URL", "smtp://mail-relay:25"),
         ];
         let settings = load(&base).expect("a complete production configuration loads");
         assert!(
@@ -537,6 +545,11 @@ mod tests {
         assert_eq!(
             variable_of(load(&without("MFA_ENCRYPTION_KEY"))),
             "MFA_ENCRYPTION_KEY"
+        );
+        assert_eq!(variable_of(load(&without("SMTP_URL"))), "SMTP_URL");
+        assert_eq!(
+            variable_of(load(&without("MAIL_TRANSPORT"))),
+            "MAIL_TRANSPORT"
         );
 
         let mut with_dev_secret = without("JWT_SECRET");

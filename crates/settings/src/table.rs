@@ -134,7 +134,8 @@ settings! {
     login_throttle_limit: u32 = 5, unit "attempts", check at_least(1), read by "user";
     /// window of both attempt limits
     login_throttle_window: Duration = mins(15), bare Secs, read by "user";
-    /// `file` writes each message under MAIL_DIR; `smtp` sends it to SMTP_URL
+    /// `file` writes each message under MAIL_DIR; `smtp` sends it to SMTP_URL (production
+    /// refuses `file`)
     mail_transport: MailTransport = MailTransport::File, unit "file, smtp", read by "user";
     /// SMTP server, e.g. `smtp://user:pass@mail:587?tls=required` or `smtp://127.0.0.1:1025`
     smtp_url: Option<SecretString> = None, unit "URL", shown "(none)", read by "user";
