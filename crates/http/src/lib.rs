@@ -22,7 +22,8 @@ pub use middleware::{RouteTemplate, ServiceName, require_internal_token, trace_r
 pub use problem::{ApiError, ErrorCode, FieldError, Problem};
 pub use server::{
     Command, Running, SAMPLE_EVERY, Seed, Subcommand, command, healthcheck, serve_until_signal,
-    shutdown_signal, spawn_sampler, start_metrics, start_postgres_service, start_service,
+    shutdown_signal, spawn_every, spawn_sampler, start_metrics, start_postgres_service,
+    start_service,
 };
 
 /// Pagination query parameters shared by every listing: `page` ≥ 1 (default 1), `limit`

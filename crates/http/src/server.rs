@@ -317,17 +317,31 @@ pub fn start_metrics(settings: &shop_settings::Settings) -> anyhow::Result<Optio
 pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs `sample` now and every [`SAMPLE_EVERY`] until `cancel`.
-pub fn spawn_sampler<F, Fut>(tasks: &TaskTracker, cancel: CancellationToken, mut sample: F)
+pub fn spawn_sampler<F, Fut>(tasks: &TaskTracker, cancel: CancellationToken, sample: F)
 where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    spawn_every(tasks, cancel, SAMPLE_EVERY, sample);
+}
+
+/// Runs `work` now and then every `period` (after each run ends) until `cancel`: samplers,
+/// sweeps and purges.
+pub fn spawn_every<F, Fut>(
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+    period: std::time::Duration,
+    mut work: F,
+) where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     tasks.spawn(async move {
         loop {
-            sample().await;
+            work().await;
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(SAMPLE_EVERY) => {}
+                () = tokio::time::sleep(period) => {}
             }
         }
     });

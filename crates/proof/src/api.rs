@@ -70,17 +70,11 @@ impl Api {
 
     /// `POST /login`; the access token.
     pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
-        let response = self
-            .http
-            .post(self.url("/login"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await?;
-        let body = expect(response, 200, &format!("login of {email}")).await?;
-        body["accessToken"]
-            .as_str()
-            .map(str::to_owned)
-            .context("login answer without accessToken")
+        self.sign_in(
+            json!({"email": email, "password": password}),
+            &format!("login of {email}"),
+        )
+        .await
     }
 
     /// `POST /login` with a one-time code; the access token.
@@ -90,13 +84,21 @@ impl Api {
         password: &str,
         code: &str,
     ) -> anyhow::Result<String> {
+        self.sign_in(
+            json!({"email": email, "password": password, "otp": code}),
+            &format!("login of {email} with a code"),
+        )
+        .await
+    }
+
+    async fn sign_in(&self, body: Value, what: &str) -> anyhow::Result<String> {
         let response = self
             .http
             .post(self.url("/login"))
-            .json(&json!({"email": email, "password": password, "otp": code}))
+            .json(&body)
             .send()
             .await?;
-        let body = expect(response, 200, &format!("login of {email} with a code")).await?;
+        let body = expect(response, 200, what).await?;
         body["accessToken"]
             .as_str()
             .map(str::to_owned)

@@ -95,6 +95,19 @@ pub enum GroupStart {
     Newest,
 }
 
+/// A consumer's name in its group: the host (`HOSTNAME`, else `/etc/hostname`, else
+/// `fallback`) and a random suffix, so a restarted instance is a new consumer and what the old
+/// one left pending is reclaimed.
+pub fn consumer_name(fallback: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback.to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
 /// One consumer of a group.
 #[derive(Debug)]
 pub struct GroupConsumer<H> {

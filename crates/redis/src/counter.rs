@@ -153,6 +153,17 @@ impl WindowCounter {
         (count, attempt)
     }
 
+    /// [`WindowCounter::attempt`] against `limit`: beyond it the hit is given back at once and
+    /// the answer is how long until the window resets (at least a second), for `Retry-After`.
+    pub async fn attempt_within(&self, key: &str, limit: u32) -> Result<Attempt, Duration> {
+        let (count, attempt) = self.attempt(key).await;
+        if count.hits > u64::from(limit) {
+            attempt.give_back().await;
+            return Err(count.resets_in.max(Duration::from_secs(1)));
+        }
+        Ok(attempt)
+    }
+
     /// Takes one hit back from a key's current window, where the hit was counted.
     async fn unhit(&self, key: &str, in_memory: bool) {
         if in_memory {
@@ -259,6 +270,26 @@ mod tests {
         attempt.give_back().await;
         assert_eq!(hits(&counter, "a").await, 1);
         assert_eq!(hits(&counter, "b").await, 0, "keys are counted apart");
+    }
+
+    #[tokio::test]
+    async fn attempts_beyond_the_limit_are_refused_and_not_counted() {
+        let counter = counter();
+        counter.attempt_within("a", 2).await.expect("first").keep();
+        counter.attempt_within("a", 2).await.expect("second").keep();
+        let retry_after = counter
+            .attempt_within("a", 2)
+            .await
+            .expect_err("the third is over the limit");
+        assert!(
+            retry_after >= Duration::from_secs(1)
+                && retry_after <= WINDOW.max(Duration::from_secs(1))
+        );
+        assert_eq!(
+            hits(&counter, "a").await,
+            2,
+            "the refused one was given back"
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use shop_settings::Settings;
 
 pub use connection::{Connection, Manager};
-pub use consumer::{BatchError, EntryHandler, GroupConfig, GroupConsumer, GroupStart};
+pub use consumer::{
+    BatchError, EntryHandler, GroupConfig, GroupConsumer, GroupStart, consumer_name,
+};
 pub use counter::{Count, WindowCounter};
 pub use ratelimit::{Bucket, Decision, Quota, RateLimiter};
 pub use redis;

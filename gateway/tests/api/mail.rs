@@ -6,19 +6,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shop_testkit::{TestApp, TestUser, wait};
 
-use crate::expect_problem;
+use crate::{expect_problem, me};
 
 fn paying(s: &mut shop_settings::Settings) {
     s.payment_failed_probability = 0;
     s.payment_duration = Duration::from_millis(10);
-}
-
-async fn me(app: &TestApp, bearer: &str) -> reqwest::Response {
-    app.get("/me")
-        .header("authorization", bearer)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn ask_reset(app: &TestApp, email: &str) -> reqwest::Response {
@@ -292,6 +284,36 @@ async fn paid_order(app: &TestApp, user: &TestUser, product: uuid::Uuid) -> uuid
     id
 }
 
+/// Nothing more came for `order` than one mail: a second paid order's mail is the sentinel
+/// (mail to one account goes out in order).
+async fn assert_mailed_once(
+    app: &TestApp,
+    user: &TestUser,
+    product: uuid::Uuid,
+    order: uuid::Uuid,
+) {
+    let second = paid_order(app, user, product).await;
+    wait::until(
+        "the second order's mail",
+        Duration::from_secs(30),
+        || async {
+            app.smtp
+                .messages_to(&user.email)
+                .iter()
+                .any(|m| m.text().contains(&second.to_string()))
+                .then_some(())
+        },
+    )
+    .await;
+    let about_first = app
+        .smtp
+        .messages_to(&user.email)
+        .iter()
+        .filter(|m| m.text().contains(&order.to_string()))
+        .count();
+    assert_eq!(about_first, 1);
+}
+
 #[tokio::test]
 async fn a_paid_order_is_mailed_once_even_across_an_smtp_outage() {
     let app = TestApp::builder().configure(paying).spawn().await;
@@ -324,27 +346,7 @@ async fn a_paid_order_is_mailed_once_even_across_an_smtp_outage() {
     assert!(text.contains("2 × Blue mug at 12.50 USD"), "{text}");
     assert!(text.contains("Total: 25.00 USD"), "{text}");
     assert!(text.contains(&format!("/#/orders/{order}")), "{text}");
-    // A second order's mail is the sentinel: nothing more came for the first.
-    let second = paid_order(&app, &user, product).await;
-    wait::until(
-        "the second order's mail",
-        Duration::from_secs(30),
-        || async {
-            app.smtp
-                .messages_to(&user.email)
-                .iter()
-                .any(|m| m.text().contains(&second.to_string()))
-                .then_some(())
-        },
-    )
-    .await;
-    let about_first = app
-        .smtp
-        .messages_to(&user.email)
-        .iter()
-        .filter(|m| m.text().contains(&order.to_string()))
-        .count();
-    assert_eq!(about_first, 1);
+    assert_mailed_once(&app, &user, product, order).await;
 }
 
 #[tokio::test]
@@ -379,26 +381,7 @@ async fn an_order_event_delivered_twice_is_mailed_once() {
         .await
         .unwrap();
 
-    let second = paid_order(&app, &user, product).await;
-    wait::until(
-        "the second order's mail",
-        Duration::from_secs(30),
-        || async {
-            app.smtp
-                .messages_to(&user.email)
-                .iter()
-                .any(|m| m.text().contains(&second.to_string()))
-                .then_some(())
-        },
-    )
-    .await;
-    let about_first = app
-        .smtp
-        .messages_to(&user.email)
-        .iter()
-        .filter(|m| m.text().contains(&order.to_string()))
-        .count();
-    assert_eq!(about_first, 1);
+    assert_mailed_once(&app, &user, product, order).await;
 }
 
 #[tokio::test]
@@ -502,24 +485,5 @@ async fn an_order_paid_while_the_user_service_is_down_is_mailed_once_it_is_back(
     let mail = app.smtp.wait_for(&user.email, "Your order is paid").await;
     assert!(mail.text().contains(&order.to_string()));
     // A second order is the sentinel: nothing more came for the first.
-    let second = paid_order(&app, &user, product).await;
-    wait::until(
-        "the second order's mail",
-        Duration::from_secs(30),
-        || async {
-            app.smtp
-                .messages_to(&user.email)
-                .iter()
-                .any(|m| m.text().contains(&second.to_string()))
-                .then_some(())
-        },
-    )
-    .await;
-    let about_first = app
-        .smtp
-        .messages_to(&user.email)
-        .iter()
-        .filter(|m| m.text().contains(&order.to_string()))
-        .count();
-    assert_eq!(about_first, 1);
+    assert_mailed_once(&app, &user, product, order).await;
 }

@@ -35,3 +35,12 @@ pub async fn assert_locked_by_wrong_passwords(
     }
     expect_problem(app.login(email, password).await, 429, "rate-limited").await;
 }
+
+/// `GET /me` with `bearer` (an `Authorization` value).
+pub async fn me(app: &shop_testkit::TestApp, bearer: &str) -> reqwest::Response {
+    app.get("/me")
+        .header("authorization", bearer)
+        .send()
+        .await
+        .unwrap()
+}

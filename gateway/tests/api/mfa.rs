@@ -91,15 +91,7 @@ async fn sign_in_with_a_second_factor_takes_each_code_once_within_one_step() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
     let (authenticator, step) = enrol(&app, &user.bearer()).await;
-    let profile: Value = app
-        .get("/me")
-        .header("authorization", user.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let profile: Value = crate::me(&app, &user.bearer()).await.json().await.unwrap();
     assert_eq!(profile["mfaEnabled"], true);
 
     // The right password alone asks for the code; a wrong one says nothing more.
@@ -237,43 +229,29 @@ async fn admin_routes_need_a_second_factor_when_required() {
         .configure(|s| s.admin_require_mfa = Some(true))
         .spawn()
         .await;
-    let product = json!({"name": "Lamp", "priceCents": 4200, "stock": 3});
-    let admin = app.admin().await;
-    expect_problem(
-        app.post("/products", &product)
-            .header("authorization", admin.bearer())
+    // What each bearer gets creating a product.
+    let create = |bearer: String| {
+        let app = &app;
+        async move {
+            app.post(
+                "/products",
+                &json!({"name": "Lamp", "priceCents": 4200, "stock": 3}),
+            )
+            .header("authorization", bearer)
             .send()
             .await
-            .unwrap(),
-        403,
-        "mfa-required",
-    )
-    .await;
+            .unwrap()
+        }
+    };
+    let admin = app.admin().await;
+    expect_problem(create(admin.bearer()).await, 403, "mfa-required").await;
     // A user is still refused for the role, not the factor.
     let user = app.new_user().await;
-    expect_problem(
-        app.post("/products", &product)
-            .header("authorization", user.bearer())
-            .send()
-            .await
-            .unwrap(),
-        403,
-        "forbidden",
-    )
-    .await;
+    expect_problem(create(user.bearer()).await, 403, "forbidden").await;
 
     // Enrol with the password-only session, then sign in again with a code.
     let (authenticator, step) = enrol(&app, &admin.bearer()).await;
-    expect_problem(
-        app.post("/products", &product)
-            .header("authorization", admin.bearer())
-            .send()
-            .await
-            .unwrap(),
-        403,
-        "mfa-required",
-    )
-    .await;
+    expect_problem(create(admin.bearer()).await, 403, "mfa-required").await;
     let signed_in = login_with(
         &app,
         ADMIN_EMAIL,
@@ -283,16 +261,8 @@ async fn admin_routes_need_a_second_factor_when_required() {
     .await;
     assert_eq!(signed_in.status(), 200);
     let tokens: Value = signed_in.json().await.unwrap();
-    let created = app
-        .post("/products", &product)
-        .header(
-            "authorization",
-            format!("Bearer {}", tokens["accessToken"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    let bearer = format!("Bearer {}", tokens["accessToken"].as_str().unwrap());
+    assert_eq!(create(bearer).await.status(), 201);
 }
 
 #[tokio::test]

@@ -4,13 +4,11 @@
 
 use std::collections::HashMap;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use shop_auth::opaque;
 use shop_client::{Idempotency, reqwest::Method};
 use shop_contracts::{CartId, MAX_LINES, ProductId, UserId};
 use shop_http::RequestContext;
@@ -65,20 +63,14 @@ impl actix_web::FromRequest for CartOwner {
     }
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 /// `POST /guest-carts`: a new, empty guest cart and its token.
 pub async fn create(state: &AppState) -> Result<String, OrderError> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let (token, digest) = opaque::new_token();
     let mut conn = shop_db::conn(&state.pool).await?;
     diesel::insert_into(guest_carts::table)
         .values((
             guest_carts::id.eq(CartId::new()),
-            guest_carts::token_hash.eq(digest(&token).as_slice()),
+            guest_carts::token_hash.eq(digest.as_slice()),
         ))
         .execute(&mut conn)
         .await?;
@@ -88,7 +80,7 @@ pub async fn create(state: &AppState) -> Result<String, OrderError> {
 /// The live guest cart a token names; its last use is refreshed (at most hourly).
 pub async fn resolve(state: &AppState, token: &str) -> Result<CartId, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let digest = digest(token);
+    let digest = opaque::digest(token);
     let now = Utc::now();
     let found: Option<(CartId, chrono::DateTime<Utc>)> = guest_carts::table
         .filter(guest_carts::token_hash.eq(digest.as_slice()))
@@ -147,7 +139,7 @@ pub async fn merge(
     let gone = unavailable(state, &guest_lines, context).await?;
 
     let owner = CartId::from(user);
-    let digest = digest(token);
+    let digest = opaque::digest(token);
     let mut conn = shop_db::conn(&state.pool).await?;
     let notes = conn
         .transaction::<_, OrderError, _>(async |conn| {
@@ -289,22 +281,15 @@ pub async fn purge(conn: &mut AsyncPgConnection) -> Result<usize, OrderError> {
     Ok(expired.len())
 }
 
-/// Hourly: [`purge`].
-pub async fn purge_loop(pool: shop_db::Pool, cancel: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let purged = async {
-            let mut conn = shop_db::conn(&pool).await?;
-            purge(&mut conn).await
-        };
-        match purged.await {
-            Ok(0) => {}
-            Ok(carts) => tracing::info!(carts, "expired and merged guest carts deleted"),
-            Err(error) => tracing::warn!(%error, "guest cart purge failed; next hour"),
-        }
+/// [`purge`], logged; run hourly.
+pub async fn purge_logged(pool: &shop_db::Pool) {
+    let purged = async {
+        let mut conn = shop_db::conn(pool).await?;
+        purge(&mut conn).await
+    };
+    match purged.await {
+        Ok(0) => {}
+        Ok(carts) => tracing::info!(carts, "expired and merged guest carts deleted"),
+        Err(error) => tracing::warn!(%error, "guest cart purge failed; next hour"),
     }
 }

@@ -125,7 +125,18 @@ async fn start_inner(
         hooks,
     };
     tasks.spawn(workers::run(state.clone(), cancel.clone()));
-    tasks.spawn(guest::purge_loop(state.pool.clone(), cancel.clone()));
+    {
+        let pool = state.pool.clone();
+        shop_http::spawn_every(
+            &tasks,
+            cancel.clone(),
+            Duration::from_secs(3600),
+            move || {
+                let pool = pool.clone();
+                async move { guest::purge_logged(&pool).await }
+            },
+        );
+    }
 
     let pool = state.pool.clone();
     Ok(shop_http::start_postgres_service(

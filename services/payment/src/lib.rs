@@ -58,15 +58,10 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// `PAYMENT_CONSUMER`, else the host name with a random suffix.
 fn consumer_name(settings: &Settings) -> String {
-    settings.payment_consumer.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "payment".into());
-        format!("{host}-{:08x}", rand::random::<u32>())
-    })
+    settings
+        .payment_consumer
+        .clone()
+        .unwrap_or_else(|| shop_redis::consumer_name("payment"))
 }
 
 /// Starts the service on `listener`.

@@ -114,13 +114,11 @@ pub async fn change_password(
     // Counted first, so concurrent guesses cannot overshoot; kept only for a wrong password
     // (as at login: busy, a database error or a cancelled request is no guess).
     let key = identity.user_id.to_string();
-    let (attempts, attempt) = state.password_failures.attempt(&key).await;
-    if attempts.hits > u64::from(state.login_limit) {
-        attempt.give_back().await;
-        return Err(UserError::Throttled {
-            retry_after: attempts.resets_in.max(std::time::Duration::from_secs(1)),
-        });
-    }
+    let attempt = state
+        .password_failures
+        .attempt_within(&key, state.login_limit)
+        .await
+        .map_err(|retry_after| UserError::Throttled { retry_after })?;
     let user = me(state, identity).await?;
     match state
         .passwords

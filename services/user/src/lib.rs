@@ -163,18 +163,6 @@ async fn bootstrap_admin(
     });
 }
 
-/// This instance's name in the mail group: the host and a random suffix, so a restarted
-/// instance is a new consumer and the old one's pending entries are reclaimed.
-fn consumer_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "user".into());
-    format!("{host}-{:08x}", rand::random::<u32>())
-}
-
 /// Starts the service on `listener`.
 pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
     if settings.run_migrations_on_start {
@@ -207,7 +195,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             dead: redis.key("notifications.dead"),
             label: shop_contracts::events::NOTIFICATIONS,
             group: mail::EVENTS_GROUP,
-            name: consumer_name(),
+            name: shop_redis::consumer_name("user"),
             max_deliveries: 10,
             reclaim_idle: Duration::from_secs(30),
             // Orders from before the first start are not mailed about.
@@ -224,7 +212,18 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         let cancel = cancel.clone();
         tasks.spawn(async move { consumer.run(cancel).await });
     }
-    tasks.spawn(recovery::sweep(state.pool.clone(), cancel.clone()));
+    {
+        let pool = state.pool.clone();
+        shop_http::spawn_every(
+            &tasks,
+            cancel.clone(),
+            Duration::from_secs(3600),
+            move || {
+                let pool = pool.clone();
+                async move { recovery::sweep(&pool).await }
+            },
+        );
+    }
 
     let pool = state.pool.clone();
     Ok(shop_http::start_postgres_service(

@@ -201,18 +201,28 @@ pub async fn remove(state: &AppState, identity: &Identity, code: &str) -> Result
     };
     let secret = state.sealer.open(user.id, sealed).ok_or_else(unreadable)?;
     let step = guarded_check(state, &user, &secret, code).await?;
-    let mut conn = shop_db::conn(&state.pool).await?;
-    if !claim_step(&mut conn, user.id, step).await? {
+    // One guarded statement: the code's step claimed and the factor removed together, so a
+    // code used meanwhile (a sign-in) cannot also remove it.
+    let removed = diesel::update(
+        users::table
+            .find(user.id)
+            .filter(users::mfa_secret.is_not_null())
+            .filter(
+                users::mfa_last_step
+                    .is_null()
+                    .or(users::mfa_last_step.lt(step)),
+            ),
+    )
+    .set((
+        users::mfa_secret.eq(None::<Vec<u8>>),
+        users::mfa_pending_secret.eq(None::<Vec<u8>>),
+        users::mfa_last_step.eq(None::<i64>),
+    ))
+    .execute(&mut conn)
+    .await?;
+    if removed == 0 {
         return Err(UserError::field("code", "this code was used already"));
     }
-    diesel::update(users::table.find(user.id))
-        .set((
-            users::mfa_secret.eq(None::<Vec<u8>>),
-            users::mfa_pending_secret.eq(None::<Vec<u8>>),
-            users::mfa_last_step.eq(None::<i64>),
-        ))
-        .execute(&mut conn)
-        .await?;
     tracing::info!(user.id = %user.id, "second factor removed");
     Ok(())
 }
@@ -229,13 +239,11 @@ async fn guarded_check(
     code: &str,
 ) -> Result<i64, UserError> {
     let key = user.id.to_string();
-    let (attempts, attempt) = state.code_failures.attempt(&key).await;
-    if attempts.hits > u64::from(state.login_limit) {
-        attempt.give_back().await;
-        return Err(UserError::Throttled {
-            retry_after: attempts.resets_in.max(std::time::Duration::from_secs(1)),
-        });
-    }
+    let attempt = state
+        .code_failures
+        .attempt_within(&key, state.login_limit)
+        .await
+        .map_err(|retry_after| UserError::Throttled { retry_after })?;
     match matching_step(secret, code, now()) {
         Some(step) => {
             attempt.give_back().await;

@@ -4,7 +4,6 @@ use std::net::IpAddr;
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
-use sha2::{Digest, Sha256};
 use shop_contracts::UserId;
 use shop_http::Identity;
 
@@ -14,15 +13,10 @@ use crate::{
     mail::{self, Mail},
     models::RevokeReason,
     repo,
+    sessions::counter_key,
     tokens::{self, Purpose},
     validate,
 };
-
-/// A counter key for an email or an address: hashed, so no address sits in Redis.
-fn key(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Counts one request against a limit; over it, the error to answer.
 async fn within(
@@ -49,10 +43,15 @@ pub async fn request_reset(
 ) -> Result<(), UserError> {
     let email = validate::normalise_email(email);
     let ip = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    within(&state.limits.reset_by_ip, &key(&ip), state.limits.per_ip).await?;
+    within(
+        &state.limits.reset_by_ip,
+        &counter_key(&ip),
+        state.limits.per_ip,
+    )
+    .await?;
     within(
         &state.limits.reset_by_email,
-        &key(&email),
+        &counter_key(&email),
         state.limits.per_email,
     )
     .await?;
@@ -180,26 +179,19 @@ pub async fn confirm_email(state: &AppState, token: &str) -> Result<(), UserErro
     Ok(())
 }
 
-/// Hourly: deletes tokens a day past their expiry, and the ids of order events mailed a month
-/// ago (no stream keeps an entry that long).
-pub async fn sweep(pool: shop_db::Pool, cancel: tokio_util::sync::CancellationToken) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = every.tick() => {}
+/// Deletes tokens a day past their expiry, and the ids of order events mailed a month ago (no
+/// stream keeps an entry that long); run hourly.
+pub async fn sweep(pool: &shop_db::Pool) {
+    let swept = async {
+        let mut conn = shop_db::conn(pool).await?;
+        let tokens = tokens::purge_expired(&mut conn).await?;
+        let events = mail::purge_mailed_events(&mut conn).await?;
+        Ok::<_, UserError>((tokens, events))
+    };
+    match swept.await {
+        Ok((tokens, events)) => {
+            tracing::debug!(tokens, events, "swept old account tokens and mailed events");
         }
-        let swept = async {
-            let mut conn = shop_db::conn(&pool).await?;
-            let tokens = tokens::purge_expired(&mut conn).await?;
-            let events = mail::purge_mailed_events(&mut conn).await?;
-            Ok::<_, UserError>((tokens, events))
-        };
-        match swept.await {
-            Ok((tokens, events)) => {
-                tracing::debug!(tokens, events, "swept old account tokens and mailed events");
-            }
-            Err(error) => tracing::warn!(%error, "account token sweep failed; next hour"),
-        }
+        Err(error) => tracing::warn!(%error, "account token sweep failed; next hour"),
     }
 }

@@ -5,7 +5,7 @@ use std::{net::IpAddr, time::Duration};
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use sha2::{Digest, Sha256};
-use shop_auth::SignIn;
+use shop_auth::{SignIn, opaque};
 use shop_contracts::{SessionId, SessionStatus, TokenResponse};
 use shop_http::Identity;
 
@@ -14,15 +14,20 @@ use crate::{
     error::UserError,
     mfa,
     models::{RevokeReason, User},
-    repo, tokens,
+    repo,
     validate::{self, normalise_email},
 };
 
-/// The failed-login counter key: client IP and email, hashed so no address sits in Redis.
+/// A Redis counter key for `text` (an email, an address): hashed, so no address sits in Redis.
+pub(crate) fn counter_key(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The failed-login counter key: client IP and email.
 fn throttle_key(ip: Option<IpAddr>, email: &str) -> String {
     let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let digest = Sha256::digest(format!("{ip}|{email}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    counter_key(&format!("{ip}|{email}"))
 }
 
 fn token_response(
@@ -65,13 +70,11 @@ pub async fn login(
 ) -> Result<TokenResponse, UserError> {
     let email = normalise_email(email);
     let key = throttle_key(client_ip, &email);
-    let (attempts, attempt) = state.login_failures.attempt(&key).await;
-    if attempts.hits > u64::from(state.login_limit) {
-        attempt.give_back().await;
-        return Err(UserError::Throttled {
-            retry_after: attempts.resets_in.max(Duration::from_secs(1)),
-        });
-    }
+    let attempt = state
+        .login_failures
+        .attempt_within(&key, state.login_limit)
+        .await
+        .map_err(|retry_after| UserError::Throttled { retry_after })?;
     match open_session(state, &email, password, otp).await {
         Ok(tokens) => {
             attempt.keep();
@@ -118,7 +121,7 @@ async fn open_session(
     };
 
     let session_id = SessionId::new();
-    let (refresh_token, refresh_digest) = tokens::new_token();
+    let (refresh_token, refresh_digest) = opaque::new_token();
     let expires_at = Utc::now() + state.refresh_lifetime;
     let mut conn = shop_db::conn(&state.pool).await?;
     conn.transaction::<_, UserError, _>(async |conn| {
@@ -165,8 +168,8 @@ enum Rotation {
 /// Exchanges a refresh token for a new pair. The old token dies; presenting a token that was
 /// already exchanged revokes its whole session (it was stolen, or the client is confused).
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<TokenResponse, UserError> {
-    let presented = tokens::digest(refresh_token);
-    let (next_token, next_digest) = tokens::new_token();
+    let presented = opaque::digest(refresh_token);
+    let (next_token, next_digest) = opaque::new_token();
     let mut conn = shop_db::conn(&state.pool).await?;
     let rotation = conn
         .transaction::<_, UserError, _>(async |conn| {

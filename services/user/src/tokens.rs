@@ -1,29 +1,13 @@
-//! Opaque 256-bit tokens (refresh tokens, and the single-use tokens mailed for a password reset
-//! or an email verification), and the digests they are stored as.
+//! The single-use tokens mailed for a password reset or an email verification: issued,
+//! checked and used as the digests [`shop_auth::opaque`] makes.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use diesel::{dsl::now, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use shop_auth::opaque::{digest, new_token};
 use shop_contracts::UserId;
 
 use crate::schema::{account_tokens, users};
-
-/// A new opaque token (256 random bits, URL-safe base64) and the digest stored for it.
-pub fn new_token() -> (String, [u8; 32]) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let digest = digest(&token);
-    (token, digest)
-}
-
-/// The SHA-256 digest a token is stored and looked up as.
-pub fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// What a mailed token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
