@@ -65,6 +65,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/me/mfa", User, Auth),
     route(Method::DELETE, "/me/mfa", User, Auth),
     route(Method::POST, "/me/mfa/confirm", User, Auth),
+    // The default shipping address lives beside the orders that use it.
+    route(Method::GET, "/me/address", Order, Auth),
+    route(Method::PUT, "/me/address", Order, Auth),
     route(Method::POST, "/email-verification/confirm", User, Public),
     route(Method::POST, "/password-reset", User, Public),
     route(Method::POST, "/password-reset/confirm", User, Public),
@@ -88,6 +91,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/orders/{id}/payment", Payment, Auth),
     route(Method::POST, "/orders/{id}/cancel", Order, Auth),
     route(Method::PUT, "/orders/{id}/status", Order, Admin),
+    route(Method::POST, "/orders/{id}/refunds", Order, Admin),
+    route(Method::GET, "/orders/{id}/refunds", Order, Auth),
     route(Method::GET, "/cart", Order, UserOrCart),
     route(Method::PUT, "/cart", Order, UserOrCart),
     route(Method::DELETE, "/cart", Order, UserOrCart),

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{OrderId, UserId};
+use crate::{OrderId, RefundId, UserId};
 
 /// Every order and payment notification, in commit order.
 pub const NOTIFICATIONS: &str = "notifications";
-/// Work for the payment service: `payment.requested` and `payment.cancel`.
+/// Work for the payment service: `payment.requested`, `payment.cancel` and `payment.refund`.
 pub const PAYMENT_REQUESTS: &str = "payments.requests";
 /// Entries the payment service could not handle, with the reason.
 pub const PAYMENTS_DEAD: &str = "payments.dead";
@@ -55,6 +55,9 @@ pub enum Event {
     /// On `payments.requests`: start no further attempt.
     #[serde(rename = "payment.cancel")]
     PaymentCancel(NoData),
+    /// On `payments.requests`: give back part or all of a captured payment.
+    #[serde(rename = "payment.refund")]
+    PaymentRefund(RefundRequested),
     #[serde(rename = "order.created")]
     OrderCreated(OrderStatusChanged),
     #[serde(rename = "order.paid")]
@@ -67,6 +70,8 @@ pub enum Event {
     OrderShipped(OrderStatusChanged),
     #[serde(rename = "order.delivered")]
     OrderDelivered(OrderStatusChanged),
+    #[serde(rename = "order.refunded")]
+    OrderRefunded(OrderStatusChanged),
     #[serde(rename = "payment.attempt_failed")]
     PaymentAttemptFailed(AttemptFailed),
     #[serde(rename = "payment.succeeded")]
@@ -83,12 +88,14 @@ impl Event {
         match self {
             Event::PaymentRequested(_) => "payment.requested",
             Event::PaymentCancel(_) => "payment.cancel",
+            Event::PaymentRefund(_) => "payment.refund",
             Event::OrderCreated(_) => "order.created",
             Event::OrderPaid(_) => "order.paid",
             Event::OrderFailed(_) => "order.failed",
             Event::OrderCancelled(_) => "order.cancelled",
             Event::OrderShipped(_) => "order.shipped",
             Event::OrderDelivered(_) => "order.delivered",
+            Event::OrderRefunded(_) => "order.refunded",
             Event::PaymentAttemptFailed(_) => "payment.attempt_failed",
             Event::PaymentSucceeded(_) => "payment.succeeded",
             Event::PaymentFailed(_) => "payment.failed",
@@ -111,11 +118,25 @@ pub struct AttemptFailed {
     pub next_retry_at: Option<DateTime<Utc>>,
 }
 
-/// `payment.succeeded`, `payment.failed` and `payment.refunded` data.
+/// `payment.succeeded`, `payment.failed` and `payment.refunded` data. A refund an
+/// administrator asked for names it (`refundId`) and carries the amount given back; the
+/// refund of a success that came too late (the order was no longer pending) names none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentSettled {
     pub attempt_no: i32,
+    pub amount_cents: i64,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<RefundId>,
+}
+
+/// `payment.refund` data: the order service accepted a refund of `amountCents` (never more
+/// than captured minus refunded); the payment service carries it out once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundRequested {
+    pub refund_id: RefundId,
     pub amount_cents: i64,
     pub currency: String,
 }
@@ -139,6 +160,15 @@ pub struct OrderStatusChanged {
     pub total_cents: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// `order.shipped`: the carrier, when the administrator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    /// `order.shipped`: the parcel's tracking number, when the administrator gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    /// `order.refunded`: everything given back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_cents: Option<i64>,
 }
 
 /// `POST /internal/orders/{id}/payment-events` body (payment → order).
@@ -172,6 +202,41 @@ crate::text::text_enum! {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentReports {
     pub reports: Vec<PaymentReport>,
+    /// Refunds carried out (or refused) since, answered in `refunds`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundReport>,
+}
+
+/// What became of a refund the order service asked for. Idempotent on the refund's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefundReport {
+    pub order_id: OrderId,
+    pub refund_id: RefundId,
+    pub outcome: RefundOutcome,
+    /// Why it was refused.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+}
+
+crate::text::text_enum! {
+    /// A refund's last word.
+    pub enum RefundOutcome {
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+/// The answer to one [`RefundReport`]: 200 recorded (or recorded before), 404 no such refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RefundReportAnswer {
+    pub refund_id: RefundId,
+    pub status: u16,
 }
 
 /// One report of a batch.
@@ -192,6 +257,9 @@ pub struct PaymentReport {
 #[serde(rename_all = "camelCase")]
 pub struct PaymentReportAnswers {
     pub answers: Vec<PaymentReportAnswer>,
+    /// One per refund report, in the batch's order.
+    #[serde(default)]
+    pub refunds: Vec<RefundReportAnswer>,
 }
 
 /// What one report was answered, as the single-report route would: 200 recorded, 404 no such

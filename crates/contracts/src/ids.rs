@@ -104,6 +104,8 @@ uuid_id! {
     SessionId;
     /// Whose cart: an account's (the user's id), or a guest cart's (its own id).
     CartId;
+    /// A refund's id: named by the order service, kept by the payment service.
+    RefundId;
 }
 
 impl From<UserId> for CartId {

@@ -10,7 +10,7 @@ use std::{fmt, str::FromStr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use ids::{CartId, OrderId, PaymentId, ProductId, SessionId, UserId};
+pub use ids::{CartId, OrderId, PaymentId, ProductId, RefundId, SessionId, UserId};
 
 /// A user's role.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -116,6 +116,31 @@ pub struct OrderSummary {
     pub currency: String,
     /// In the order's own order.
     pub items: Vec<OrderSummaryLine>,
+    /// Where it goes, when the order has an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+/// Where an order is shipped (DESIGN.md, "Fulfilment and refunds"); the order service
+/// validates it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShippingAddress {
+    /// Who receives the parcel.
+    pub name: String,
+    pub line1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    pub city: String,
+    /// State, province or county, where the country uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case (`FR`, `US`).
+    pub country: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 /// One line of an [`OrderSummary`], at the price it was ordered at.
@@ -232,7 +257,19 @@ text::text_enum! {
         Failed = "failed",
         /// The order was cancelled or timed out before the payment settled.
         Cancelled = "cancelled",
-        /// It succeeded after its order had moved on, and was given back.
+        /// It succeeded after its order had moved on, and was given back; or every captured
+        /// cent was refunded.
         Refunded = "refunded",
+    }
+}
+
+text::text_enum! {
+    /// Where a refund stands: accepted and under way, carried out, or refused by the payment
+    /// service (`status` of a refund, in both services).
+    pub enum RefundStatus {
+        /// Accepted by the order service; the payment service carries it out.
+        Pending = "pending",
+        Succeeded = "succeeded",
+        Failed = "failed",
     }
 }

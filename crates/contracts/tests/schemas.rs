@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use serde_json::Value;
+use shop_contracts::RefundId;
 use shop_contracts::events::{
     AttemptFailed, Envelope, Event, NoData, OrderStatusChanged, PaymentRequested, PaymentSettled,
-    Producer,
+    Producer, RefundRequested,
 };
 use uuid::Uuid;
 
@@ -29,11 +30,15 @@ fn every_event() -> Vec<Event> {
         cause: cause.map(str::to_owned),
         total_cents: Some(2500),
         currency: Some("EUR".to_owned()),
+        carrier: None,
+        tracking_number: None,
+        refunded_cents: None,
     };
     let settled = PaymentSettled {
         attempt_no: 2,
         amount_cents: 2500,
         currency: "EUR".to_owned(),
+        refund_id: None,
     };
     vec![
         Event::PaymentRequested(PaymentRequested {
@@ -41,12 +46,25 @@ fn every_event() -> Vec<Event> {
             currency: "EUR".to_owned(),
         }),
         Event::PaymentCancel(NoData {}),
+        Event::PaymentRefund(RefundRequested {
+            refund_id: RefundId::new(),
+            amount_cents: 700,
+            currency: "EUR".to_owned(),
+        }),
         Event::OrderCreated(status("pending", None)),
         Event::OrderPaid(status("paid", None)),
         Event::OrderFailed(status("failed", Some("payment_failed"))),
         Event::OrderCancelled(status("cancelled", Some("cancelled_by_user"))),
-        Event::OrderShipped(status("shipped", None)),
+        Event::OrderShipped(OrderStatusChanged {
+            carrier: Some("La Poste".to_owned()),
+            tracking_number: Some("6A12345678901".to_owned()),
+            ..status("shipped", None)
+        }),
         Event::OrderDelivered(status("delivered", None)),
+        Event::OrderRefunded(OrderStatusChanged {
+            refunded_cents: Some(2500),
+            ..status("refunded", None)
+        }),
         Event::PaymentAttemptFailed(AttemptFailed {
             attempt_no: 1,
             error: "card declined".to_owned(),
@@ -54,7 +72,12 @@ fn every_event() -> Vec<Event> {
         }),
         Event::PaymentSucceeded(settled.clone()),
         Event::PaymentFailed(settled.clone()),
-        Event::PaymentRefunded(settled),
+        Event::PaymentRefunded(settled.clone()),
+        Event::PaymentRefunded(PaymentSettled {
+            amount_cents: 700,
+            refund_id: Some(RefundId::new()),
+            ..settled
+        }),
     ]
 }
 
@@ -62,6 +85,7 @@ fn envelope(event: Event) -> Envelope {
     let producer = if event.name().starts_with("order.")
         || event.name() == "payment.requested"
         || event.name() == "payment.cancel"
+        || event.name() == "payment.refund"
     {
         Producer::Order
     } else {

@@ -172,6 +172,30 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
+/// A JSON body that may be left out: a request with neither a body nor a `Content-Type` is
+/// `None`; anything sent is read as [`Json`] reads it (415, 413, 400 and 422 alike).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let sent_nothing = req.headers().get("content-type").is_none()
+            && req
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == "0");
+        if sent_nothing {
+            return Box::pin(std::future::ready(Ok(OptionalJson(None))));
+        }
+        let json = Json::<T>::from_request(req, payload);
+        Box::pin(async move { Ok(OptionalJson(Some(json.await?.0))) })
+    }
+}
+
 /// Parses `body` as JSON first (syntax errors: 400), then fits it to `T` (shape errors, and
 /// anything but an object: 422).
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

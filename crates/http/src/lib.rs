@@ -13,7 +13,7 @@ mod problem;
 mod server;
 
 pub use context::{RequestContext, TraceParent, continue_trace, headers};
-pub use extract::{Json, common_config, not_found, read_body, too_large};
+pub use extract::{Json, OptionalJson, common_config, not_found, read_body, too_large};
 pub use health::{Readiness, health_routes};
 pub use identity::{
     Admin, Caller, Identity, InternalCaller, OrderService, PaymentService, UserService,

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     MfaAlreadyEnabled,
     /// The action needs a verified email (403).
     EmailUnverified,
+    /// Shipping an order that has no address (409).
+    AddressRequired,
+    /// A refund above what was captured minus what was refunded (409).
+    RefundExceedsCaptured,
     /// Not in the client vocabulary: a bug or an outage.
     Internal,
     /// The gateway could not get an answer in time.
@@ -76,6 +80,8 @@ impl ErrorCode {
             ErrorCode::MfaRequired | ErrorCode::AdminMfaRequired => "mfa-required",
             ErrorCode::MfaAlreadyEnabled => "mfa-already-enabled",
             ErrorCode::EmailUnverified => "email-unverified",
+            ErrorCode::AddressRequired => "address-required",
+            ErrorCode::RefundExceedsCaptured => "refund-exceeds-captured",
             ErrorCode::Internal => "internal",
             ErrorCode::UpstreamTimeout => "upstream-timeout",
             ErrorCode::BadGateway => "bad-gateway",
@@ -103,7 +109,9 @@ impl ErrorCode {
             | ErrorCode::IdempotencyInProgress
             | ErrorCode::IllegalTransition
             | ErrorCode::OrderNotPending
-            | ErrorCode::MfaAlreadyEnabled => StatusCode::CONFLICT,
+            | ErrorCode::MfaAlreadyEnabled
+            | ErrorCode::AddressRequired
+            | ErrorCode::RefundExceedsCaptured => StatusCode::CONFLICT,
             ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ErrorCode::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -142,6 +150,8 @@ impl ErrorCode {
             ErrorCode::MfaRequired | ErrorCode::AdminMfaRequired => "Second factor required",
             ErrorCode::MfaAlreadyEnabled => "Second factor already enabled",
             ErrorCode::EmailUnverified => "Email not verified",
+            ErrorCode::AddressRequired => "Shipping address required",
+            ErrorCode::RefundExceedsCaptured => "Refund exceeds the captured amount",
             ErrorCode::Internal => "Internal error",
             ErrorCode::UpstreamTimeout => "Upstream timeout",
             ErrorCode::BadGateway => "Bad gateway",

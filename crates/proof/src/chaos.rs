@@ -364,6 +364,10 @@ async fn invariants(system: &System) -> anyhow::Result<Vec<String>> {
         ),
         ("holds", invariant::hold_violations(&client).await?),
         ("payments", invariant::payment_violations(&client).await?),
+        (
+            "refunds",
+            invariant::refund_violations(&client, true).await?,
+        ),
     ] {
         problems.extend(found.into_iter().take(5).map(|v| format!("{what}: {v}")));
     }

@@ -33,14 +33,14 @@ pub async fn ledger_violations(client: &Client) -> Result<Vec<String>, tokio_pos
         .collect())
 }
 
-/// Held reservations belong exactly to orders in reserving, pending, paid, shipped or
-/// delivered (when the system is quiet).
+/// Held reservations belong exactly to orders in reserving, pending, paid, shipped, delivered
+/// or refunded (a refund returns money, not stock), when the system is quiet.
 pub async fn hold_violations(client: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT r.order_id, o.status FROM catalog.reservation_orders r
              LEFT JOIN orders.orders o ON o.id = r.order_id
-             WHERE (r.state = 'held') <> coalesce(o.status IN ('reserving', 'pending', 'paid', 'shipped', 'delivered'), false)
+             WHERE (r.state = 'held') <> coalesce(o.status IN ('reserving', 'pending', 'paid', 'shipped', 'delivered', 'refunded'), false)
                AND (r.state = 'held' OR o.status IS NOT NULL)",
             &[],
         )
@@ -76,7 +76,8 @@ pub async fn payment_violations(client: &Client) -> Result<Vec<String>, tokio_po
              LEFT JOIN paid_entries h ON h.order_id = o.id
              WHERE coalesce(c.charged, 0) > 1
                 OR coalesce(h.entries, 0) > 1
-                OR (o.status IN ('paid', 'shipped', 'delivered') AND coalesce(c.charged, 0) <> 1)
+                OR (o.status IN ('paid', 'shipped', 'delivered', 'refunded')
+                    AND coalesce(c.charged, 0) <> 1)
                 OR (o.status IN ('failed', 'cancelled')
                     AND coalesce(c.charged, 0) > coalesce(c.refunded, 0))",
             &[],
@@ -90,6 +91,82 @@ pub async fn payment_violations(client: &Client) -> Result<Vec<String>, tokio_po
             format!(
                 "{order}: {status}, {charged} charge(s), {refunded} refund(s), \
                  {entries} paid entr(ies) in its history"
+            )
+        })
+        .collect())
+}
+
+/// Refunds never exceed what was captured, and both services agree on them: per payment, the
+/// refunds under way or carried out add up to at most its amount (and to its `refunded_cents`);
+/// per order, what it shows refunded is what the payment service carried out, and it is
+/// `refunded` exactly when that is the whole total. With `quiet`, every accepted refund has
+/// also reached a final state in both services.
+pub async fn refund_violations(
+    client: &Client,
+    quiet: bool,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "WITH paid AS (
+                 SELECT p.id, p.order_id, p.amount_cents, p.refunded_cents,
+                        coalesce(sum(r.amount_cents) FILTER (WHERE r.status IN ('pending', 'succeeded')), 0)::bigint AS accepted,
+                        coalesce(sum(r.amount_cents) FILTER (WHERE r.status = 'succeeded'), 0)::bigint AS done,
+                        count(r.id) FILTER (WHERE r.status = 'pending') AS open
+                 FROM payments.payments p LEFT JOIN payments.refunds r ON r.payment_id = p.id
+                 GROUP BY p.id),
+             asked AS (
+                 SELECT o.id, o.status, o.total_cents, o.refunded_cents, o.refund_pending_cents,
+                        coalesce(sum(r.amount_cents) FILTER (WHERE r.status = 'succeeded'), 0)::bigint AS done,
+                        coalesce(sum(r.amount_cents) FILTER (WHERE r.status = 'pending'), 0)::bigint AS pending,
+                        count(r.id) FILTER (WHERE r.status = 'pending') AS open
+                 FROM orders.orders o LEFT JOIN orders.refunds r ON r.order_id = o.id
+                 GROUP BY o.id)
+             SELECT a.id,
+                    CASE
+                      WHEN p.accepted > p.amount_cents THEN 'payment refunds exceed its amount'
+                      WHEN p.accepted <> p.refunded_cents THEN 'payment refunded_cents disagrees with its refunds'
+                      WHEN a.done + a.pending > coalesce(a.total_cents, 0) THEN 'order refunds exceed its total'
+                      WHEN a.done <> a.refunded_cents THEN 'order refunded_cents disagrees with its refunds'
+                      WHEN a.pending <> a.refund_pending_cents THEN 'order refund_pending_cents disagrees with its refunds'
+                      WHEN (a.status = 'refunded') <> (a.done > 0 AND a.done = a.total_cents) THEN 'refunded status disagrees with the amount refunded'
+                      WHEN $1 AND (a.open > 0 OR coalesce(p.open, 0) > 0) THEN 'a refund never reached a final state'
+                      WHEN $1 AND a.done <> coalesce(p.done, 0) THEN 'order and payment disagree on what was refunded'
+                    END AS problem,
+                    a.status, a.total_cents, a.done, coalesce(p.done, 0)
+             FROM asked a LEFT JOIN paid p ON p.order_id = a.id
+             WHERE p.accepted > p.amount_cents
+                OR p.accepted <> p.refunded_cents
+                OR a.done + a.pending > coalesce(a.total_cents, 0)
+                OR a.done <> a.refunded_cents
+                OR a.pending <> a.refund_pending_cents
+                OR (a.status = 'refunded') <> (a.done > 0 AND a.done = a.total_cents)
+                OR ($1 AND (a.open > 0 OR coalesce(p.open, 0) > 0))
+                OR ($1 AND a.done <> coalesce(p.done, 0))",
+            &[&quiet],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let (order, problem, status, total, order_done, payment_done): (
+                Uuid,
+                Option<String>,
+                String,
+                Option<i64>,
+                i64,
+                i64,
+            ) = (
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            );
+            format!(
+                "{order}: {}: {status}, total {total:?}, refunded {order_done} by the order, \
+                 {payment_done} by the payment",
+                problem.unwrap_or_default()
             )
         })
         .collect())

@@ -17,12 +17,22 @@ pub async fn assert_ledger_invariant(db: &TestDb) {
     assert_none("ledger invariant broken", violations);
 }
 
-/// Held reservations belong exactly to orders in reserving, pending, paid, shipped or
-/// delivered (when the system is quiet).
+/// Held reservations belong exactly to orders in reserving, pending, paid, shipped, delivered
+/// or refunded (when the system is quiet).
 pub async fn assert_holds_match_orders(db: &TestDb) {
     let client = db.client().await;
     let violations = shop_proof::invariant::hold_violations(&client)
         .await
         .unwrap();
     assert_none("held reservations and orders disagree", violations);
+}
+
+/// Refunds never exceed what was captured, both services agree on them, and (the system being
+/// quiet) every accepted refund reached a final state.
+pub async fn assert_refunds_consistent(db: &TestDb) {
+    let client = db.client().await;
+    let violations = shop_proof::invariant::refund_violations(&client, true)
+        .await
+        .unwrap();
+    assert_none("refunds broken", violations);
 }

@@ -19,7 +19,7 @@ mod invariant;
 mod proxy;
 mod shop;
 mod smtp;
-pub use shop::expect_problem;
+pub use shop::{expect_problem, sample_address};
 mod test_redis;
 pub mod wait;
 
@@ -28,7 +28,9 @@ pub use app::{
 };
 pub use db::TestDb;
 pub use documents::{assert_document, operations};
-pub use invariant::{assert_holds_match_orders, assert_ledger_invariant};
+pub use invariant::{
+    assert_holds_match_orders, assert_ledger_invariant, assert_refunds_consistent,
+};
 pub use proxy::TcpProxy;
 pub use shop_proof::PrivateRedis;
 pub use smtp::{ReceivedMail, SmtpServer};

@@ -23,12 +23,37 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str
     body
 }
 
+/// A valid shipping address.
+pub fn sample_address() -> Value {
+    json!({
+        "name": "Ada Lovelace",
+        "line1": "12 rue des Lilas",
+        "city": "Lyon",
+        "postalCode": "69003",
+        "country": "FR",
+    })
+}
+
 impl TestApp {
+    /// Gives `user` a default shipping address ([`sample_address`]), so their orders can ship.
+    pub async fn set_address(&self, user: &TestUser) {
+        let response = self
+            .http
+            .put(self.url("/me/address"))
+            .header("authorization", user.bearer())
+            .json(&sample_address())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "PUT /me/address");
+    }
+
     /// DESIGN.md's invariant, both halves, once every outbox has drained.
     pub async fn assert_consistent(&self) {
         self.await_outboxes_drained().await;
         crate::assert_ledger_invariant(self.db()).await;
         crate::assert_holds_match_orders(self.db()).await;
+        crate::assert_refunds_consistent(self.db()).await;
     }
 
     /// Creates a product as the administrator; returns its id.

@@ -21,6 +21,10 @@ pub enum OrderError {
     IllegalTransition { status: Status },
     #[error("the order is {status:?}, no longer pending")]
     NotPending { status: Status },
+    #[error("the order has no shipping address")]
+    AddressRequired,
+    #[error("the refund exceeds what is left to refund ({refundable_cents} cents)")]
+    RefundExceedsCaptured { refundable_cents: i64 },
     #[error("the Idempotency-Key was used with another request")]
     IdempotencyKeyReused,
     #[error("the request with this Idempotency-Key is still running")]
@@ -73,6 +77,17 @@ impl From<OrderError> for ApiError {
                 format!("the order is {}, no longer pending", status.as_str()),
             )
             .with_extra(json!({"orderStatus": status})),
+            OrderError::AddressRequired => ApiError::new(
+                ErrorCode::AddressRequired,
+                "the order has no shipping address: it cannot be shipped",
+            ),
+            OrderError::RefundExceedsCaptured { refundable_cents } => ApiError::new(
+                ErrorCode::RefundExceedsCaptured,
+                format!(
+                    "at most {refundable_cents} cents are left to refund (captured, less refunds made or under way)"
+                ),
+            )
+            .with_extra(json!({"refundableCents": refundable_cents})),
             OrderError::IdempotencyKeyReused => ApiError::new(
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with another request body",

@@ -61,6 +61,7 @@ pub fn announcing(status: Status, data: OrderStatusChanged) -> Option<Event> {
         Status::Cancelled => Event::OrderCancelled(data),
         Status::Shipped => Event::OrderShipped(data),
         Status::Delivered => Event::OrderDelivered(data),
+        Status::Refunded => Event::OrderRefunded(data),
     })
 }
 
@@ -71,11 +72,15 @@ pub fn status_changed(
     cause: Option<&str>,
     context: &RequestContext,
 ) -> serde_json::Result<NewMessage> {
+    let shipment = order.shipment().filter(|_| order.status == Status::Shipped);
     let data = OrderStatusChanged {
         status: order.status.as_str().to_owned(),
         cause: cause.map(str::to_owned),
         total_cents: order.total_cents,
         currency: Some(order.currency.clone()),
+        carrier: shipment.as_ref().and_then(|s| s.carrier.clone()),
+        tracking_number: shipment.and_then(|s| s.tracking_number),
+        refunded_cents: (order.status == Status::Refunded).then_some(order.refunded_cents),
     };
     let Some(announced) = announcing(order.status, data) else {
         return Err(serde::ser::Error::custom(format!(
@@ -125,4 +130,27 @@ pub fn payment_cancel(
 /// Gives the order's stock back through the catalog (retried until it succeeds).
 pub fn release(order_id: OrderId) -> serde_json::Result<NewMessage> {
     NewMessage::command(RELEASE, order_id, &ReleaseStock { order_id })
+}
+
+/// `payment.refund` for the payment service: carry out an accepted refund.
+pub fn refund_requested(
+    order: &Order,
+    seq: i32,
+    refund_id: shop_contracts::RefundId,
+    amount_cents: i64,
+    context: &RequestContext,
+) -> serde_json::Result<NewMessage> {
+    let data = events::RefundRequested {
+        refund_id,
+        amount_cents,
+        currency: order.currency.clone(),
+    };
+    event(
+        order,
+        seq,
+        events::PAYMENT_REQUESTS,
+        false,
+        Event::PaymentRefund(data),
+        context,
+    )
 }

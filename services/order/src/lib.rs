@@ -2,6 +2,7 @@
 //! the payment service, release on failure), idempotent placement, and the transactional
 //! outbox that publishes every change.
 
+mod address;
 mod cart;
 mod error;
 mod events;
@@ -14,6 +15,7 @@ pub mod openapi;
 mod orders;
 mod payments;
 mod placing;
+mod refunds;
 mod repo;
 mod routes;
 mod schema;

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! reserving ──reserved──> pending ──paid──> paid ──shipped──> shipped ──delivered──> delivered
-//!     │                      │
+//!     │                      │               └──────────────────┴───────────────────────┴──
+//!     │                      │                  every captured cent refunded──> refunded
 //!     ├─refused──> failed    ├─payment failed / timed out──> failed   (stock released)
 //!     ├─catalog unavailable / abandoned──> failed (stock released)
 //!                            └─cancelled by its owner──> cancelled    (stock released)
@@ -29,7 +30,7 @@ use crate::{
     models::{Order, Status},
 };
 
-use Status::{Cancelled, Delivered, Failed, Paid, Pending, Reserving, Shipped};
+use Status::{Cancelled, Delivered, Failed, Paid, Pending, Refunded, Reserving, Shipped};
 
 /// Who changes an order (`actor` in the timeline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,10 @@ pub enum Cause {
     PaymentRefunded,
     CancelledByUser,
     Fulfilment,
+    /// A refund was carried out; captured money remains.
+    PartiallyRefunded,
+    /// A refund was carried out and nothing captured remains.
+    Refunded,
 }
 
 impl Cause {
@@ -93,6 +98,8 @@ impl Cause {
             Cause::PaymentRefunded => "payment_refunded",
             Cause::CancelledByUser => "cancelled_by_user",
             Cause::Fulfilment => "fulfilment",
+            Cause::PartiallyRefunded => "partially_refunded",
+            Cause::Refunded => "refunded",
         }
     }
 }
@@ -140,6 +147,16 @@ pub struct Transition {
     pub total_cents: Option<i64>,
     /// What the payment service reported with it.
     pub payment: Option<PaymentSummary>,
+    /// Shipping: how the parcel travels. A transition with one applies only to an order that
+    /// has an address.
+    pub shipment: Option<Shipment>,
+}
+
+/// How a parcel travels, as the administrator who ships it says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shipment {
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
 }
 
 impl Transition {
@@ -158,6 +175,7 @@ impl Transition {
             messages,
             total_cents: None,
             payment: None,
+            shipment: None,
         }
     }
 
@@ -268,13 +286,27 @@ impl Transition {
         )
     }
 
-    /// Fulfilment: an administrator ships a paid order.
-    pub fn shipped(admin: UserId) -> Self {
+    /// Fulfilment: an administrator ships a paid order that has an address.
+    pub fn shipped(admin: UserId, shipment: Shipment) -> Self {
+        Self {
+            shipment: Some(shipment),
+            ..Self::new(
+                &[Paid],
+                Shipped,
+                Actor::Admin(admin),
+                Cause::Fulfilment,
+                &[Message::Notify],
+            )
+        }
+    }
+
+    /// Refunds: the last captured cent was given back (the stock stays sold).
+    pub fn refunded() -> Self {
         Self::new(
-            &[Paid],
-            Shipped,
-            Actor::Admin(admin),
-            Cause::Fulfilment,
+            &[Paid, Shipped, Delivered],
+            Refunded,
+            Actor::Payment,
+            Cause::Refunded,
             &[Message::Notify],
         )
     }
@@ -290,11 +322,12 @@ impl Transition {
         )
     }
 
-    /// The administrator's move to `to`, if there is one (`PUT /orders/{id}/status`).
-    pub fn fulfilment(to: Status, admin: UserId) -> Option<Self> {
+    /// The administrator's move to `to`, if there is one (`PUT /orders/{id}/status`); a
+    /// shipment goes only with `shipped`.
+    pub fn fulfilment(to: Status, admin: UserId, shipment: Shipment) -> Option<Self> {
         match to {
-            Shipped => Some(Self::shipped(admin)),
-            Delivered => Some(Self::delivered(admin)),
+            Shipped => Some(Self::shipped(admin, shipment)),
+            Delivered if shipment == Shipment::default() => Some(Self::delivered(admin)),
             _ => None,
         }
     }
@@ -312,7 +345,8 @@ impl Transition {
 macro_rules! order_columns {
     () => {
         "id, user_id, status, total_cents, currency, payment_status, payment_attempts, \
-         payment_last_error, event_seq, created_at, updated_at"
+         payment_last_error, event_seq, created_at, updated_at, shipping_address, shipment, \
+         refunded_cents, refund_pending_cents"
     };
 }
 
@@ -327,8 +361,11 @@ UPDATE orders SET
     payment_requested_at = CASE WHEN $6 THEN now() ELSE payment_requested_at END,
     payment_status = COALESCE($7, payment_status),
     payment_attempts = GREATEST(payment_attempts, $8),
-    payment_last_error = CASE WHEN $7::text IS NULL THEN payment_last_error ELSE $9 END
+    payment_last_error = CASE WHEN $7::text IS NULL THEN payment_last_error ELSE $9 END,
+    shipment = CASE WHEN $11 THEN jsonb_build_object(
+        'carrier', $12::text, 'trackingNumber', $13::text, 'shippedAt', now()) ELSE shipment END
 WHERE id = $1 AND status = ANY($3) AND ($10::uuid IS NULL OR user_id = $10)
+    AND (NOT $11 OR shipping_address IS NOT NULL)
 RETURNING ",
     order_columns!()
 );
@@ -367,6 +404,19 @@ pub async fn apply(
         .bind::<Integer, _>(payment.map_or(0, |p| p.attempts))
         .bind::<Nullable<Text>, _>(payment.and_then(|p| p.last_error.as_deref()))
         .bind::<Nullable<SqlUuid>, _>(owner)
+        .bind::<Bool, _>(transition.shipment.is_some())
+        .bind::<Nullable<Text>, _>(
+            transition
+                .shipment
+                .as_ref()
+                .and_then(|s| s.carrier.as_deref()),
+        )
+        .bind::<Nullable<Text>, _>(
+            transition
+                .shipment
+                .as_ref()
+                .and_then(|s| s.tracking_number.as_deref()),
+        )
         .get_result(conn)
         .await
         .optional()?;
@@ -451,11 +501,12 @@ UPDATE orders o SET status = v.status,
     updated_at = now(), event_seq = v.event_seq, total_cents = v.total_cents,
     payment_requested_at = CASE WHEN v.requested THEN now() ELSE o.payment_requested_at END,
     payment_status = v.payment_status, payment_attempts = v.payment_attempts,
-    payment_last_error = v.payment_last_error
+    payment_last_error = v.payment_last_error, refunded_cents = v.refunded_cents,
+    refund_pending_cents = v.refund_pending_cents
 FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $5::bool[], $6::text[], $7::int4[],
-    $8::text[], $9::text[], $10::int4[])
+    $8::text[], $9::text[], $10::int4[], $11::int8[], $12::int8[])
     AS v(id, status, event_seq, total_cents, requested, payment_status, payment_attempts,
-        payment_last_error, was, was_seq)
+        payment_last_error, was, was_seq, refunded_cents, refund_pending_cents)
 WHERE o.id = v.id AND o.status = v.was AND o.event_seq = v.was_seq";
 
 const HISTORY_BATCH: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
@@ -554,6 +605,42 @@ impl Batch {
         Some(status)
     }
 
+    /// A refund the payment service finished: it leaves the pending amount and, carried out,
+    /// joins the refunded amount, with a timeline entry; the last captured cent refunded moves
+    /// the order to `refunded`. `None` if the order is not in the batch.
+    pub fn record_refund(
+        &mut self,
+        id: OrderId,
+        amount_cents: i64,
+        carried_out: bool,
+        context: &RequestContext,
+    ) -> Result<Option<Status>, OrderError> {
+        let Some(planned) = self.orders.get_mut(&id) else {
+            return Ok(None);
+        };
+        let order = &mut planned.order;
+        order.refund_pending_cents = (order.refund_pending_cents - amount_cents).max(0);
+        planned.changed = true;
+        if !carried_out {
+            return Ok(Some(order.status));
+        }
+        order.refunded_cents += amount_cents;
+        let status = order.status;
+        if order.refunded_cents < order.total_cents.unwrap_or(0) {
+            self.history.push((
+                id,
+                status,
+                Actor::Payment.label(),
+                Cause::PartiallyRefunded.as_str(),
+            ));
+            return Ok(Some(status));
+        }
+        Ok(Some(
+            self.apply(id, &Transition::refunded(), context)?
+                .unwrap_or(status),
+        ))
+    }
+
     /// Writes every change, the three statements sent together. What was written to the
     /// outbox, to wake the relay with after the commit.
     pub async fn write(self, conn: &AsyncPgConnection) -> Result<Written, OrderError> {
@@ -598,6 +685,18 @@ impl Batch {
                 )
                 .bind::<Array<Text>, _>(changed.iter().map(|p| p.read.0).collect::<Vec<_>>())
                 .bind::<Array<Integer>, _>(changed.iter().map(|p| p.read.1).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.refunded_cents)
+                        .collect::<Vec<_>>(),
+                )
+                .bind::<Array<BigInt>, _>(
+                    changed
+                        .iter()
+                        .map(|p| p.order.refund_pending_cents)
+                        .collect::<Vec<_>>(),
+                )
                 .execute(&mut &*conn)
                 .await?;
             if updated == changed.len() {
@@ -713,6 +812,9 @@ mod tests {
                         cause: None,
                         total_cents: None,
                         currency: None,
+                        carrier: None,
+                        tracking_number: None,
+                        refunded_cents: None,
                     };
                     events::announcing(transition.to, data)
                         .map_or("nothing announced", |e| e.name())
@@ -783,12 +885,18 @@ mod tests {
             ),
             // Fulfilment: paid → shipped → delivered, by an administrator.
             (
-                Transition::shipped(admin),
+                Transition::shipped(admin, Shipment::default()),
                 "paid → shipped, by an administrator (fulfilment): order.shipped",
             ),
             (
                 Transition::delivered(admin),
                 "shipped → delivered, by an administrator (fulfilment): order.delivered",
+            ),
+            // Refunds: the last captured cent given back, from any status after paid.
+            (
+                Transition::refunded(),
+                "paid or shipped or delivered → refunded, by the payment service (refunded): \
+                 order.refunded",
             ),
         ];
         for (transition, expected) in &saga {
@@ -799,7 +907,9 @@ mod tests {
             format!("user:{user}")
         );
         assert_eq!(
-            Transition::shipped(admin).actor.label(),
+            Transition::shipped(admin, Shipment::default())
+                .actor
+                .label(),
             format!("admin:{admin}")
         );
     }
@@ -816,10 +926,11 @@ mod tests {
             Transition::payment_failed(1, None),
             Transition::cancelled_by(user),
             Transition::payment_timeout(),
-            Transition::shipped(admin),
+            Transition::shipped(admin, Shipment::default()),
             Transition::delivered(admin),
+            Transition::refunded(),
         ];
-        for end in [Failed, Cancelled, Delivered] {
+        for end in [Failed, Cancelled, Refunded] {
             assert!(
                 all.iter().all(|t| !t.from.contains(&end)),
                 "{end:?} is final"
@@ -836,10 +947,30 @@ mod tests {
         for t in all.iter().filter(|t| t.from == [Pending] && t.to != Paid) {
             assert!(t.messages.contains(&Message::ReleaseStock), "{:?}", t.cause);
         }
-        assert_eq!(Transition::fulfilment(Paid, admin), None);
         assert_eq!(
-            Transition::fulfilment(Shipped, admin),
-            Some(Transition::shipped(admin))
+            Transition::fulfilment(Paid, admin, Shipment::default()),
+            None
+        );
+        assert_eq!(
+            Transition::fulfilment(Refunded, admin, Shipment::default()),
+            None
+        );
+        let tracked = Shipment {
+            carrier: Some("La Poste".into()),
+            tracking_number: None,
+        };
+        assert_eq!(
+            Transition::fulfilment(Delivered, admin, tracked.clone()),
+            None,
+            "a shipment goes only with shipped"
+        );
+        assert_eq!(
+            Transition::fulfilment(Shipped, admin, tracked.clone()).and_then(|t| t.shipment),
+            Some(tracked)
+        );
+        assert_eq!(
+            Transition::fulfilment(Shipped, admin, Shipment::default()),
+            Some(Transition::shipped(admin, Shipment::default()))
         );
     }
 

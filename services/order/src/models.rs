@@ -10,9 +10,11 @@ use diesel::{
     sql_types::Text,
 };
 use serde::{Deserialize, Serialize};
-use shop_contracts::{OrderId, PaymentStatus, ProductId, UserId};
+use shop_contracts::{
+    OrderId, PaymentStatus, ProductId, RefundId, RefundStatus, ShippingAddress, UserId,
+};
 
-use crate::schema::{cart_items, order_lines, order_status_history, orders};
+use crate::schema::{cart_items, order_lines, order_status_history, orders, refunds};
 
 /// Order statuses, stored in `orders.status` as their lowercase names (the table's CHECK lists
 /// them). Which may become which is [`crate::lifecycle`]'s business.
@@ -39,11 +41,13 @@ pub enum Status {
     Cancelled,
     Shipped,
     Delivered,
+    /// Every captured cent given back (final).
+    Refunded,
 }
 
 impl Status {
     /// Every status.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Reserving,
         Status::Pending,
         Status::Paid,
@@ -51,6 +55,7 @@ impl Status {
         Status::Cancelled,
         Status::Shipped,
         Status::Delivered,
+        Status::Refunded,
     ];
 
     /// The stored and wire spelling.
@@ -63,6 +68,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Shipped => "shipped",
             Status::Delivered => "delivered",
+            Status::Refunded => "refunded",
         }
     }
 
@@ -101,6 +107,35 @@ pub struct Order {
     pub event_seq: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A [`ShippingAddress`], as validated when the order was placed.
+    pub shipping_address: Option<serde_json::Value>,
+    /// A [`Shipment`], once shipped.
+    pub shipment: Option<serde_json::Value>,
+    /// Refunds carried out.
+    pub refunded_cents: i64,
+    /// Refunds accepted and not yet carried out.
+    pub refund_pending_cents: i64,
+}
+
+impl Order {
+    /// The address it was placed with (an unreadable stored one counts as none).
+    pub fn address(&self) -> Option<ShippingAddress> {
+        self.shipping_address
+            .clone()
+            .and_then(|a| serde_json::from_value(a).ok())
+    }
+
+    /// How it travels, once shipped.
+    pub fn shipment(&self) -> Option<Shipment> {
+        self.shipment
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+    }
+
+    /// What may still be refunded: the captured total less refunds made or under way.
+    pub fn refundable_cents(&self) -> i64 {
+        self.total_cents.unwrap_or(0) - self.refunded_cents - self.refund_pending_cents
+    }
 }
 
 /// A line as stored.
@@ -176,8 +211,23 @@ pub struct OrderResponse {
     pub currency: String,
     pub items: Vec<OrderItem>,
     pub payment: PaymentSummary,
+    /// Where it is shipped (absent: none was given and the user had no default).
+    pub shipping_address: Option<ShippingAddress>,
+    /// Once shipped.
+    pub shipment: Option<Shipment>,
+    /// Given back so far (refunds carried out).
+    pub refunded_cents: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// How a shipped order travels (stored as `orders.shipment`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipment {
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub shipped_at: DateTime<Utc>,
 }
 
 impl OrderResponse {
@@ -204,6 +254,9 @@ impl OrderResponse {
                 attempts: order.payment_attempts,
                 last_error: order.payment_last_error.clone(),
             },
+            shipping_address: order.address(),
+            shipment: order.shipment(),
+            refunded_cents: order.refunded_cents,
             created_at: order.created_at,
             updated_at: order.updated_at,
         }
@@ -231,4 +284,67 @@ impl From<HistoryEntry> for TimelineEntry {
             cause: h.cause,
         }
     }
+}
+
+/// A refund as stored.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = refunds, check_for_backend(Pg))]
+pub struct Refund {
+    pub id: RefundId,
+    pub order_id: OrderId,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub status: RefundStatus,
+    pub error: Option<String>,
+    pub requested_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A refund as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundResponse {
+    pub id: RefundId,
+    pub order_id: OrderId,
+    pub amount_cents: i64,
+    pub reason: String,
+    pub status: RefundStatus,
+    /// Why the payment service refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The administrator who asked for it.
+    pub requested_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Refund> for RefundResponse {
+    fn from(r: Refund) -> Self {
+        Self {
+            id: r.id,
+            order_id: r.order_id,
+            amount_cents: r.amount_cents,
+            reason: r.reason,
+            status: r.status,
+            error: r.error,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            completed_at: r.completed_at,
+        }
+    }
+}
+
+/// An order's refunds, with what is left to refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundList {
+    /// Oldest first.
+    pub items: Vec<RefundResponse>,
+    /// What the payment captured (0 before the order is paid).
+    pub captured_cents: i64,
+    /// Refunds carried out.
+    pub refunded_cents: i64,
+    /// Captured less refunds carried out or under way.
+    pub refundable_cents: i64,
 }

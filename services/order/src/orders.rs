@@ -7,7 +7,7 @@ use shop_http::{Identity, RequestContext};
 use crate::{
     AppState,
     error::OrderError,
-    lifecycle::{self, Transition},
+    lifecycle::{self, Shipment, Transition},
     models::{Order, OrderResponse, Status, TimelineEntry},
     repo::{self, OrderFilter},
 };
@@ -31,7 +31,7 @@ pub async fn get(
     Ok(OrderResponse::new(&order, lines))
 }
 
-const SUMMARIES: &str = "SELECT o.id, o.total_cents, o.currency, \
+const SUMMARIES: &str = "SELECT o.id, o.total_cents, o.currency, o.shipping_address, \
      COALESCE((SELECT json_agg(json_build_object( \
          'name', COALESCE(l.name, ''), \
          'unitPriceCents', COALESCE(l.unit_price_cents, 0), \
@@ -47,6 +47,8 @@ struct SummaryRow {
     total_cents: Option<i64>,
     #[diesel(sql_type = diesel::sql_types::Text)]
     currency: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+    shipping_address: Option<serde_json::Value>,
     #[diesel(sql_type = diesel::sql_types::Json)]
     items: serde_json::Value,
 }
@@ -79,6 +81,9 @@ pub async fn summaries(
                 total_cents: row.total_cents,
                 currency: row.currency,
                 items,
+                shipping_address: row
+                    .shipping_address
+                    .and_then(|a| serde_json::from_value(a).ok()),
             })
         })
         .collect::<Result<_, OrderError>>()?;
@@ -146,15 +151,17 @@ pub async fn cancel(
     change(state, id, Some(identity.user_id), &transition, context).await
 }
 
-/// An administrator moves a paid order on: `paid → shipped → delivered`, nothing else.
+/// An administrator moves a paid order on: `paid → shipped → delivered`, nothing else; only
+/// an order with an address ships, with its carrier and tracking number if given.
 pub async fn set_status(
     state: &AppState,
     admin: &Identity,
     id: OrderId,
     to: Status,
+    shipment: Shipment,
     context: &RequestContext,
 ) -> Result<OrderResponse, OrderError> {
-    let Some(transition) = Transition::fulfilment(to, admin.user_id) else {
+    let Some(transition) = Transition::fulfilment(to, admin.user_id, shipment) else {
         let mut conn = shop_db::conn(&state.pool).await?;
         let order = repo::find_order(&mut conn, id)
             .await?
@@ -186,6 +193,12 @@ async fn change(
             .await?
             .filter(|o| owner.is_none_or(|owner| o.user_id == owner))
             .ok_or(OrderError::NotFound)?;
+        if transition.shipment.is_some()
+            && transition.from.contains(&order.status)
+            && order.shipping_address.is_none()
+        {
+            return Err(OrderError::AddressRequired);
+        }
         return Err(OrderError::IllegalTransition {
             status: order.status,
         });

@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shop_contracts::OrderId;
 use shop_contracts::{
     PaymentStatus,
-    events::{PaymentEvent, PaymentOutcome, PaymentReport},
+    events::{PaymentEvent, PaymentOutcome, PaymentReport, RefundReport, RefundReportAnswer},
 };
 use shop_db::prepared;
 use shop_http::{FieldError, RequestContext};
@@ -25,6 +25,7 @@ use crate::{
     error::OrderError,
     lifecycle::{Actor, Batch, Cause, PaymentSummary, Transition},
     models::Status,
+    refunds,
 };
 
 /// The answer to one report.
@@ -81,16 +82,18 @@ pub async fn report(
         event: event.clone(),
         traceparent: Some(context.traceparent.header_value()),
     };
-    let replies = record(state, std::slice::from_ref(&report), context).await?;
+    let (replies, _) = record(state, std::slice::from_ref(&report), &[], context).await?;
     Ok(replies.into_iter().next().unwrap_or(Reply::Unknown))
 }
 
-/// Records a batch of reports, in order, in one transaction; one reply per report.
+/// Records a batch of reports and refund reports, in order, in one transaction; one reply per
+/// report and one answer per refund report.
 pub async fn report_many(
     state: &AppState,
     reports: &[PaymentReport],
+    refunds: &[RefundReport],
     context: &RequestContext,
-) -> Result<Vec<Reply>, OrderError> {
+) -> Result<(Vec<Reply>, Vec<RefundReportAnswer>), OrderError> {
     let invalid: Vec<FieldError> = reports
         .iter()
         .enumerate()
@@ -105,7 +108,7 @@ pub async fn report_many(
     if !invalid.is_empty() {
         return Err(OrderError::Validation(invalid));
     }
-    record(state, reports, context).await
+    record(state, reports, refunds, context).await
 }
 
 const ANSWERED: &str = "
@@ -144,11 +147,16 @@ fn key(report: &PaymentReport) -> Key {
 async fn record(
     state: &AppState,
     reports: &[PaymentReport],
+    refunds: &[RefundReport],
     context: &RequestContext,
-) -> Result<Vec<Reply>, OrderError> {
-    let ids: Vec<OrderId> = reports.iter().map(|r| r.order_id).collect();
+) -> Result<(Vec<Reply>, Vec<RefundReportAnswer>), OrderError> {
+    let ids: Vec<OrderId> = reports
+        .iter()
+        .map(|r| r.order_id)
+        .chain(refunds.iter().map(|r| r.order_id))
+        .collect();
     let mut conn = shop_db::conn(&state.pool).await?;
-    let (replies, written) = conn
+    let (replies, refunded, written) = conn
         .transaction::<_, OrderError, _>(async |conn| {
             let conn: &AsyncPgConnection = conn;
             // Independent of each other: sent together.
@@ -194,14 +202,15 @@ async fn record(
                 };
                 replies.push(reply);
             }
+            let refunded = refunds::record_reports(conn, &mut batch, refunds, context).await?;
             let (written, ()) =
                 futures_util::future::try_join(batch.write(conn), record_answers(conn, &recorded))
                     .await?;
-            Ok((replies, written))
+            Ok((replies, refunded, written))
         })
         .await?;
     state.relay.wake(written);
-    Ok(replies)
+    Ok((replies, refunded))
 }
 
 /// The answers given before to any of these reports.

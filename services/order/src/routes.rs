@@ -5,19 +5,23 @@ use serde::{Deserialize, Serialize};
 use shop_contracts::events::{
     PaymentEvent, PaymentReportAnswer, PaymentReportAnswers, PaymentReports,
 };
-use shop_contracts::{OrderId, OrderSummaries, OrderSummariesRequest, ProductId, UserId};
+use shop_contracts::{
+    OrderId, OrderSummaries, OrderSummariesRequest, ProductId, ShippingAddress, UserId,
+};
 use shop_http::openapi::responses;
 use shop_http::{Admin, ApiError, FieldError, Identity, PageQuery, Problem, RequestContext};
 use shop_http::{InternalCaller, PaymentService, UserService};
 
 use crate::{
-    AppState, cart,
+    AppState, address, cart,
     cart::{CartLine, CartResponse},
     error::OrderError,
     guest::{self, CartOwner},
-    models::{OrderResponse, Status, TimelineEntry},
+    lifecycle::Shipment,
+    models::{OrderResponse, RefundList, RefundResponse, Status, TimelineEntry},
     orders, payments,
     placing::{self, Answer, Route, Source},
+    refunds::{self, RefundRequest},
     repo::OrderFilter,
 };
 
@@ -33,6 +37,10 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
             .route("/orders/{id}/timeline", web::get().to(get_timeline))
             .route("/orders/{id}/cancel", web::post().to(cancel_order))
             .route("/orders/{id}/status", web::put().to(set_order_status))
+            .route("/orders/{id}/refunds", web::post().to(create_refund))
+            .route("/orders/{id}/refunds", web::get().to(list_refunds))
+            .route("/me/address", web::get().to(get_address))
+            .route("/me/address", web::put().to(put_address))
             .route("/cart", web::get().to(get_cart))
             .route("/cart", web::put().to(replace_cart))
             .route("/cart", web::delete().to(clear_cart))
@@ -93,9 +101,46 @@ pub struct OrderLineRequest {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateOrderRequest {
     items: Vec<OrderLineRequest>,
+    /// Where to ship it; without one, your default address (`PUT /me/address`) if you have one.
+    shipping_address: Option<ShippingAddress>,
+}
+
+/// `POST /cart/checkout` body (optional).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CheckoutRequest {
+    /// Where to ship it; without one, your default address (`PUT /me/address`) if you have one.
+    shipping_address: Option<ShippingAddress>,
+}
+
+/// The request's address, validated under `shippingAddress.`, with `more` problems found in
+/// the rest of the body: every problem in one 422.
+fn with_address(
+    address: Option<&ShippingAddress>,
+    more: Result<(), OrderError>,
+) -> Result<Option<serde_json::Value>, OrderError> {
+    const PREFIX: &str = "shippingAddress.";
+    let mut errors = match more {
+        Ok(()) => Vec::new(),
+        Err(OrderError::Validation(errors)) => errors,
+        Err(other) => return Err(other),
+    };
+    let address = match address.map(|a| address::validated(a, PREFIX)).transpose() {
+        Ok(address) => address,
+        Err(OrderError::Validation(problems)) => {
+            errors.extend(problems);
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    if errors.is_empty() {
+        Ok(address)
+    } else {
+        Err(OrderError::Validation(errors))
+    }
 }
 
 /// Place an order.
@@ -110,7 +155,7 @@ pub struct CreateOrderRequest {
         (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "REQUIRE_VERIFIED_EMAIL is on and the token does not say the email is verified (`email-unverified`): verify it, then sign in again or refresh", content_type = "application/problem+json", body = Problem),
-        (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid lines (an unknown product on `items[i].productId`) or address fields (`shippingAddress.country`, ...)", content_type = "application/problem+json", body = Problem),
         (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::JsonBody,
@@ -129,16 +174,19 @@ pub async fn create_order(
         .iter()
         .map(|l| (l.product_id, l.quantity))
         .collect();
-    let lines = placing::merge_lines(&items)?;
-    let answer = placing::place(
-        &state,
-        &identity,
-        &context,
-        Route::Orders,
-        Source::Lines(lines),
-        key.as_deref(),
-    )
-    .await?;
+    // Bad lines and a bad address are reported together; with either, nothing is placed.
+    let (lines, line_problems) = match placing::merge_lines(&items) {
+        Ok(lines) => (lines, Ok(())),
+        Err(problems) => (Vec::new(), Err(problems)),
+    };
+    let address = with_address(body.shipping_address.as_ref(), line_problems)?;
+    let request = placing::Request {
+        route: Route::Orders,
+        source: Source::Lines(lines),
+        address,
+        key: key.as_deref(),
+    };
+    let answer = placing::place(&state, &identity, &context, request).await?;
     Ok(respond(answer))
 }
 
@@ -146,14 +194,16 @@ pub async fn create_order(
 ///
 /// Places the cart's lines as `POST /orders` would (an `Idempotency-Key` works the same). The
 /// ordered lines leave the cart only when the order is pending; lines added meanwhile stay.
+/// The body is optional: a `shippingAddress`, else your default address is used.
 #[utoipa::path(post, path = "/cart/checkout", tag = "cart", security(("bearer" = [])),
+    request_body(content = Option<CheckoutRequest>, description = "Optional: where to ship it", content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
     responses(
         (status = 201, description = "Placed: the order is pending with its prices and total", body = OrderResponse, headers(("Location" = String))),
         (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 409, description = "Short stock (`insufficient-stock`, with `productId`), a deleted product (`product-unavailable`), the key used with another body (`idempotency-key-reused`) or still running (`idempotency-in-progress`, Retry-After: 1)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "REQUIRE_VERIFIED_EMAIL is on and the token does not say the email is verified (`email-unverified`): verify it, then sign in again or refresh", content_type = "application/problem+json", body = Problem),
-        (status = 422, description = "Invalid lines; an unknown product on `items[i].productId`", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid lines (an unknown product on `items[i].productId`) or address fields (`shippingAddress.country`, ...)", content_type = "application/problem+json", body = Problem),
         (status = 503, description = "The catalog is unavailable: the order failed and nothing is held; retry (the same key may be reused)", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::JsonBody,
@@ -164,17 +214,17 @@ pub async fn checkout(
     state: State,
     context: RequestContext,
     req: HttpRequest,
+    body: shop_http::OptionalJson<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
-    let answer = placing::place(
-        &state,
-        &identity,
-        &context,
-        Route::Checkout,
-        Source::Cart,
-        key.as_deref(),
-    )
-    .await?;
+    let address = body.0.and_then(|b| b.shipping_address);
+    let request = placing::Request {
+        route: Route::Checkout,
+        source: Source::Cart,
+        address: with_address(address.as_ref(), Ok(()))?,
+        key: key.as_deref(),
+    };
+    let answer = placing::place(&state, &identity, &context, request).await?;
     Ok(respond(answer))
 }
 
@@ -298,15 +348,51 @@ pub async fn cancel_order(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SetStatusRequest {
     status: Status,
+    /// With `shipped`: who carries the parcel (1-100 characters).
+    carrier: Option<String>,
+    /// With `shipped`: the parcel's tracking number (1-100 characters).
+    tracking_number: Option<String>,
+}
+
+/// The shipment a status change carries; each field 1 to 100 characters without control
+/// characters.
+fn shipment(body: &SetStatusRequest) -> Result<Shipment, OrderError> {
+    let field = |name: &str, value: &Option<String>| {
+        let value = value.as_deref().map(str::trim);
+        match value {
+            Some(v)
+                if v.is_empty() || v.chars().count() > 100 || v.chars().any(char::is_control) =>
+            {
+                Err(FieldError::new(name, "must be 1 to 100 characters"))
+            }
+            _ => Ok(value.map(str::to_owned)),
+        }
+    };
+    let carrier = field("carrier", &body.carrier);
+    let tracking_number = field("trackingNumber", &body.tracking_number);
+    match (carrier, tracking_number) {
+        (Ok(carrier), Ok(tracking_number)) => Ok(Shipment {
+            carrier,
+            tracking_number,
+        }),
+        (carrier, tracking) => Err(OrderError::Validation(
+            [carrier.err(), tracking.err()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        )),
+    }
 }
 
 /// Move a paid order on (administrators).
 ///
 /// Fulfilment only: `paid → shipped → delivered`; any other change is 409 with the order's
-/// status.
+/// status. Shipping needs the order to have an address (409 `address-required`) and may say
+/// how the parcel travels (`carrier`, `trackingNumber`: shown on the order and carried by
+/// `order.shipped`).
 #[utoipa::path(put, path = "/orders/{id}/status", tag = "orders", request_body = SetStatusRequest, security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
@@ -314,7 +400,7 @@ pub struct SetStatusRequest {
         (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an administrator", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
-        (status = 409, description = "Not allowed from the current status (`illegal-transition`)", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "Not allowed from the current status (`illegal-transition`; a carrier or tracking number with anything but `shipped` too), or shipping an order without an address (`address-required`)", content_type = "application/problem+json", body = Problem),
         (status = 422, description = "Invalid fields, with per-field `errors`", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
         responses::JsonBody,
@@ -328,8 +414,115 @@ pub async fn set_order_status(
     id: web::Path<OrderId>,
     body: shop_http::Json<SetStatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let shipment = shipment(&body)?;
     Ok(HttpResponse::Ok()
-        .json(orders::set_status(&state, &admin, *id, body.status, &context).await?))
+        .json(orders::set_status(&state, &admin, *id, body.status, shipment, &context).await?))
+}
+
+/// Refund part or all of an order (administrators).
+///
+/// On a paid, shipped or delivered order: accepted at once (`pending`) and carried out by the
+/// payment service, which reports back (`payment.refunded` on the owner's socket; the last
+/// captured cent refunded moves the order to `refunded`). Never more than captured less refunds
+/// made or under way, however many run at once. With an `Idempotency-Key`, a repeat of the same
+/// body gets the first answer; a refused request keeps nothing, its key included.
+#[utoipa::path(post, path = "/orders/{id}/refunds", tag = "orders", request_body = RefundRequest, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a repeat with the same body gets the same answer")),
+    responses(
+        (status = 201, description = "Accepted: pending until the payment service carries it out", body = RefundResponse, headers(("Location" = String))),
+        (status = 200, description = "A repeat of an accepted request with its `Idempotency-Key`: the first answer", body = RefundResponse),
+        (status = 400, description = "Malformed id (`invalid-id`) or malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an administrator", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "More than is left to refund (`refund-exceeds-captured`, with `refundableCents`), an order not paid, shipped or delivered (`illegal-transition`), or the key used with another body (`idempotency-key-reused`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields (`amountCents` at least 1, `reason` 1-500 characters)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn create_refund(
+    Admin(admin): Admin,
+    state: State,
+    context: RequestContext,
+    req: HttpRequest,
+    id: web::Path<OrderId>,
+    body: shop_http::Json<RefundRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&req)?;
+    let accepted = refunds::request(&state, &admin, *id, &body, key.as_deref(), &context).await?;
+    let mut response = if accepted.replayed {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    };
+    if let Some(refund) = accepted.refund["id"].as_str() {
+        response.insert_header(("Location", format!("/orders/{}/refunds#{refund}", *id)));
+    }
+    Ok(response.json(accepted.refund))
+}
+
+/// An order's refunds (its owner, administrators).
+///
+/// Oldest first, with what the payment captured, what was refunded and what is left to refund.
+#[utoipa::path(get, path = "/orders/{id}/refunds", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The refunds", body = RefundList),
+        (status = 400, description = "Malformed id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No such order, or not yours", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn list_refunds(
+    identity: Identity,
+    state: State,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(refunds::list(&state, &identity, *id).await?))
+}
+
+/// Your default shipping address.
+///
+/// Used by `POST /orders` and checkout when they carry no `shippingAddress`.
+#[utoipa::path(get, path = "/me/address", tag = "orders", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The address", body = ShippingAddress),
+        (status = 404, description = "None set yet", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn get_address(identity: Identity, state: State) -> Result<HttpResponse, ApiError> {
+    let address = address::default_for(&state, identity.user_id)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    Ok(HttpResponse::Ok().json(address))
+}
+
+/// Set your default shipping address.
+///
+/// Validated field by field (country: ISO 3166-1 alpha-2, upper case). Orders placed before
+/// keep the address they were placed with.
+#[utoipa::path(put, path = "/me/address", tag = "orders", request_body = ShippingAddress, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored", body = ShippingAddress),
+        (status = 400, description = "Malformed JSON (`malformed-json`)", content_type = "application/problem+json", body = Problem),
+        (status = 422, description = "Invalid fields, each on its own (`postalCode`, `country`, ...)", content_type = "application/problem+json", body = Problem),
+        responses::Unauthenticated,
+        responses::JsonBody,
+        responses::RateLimited,
+        responses::Unavailable,
+    ))]
+pub async fn put_address(
+    identity: Identity,
+    state: State,
+    body: shop_http::Json<ShippingAddress>,
+) -> Result<HttpResponse, ApiError> {
+    address::set_default(&state, identity.user_id, &body).await?;
+    Ok(HttpResponse::Ok().json(body.into_inner()))
 }
 
 /// Your cart.
@@ -582,7 +775,8 @@ pub async fn report_payments(
     context: RequestContext,
     body: shop_http::Json<PaymentReports>,
 ) -> Result<HttpResponse, ApiError> {
-    let replies = payments::report_many(&state, &body.reports, &context).await?;
+    let (replies, refunds) =
+        payments::report_many(&state, &body.reports, &body.refunds, &context).await?;
     let answers = body
         .reports
         .iter()
@@ -595,7 +789,7 @@ pub async fn report_payments(
             order_status: reply.status().map(|s| s.as_str().to_owned()),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers }))
+    Ok(HttpResponse::Ok().json(PaymentReportAnswers { answers, refunds }))
 }
 
 /// Orders as their mails show them, many at once, whoever owns them (user service only;

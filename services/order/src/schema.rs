@@ -1,4 +1,6 @@
 //! Diesel table definitions (schema `orders`, reached through the connection's search_path).
+//! `orders` declares at most 16 columns (diesel's default); `payment_requested_at` and
+//! `status_changed_at` are used by raw SQL only.
 
 diesel::table! {
     orders (id) {
@@ -10,11 +12,13 @@ diesel::table! {
         payment_status -> Nullable<Text>,
         payment_attempts -> Int4,
         payment_last_error -> Nullable<Text>,
-        payment_requested_at -> Nullable<Timestamptz>,
         event_seq -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        status_changed_at -> Timestamptz,
+        shipping_address -> Nullable<Jsonb>,
+        shipment -> Nullable<Jsonb>,
+        refunded_cents -> Int8,
+        refund_pending_cents -> Int8,
     }
 }
 
@@ -87,7 +91,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    default_addresses (user_id) {
+        user_id -> Uuid,
+        address -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        order_id -> Uuid,
+        amount_cents -> Int8,
+        reason -> Text,
+        status -> Text,
+        error -> Nullable<Text>,
+        requested_by -> Uuid,
+        created_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(order_status_history -> orders (order_id));
 diesel::joinable!(payment_events -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -97,4 +124,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_claims,
     payment_events,
     cart_items,
+    refunds,
 );

@@ -334,6 +334,7 @@ impl Outcome {
             attempt_no: self.attempt_no,
             amount_cents: payment.amount_cents,
             currency: payment.currency.clone(),
+            refund_id: None,
         };
         let mut messages = Vec::with_capacity(3);
         if self.outcome == PaymentOutcome::Succeeded {

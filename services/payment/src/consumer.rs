@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use shop_contracts::{OrderId, PaymentId};
 use shop_contracts::{
     PaymentStatus,
-    events::{Envelope, Event, PaymentEvent, PaymentRequested},
+    events::{Envelope, Event, PaymentEvent, PaymentRequested, RefundRequested},
 };
 use shop_db::DbError;
 use shop_outbox::Written;
@@ -17,7 +17,7 @@ use shop_redis::{BatchError, EntryHandler, redis};
 use crate::{
     AppState, events,
     models::{NewPayment, Payment},
-    repo,
+    refunds, repo,
 };
 
 /// The consumer group of the payment service's instances.
@@ -68,10 +68,11 @@ impl Intake {
             .count();
         let slots = state.attempts.free_slots(requests);
         let mut conn = shop_db::conn(&state.pool).await?;
-        let (leased, waiting, written) = conn
+        let (leased, waiting, refunds, written) = conn
             .transaction::<_, DbError, _>(async |conn| {
                 let mut taken = Taken::default();
                 let mut pending: Vec<(&Envelope, &PaymentRequested)> = Vec::new();
+                let mut refunds: Vec<(&Envelope, &RefundRequested)> = Vec::new();
                 for item in items {
                     match item {
                         Work::Request(envelope, data) => pending.push((envelope, data)),
@@ -81,15 +82,27 @@ impl Intake {
                             pending.clear();
                             cancelled(conn, envelope).await?;
                         }
+                        // A refund follows its payment's success, so it never overtakes a
+                        // request of the same order in this read.
+                        Work::Refund(envelope, data) => refunds.push((envelope, data)),
                     }
                 }
                 self.requested(conn, &pending, slots.len(), &mut taken)
                     .await?;
-                Ok((taken.leased, taken.waiting, taken.written))
+                let (refunds, written) = refunds::accept(conn, state, &refunds).await?;
+                Ok((
+                    taken.leased,
+                    taken.waiting,
+                    refunds,
+                    taken.written | written,
+                ))
             })
             .await?;
         for (payment, slot) in leased.into_iter().zip(slots) {
             state.attempts.start(&state.simulation, payment, slot);
+        }
+        for refund in refunds {
+            state.refunds.start(state, refund);
         }
         if waiting {
             state.attempts.wake();
@@ -165,12 +178,15 @@ struct Taken {
 pub enum Work {
     Request(Envelope, PaymentRequested),
     Cancel(Envelope),
+    Refund(Envelope, RefundRequested),
 }
 
 impl Work {
     fn envelope(&self) -> &Envelope {
         match self {
-            Work::Request(envelope, _) | Work::Cancel(envelope) => envelope,
+            Work::Request(envelope, _) | Work::Cancel(envelope) | Work::Refund(envelope, _) => {
+                envelope
+            }
         }
     }
 
@@ -201,6 +217,13 @@ fn parse(raw: Option<&str>) -> Result<Work, String> {
             Ok(Work::Request(envelope, data))
         }
         Event::PaymentCancel(_) => Ok(Work::Cancel(envelope)),
+        Event::PaymentRefund(data) if data.amount_cents < 1 => {
+            Err(format!("payment.refund for {} cents", data.amount_cents))
+        }
+        Event::PaymentRefund(data) => {
+            let data = data.clone();
+            Ok(Work::Refund(envelope, data))
+        }
         other => Err(format!("{} does not belong on this stream", other.name())),
     }
 }

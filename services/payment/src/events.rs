@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use shop_contracts::events::{self, Envelope, Event, PaymentEvent, Producer};
+use shop_contracts::events::{self, Envelope, Event, PaymentEvent, Producer, RefundReport};
 use shop_contracts::{OrderId, PaymentId};
 use shop_outbox::NewMessage;
 use uuid::Uuid;
@@ -11,6 +11,19 @@ use crate::models::Payment;
 
 /// The command that reports an attempt or outcome to the order service.
 pub const REPORT: &str = "payment.report";
+/// The command that reports what became of a refund to the order service.
+pub const REFUND_REPORT: &str = "refund.report";
+
+/// Every command this service's relay runs: both report to the order service, in one call
+/// per batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReportCommand {
+    /// [`REFUND_REPORT`] (tried first: it names a `refundId`, which attempts lack).
+    Refund(RefundReport),
+    /// [`REPORT`].
+    Attempt(Report),
+}
 
 /// The payload of [`REPORT`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,4 +74,9 @@ pub fn report(payment: &Payment, event: &PaymentEvent) -> serde_json::Result<New
         traceparent: payment.traceparent.clone(),
     };
     NewMessage::command(REPORT, payment.order_id, &report)
+}
+
+/// Reports what became of a refund to the order service (retried until accepted).
+pub fn refund_report(report: &RefundReport) -> serde_json::Result<NewMessage> {
+    NewMessage::command(REFUND_REPORT, report.order_id, report)
 }

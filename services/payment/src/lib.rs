@@ -1,7 +1,8 @@
 //! The payment service: reads payment requests from Redis Streams, runs simulated attempts
 //! from Postgres with retries and exponential backoff, reports each attempt and the outcome to
-//! the order service (refunding a success the order no longer wants), and publishes its
-//! `payment.*` notifications through the shared outbox.
+//! the order service (refunding a success the order no longer wants), carries out the refunds
+//! administrators ask for, and publishes its `payment.*` notifications through the shared
+//! outbox.
 
 mod attempts;
 mod consumer;
@@ -10,6 +11,7 @@ mod events;
 pub mod hooks;
 mod models;
 pub mod openapi;
+mod refunds;
 mod repo;
 mod reports;
 mod routes;
@@ -47,6 +49,7 @@ pub struct AppState {
     relay: RelayHandle,
     simulation: Simulation,
     attempts: Attempts,
+    refunds: refunds::Refunds,
     #[cfg(feature = "test-hooks")]
     hooks: Arc<hooks::Hooks>,
 }
@@ -134,6 +137,7 @@ async fn start_inner(
             worker: name.clone(),
         },
         attempts,
+        refunds: refunds::Refunds::default(),
         #[cfg(feature = "test-hooks")]
         hooks,
     };
@@ -162,6 +166,7 @@ async fn start_inner(
         tasks.spawn(async move { consumer.run(cancel).await });
     }
     tasks.spawn(attempts::run(state.clone(), cancel.clone()));
+    tasks.spawn(refunds::run(state.clone(), cancel.clone()));
     tasks.spawn(attempts::record_finished(
         state.clone(),
         finished,

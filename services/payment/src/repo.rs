@@ -312,6 +312,24 @@ pub async fn mark_reported(
     Ok(())
 }
 
+const MARK_REFUNDS_REPORTED: &str =
+    "UPDATE refunds SET reported_at = now() WHERE id = ANY($1) AND reported_at IS NULL";
+
+/// Notes that the order service accepted the reports of these refunds.
+pub async fn mark_refunds_reported(
+    conn: &mut AsyncPgConnection,
+    refunds: &[shop_contracts::RefundId],
+) -> QueryResult<()> {
+    if refunds.is_empty() {
+        return Ok(());
+    }
+    prepared(MARK_REFUNDS_REPORTED)
+        .bind::<Array<SqlUuid>, _>(refunds)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The next event sequence number of a payment's order.
 pub async fn next_seq(conn: &mut AsyncPgConnection, id: PaymentId) -> QueryResult<i32> {
     diesel::update(payments::table.find(id))

@@ -11,14 +11,14 @@ use shop_client::{Idempotency, ServiceClient, reqwest::Method};
 use shop_contracts::PaymentStatus;
 use shop_contracts::events::{
     Event, PaymentEvent, PaymentOutcome, PaymentReport, PaymentReportAnswers, PaymentReports,
-    PaymentSettled,
+    PaymentSettled, RefundReport,
 };
 use shop_db::Pool;
 use shop_http::RequestContext;
 use shop_outbox::{Command, CommandHandler, Outcome, RelayHandle};
 
 use crate::{
-    events::{self, Report},
+    events::{self, Report, ReportCommand},
     models::NewAttempt,
     repo,
 };
@@ -48,14 +48,14 @@ pub enum ReportError {
 }
 
 impl CommandHandler for Reporter {
-    type Command = Report;
+    type Command = ReportCommand;
     /// Shared by the reports of a batch that failed together.
     type Error = Arc<ReportError>;
 
     fn run<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        commands: &'a [Command<Report>],
+        commands: &'a [Command<ReportCommand>],
     ) -> BoxFuture<'a, Vec<Outcome<Arc<ReportError>>>> {
         Box::pin(self.report(conn, commands))
     }
@@ -65,7 +65,7 @@ impl Reporter {
     async fn report(
         &self,
         conn: &mut AsyncPgConnection,
-        commands: &[Command<Report>],
+        commands: &[Command<ReportCommand>],
     ) -> Vec<Outcome<Arc<ReportError>>> {
         let all_failed = |error: ReportError| {
             let error = Arc::new(error);
@@ -74,61 +74,106 @@ impl Reporter {
         if commands.is_empty() {
             return Vec::new();
         }
+        let attempts: Vec<&Report> = commands
+            .iter()
+            .filter_map(|c| match &c.payload {
+                ReportCommand::Attempt(report) => Some(report),
+                ReportCommand::Refund(_) => None,
+            })
+            .collect();
+        let refunds: Vec<&RefundReport> = commands
+            .iter()
+            .filter_map(|c| match &c.payload {
+                ReportCommand::Refund(report) => Some(report),
+                ReportCommand::Attempt(_) => None,
+            })
+            .collect();
         let body = PaymentReports {
-            reports: commands
+            reports: attempts
                 .iter()
-                .map(|c| PaymentReport {
-                    order_id: c.payload.order_id,
-                    event: c.payload.event.clone(),
-                    traceparent: c.payload.traceparent.clone(),
+                .map(|report| PaymentReport {
+                    order_id: report.order_id,
+                    event: report.event.clone(),
+                    traceparent: report.traceparent.clone(),
                 })
                 .collect(),
+            refunds: refunds.iter().map(|r| (*r).clone()).collect(),
         };
         let answers = match self.send(&body).await {
-            Ok(answers) if answers.answers.len() == commands.len() => answers.answers,
+            Ok(answers)
+                if answers.answers.len() == attempts.len()
+                    && answers.refunds.len() == refunds.len() =>
+            {
+                answers
+            }
             Ok(answers) => {
                 return all_failed(ReportError::Incomplete {
-                    answered: answers.answers.len(),
+                    answered: answers.answers.len() + answers.refunds.len(),
                     sent: commands.len(),
                 });
             }
             Err(error) => return all_failed(error),
         };
+        let (mut attempt_answers, mut refund_answers) =
+            (answers.answers.into_iter(), answers.refunds.into_iter());
         let mut outcomes = Vec::with_capacity(commands.len());
-        let mut reported = Vec::with_capacity(commands.len());
-        for (command, answer) in commands.iter().zip(answers) {
-            let report = &command.payload;
-            let outcome = match answer.status {
-                200 => Outcome::Done,
-                409 => match self.order_moved_on(report).await {
-                    Ok(()) => Outcome::Done,
-                    Err(error) => Outcome::Failed(Arc::new(error.into())),
-                },
-                404 => {
-                    tracing::warn!(
-                        order.id = %report.order_id,
-                        "the order service does not know this order"
-                    );
-                    Outcome::Done
+        let mut reported = Vec::new();
+        let mut refunds_reported = Vec::new();
+        for command in commands {
+            let outcome = match &command.payload {
+                ReportCommand::Attempt(report) => {
+                    let status = attempt_answers.next().map_or(0, |a| a.status);
+                    let outcome = self.attempt_answered(report, status).await;
+                    if matches!(outcome, Outcome::Done) {
+                        reported.push((
+                            report.payment_id,
+                            report.event.attempt_no,
+                            report.event.outcome,
+                        ));
+                    }
+                    outcome
                 }
-                other => Outcome::Failed(Arc::new(ReportError::Answered(other))),
+                ReportCommand::Refund(report) => {
+                    let status = refund_answers.next().map_or(0, |a| a.status);
+                    let outcome = refund_answered(report, status);
+                    if matches!(outcome, Outcome::Done) {
+                        refunds_reported.push(report.refund_id);
+                    }
+                    outcome
+                }
             };
-            if matches!(outcome, Outcome::Done) {
-                reported.push((
-                    report.payment_id,
-                    report.event.attempt_no,
-                    report.event.outcome,
-                ));
-            }
             outcomes.push(outcome);
         }
         // Bookkeeping in the relay's transaction: lost with it, the reports go again and the
         // order service answers them as before.
-        if let Err(error) = repo::mark_reported(conn, &reported).await {
+        let marked = match repo::mark_reported(conn, &reported).await {
+            Ok(()) => repo::mark_refunds_reported(conn, &refunds_reported).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = marked {
             tracing::warn!(%error, "reports not marked; they will be sent again");
             return all_failed(ReportError::Db(error.into()));
         }
         outcomes
+    }
+
+    /// What an attempt's report comes to, by the order service's answer.
+    async fn attempt_answered(&self, report: &Report, status: u16) -> Outcome<Arc<ReportError>> {
+        match status {
+            200 => Outcome::Done,
+            409 => match self.order_moved_on(report).await {
+                Ok(()) => Outcome::Done,
+                Err(error) => Outcome::Failed(Arc::new(error.into())),
+            },
+            404 => {
+                tracing::warn!(
+                    order.id = %report.order_id,
+                    "the order service does not know this order"
+                );
+                Outcome::Done
+            }
+            other => Outcome::Failed(Arc::new(ReportError::Answered(other))),
+        }
     }
 
     /// One call with every report.
@@ -180,6 +225,7 @@ impl Reporter {
                             attempt_no,
                             amount_cents: payment.amount_cents,
                             currency: payment.currency.clone(),
+                            refund_id: None,
                         };
                         let refund = PaymentEvent {
                             attempt_no,
@@ -213,5 +259,21 @@ impl Reporter {
             relay.wake(written);
         }
         Ok(())
+    }
+}
+
+/// What a refund's report comes to, by the order service's answer.
+fn refund_answered(report: &RefundReport, status: u16) -> Outcome<Arc<ReportError>> {
+    match status {
+        200 => Outcome::Done,
+        404 => {
+            tracing::warn!(
+                order.id = %report.order_id,
+                refund.id = %report.refund_id,
+                "the order service does not know this refund"
+            );
+            Outcome::Done
+        }
+        other => Outcome::Failed(Arc::new(ReportError::Answered(other))),
     }
 }

@@ -180,6 +180,7 @@ async fn invariants_hold(database: &str) -> anyhow::Result<()> {
         let mut violations = shop_proof::invariant::ledger_violations(&client).await?;
         violations.extend(shop_proof::invariant::hold_violations(&client).await?);
         violations.extend(shop_proof::invariant::payment_violations(&client).await?);
+        violations.extend(shop_proof::invariant::refund_violations(&client, true).await?);
         if violations.is_empty() {
             return Ok(());
         }

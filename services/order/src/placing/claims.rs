@@ -31,6 +31,7 @@ pub(super) async fn claimed(
     claim: &ClaimKey<'_>,
     hash: &[u8],
     lines: Result<Vec<ReserveLine>, OrderError>,
+    address: Option<&serde_json::Value>,
 ) -> Result<Claimed, OrderError> {
     let (lines, invalid) = match lines {
         Ok(lines) => (Some(lines), None),
@@ -42,7 +43,16 @@ pub(super) async fn claimed(
     for _ in 0..3 {
         if let Some(lines) = &lines {
             let order_id = OrderId::new();
-            if create(state, identity, order_id, lines, Some((claim, hash))).await? {
+            if create(
+                state,
+                identity,
+                order_id,
+                lines,
+                Some((claim, hash)),
+                address,
+            )
+            .await?
+            {
                 return Ok(Claimed::Proceed(order_id, lines.clone()));
             }
         }

@@ -155,15 +155,24 @@ pub fn merge_lines(items: &[(ProductId, i64)]) -> Result<Vec<ReserveLine>, Order
     }
 }
 
-fn request_hash(route: Route, source: &Source) -> Result<Vec<u8>, OrderError> {
+fn request_hash(
+    route: Route,
+    source: &Source,
+    address: Option<&Value>,
+) -> Result<Vec<u8>, OrderError> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_str());
+    if let Some(address) = address {
+        hasher.update(b"address");
+        hasher.update(address.to_string());
+    }
     match source {
         Source::Lines(lines) => hasher.update(
             serde_json::to_vec(lines)
                 .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("request hash: {e}")))?,
         ),
-        // Checkout has no body: every repeat is "the same request".
+        // Checkout's body is at most an address: with the same one, every repeat is "the same
+        // request".
         Source::Cart => hasher.update(b"cart"),
     }
     Ok(hasher.finalize().to_vec())
@@ -183,15 +192,31 @@ async fn cart_lines(state: &AppState, identity: &Identity) -> Result<Vec<Reserve
     merge_lines(&items)
 }
 
+/// What a placement asks for.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub route: Route,
+    pub source: Source,
+    /// A validated [`shop_contracts::ShippingAddress`]; without one the user's default is used.
+    pub address: Option<Value>,
+    /// The `Idempotency-Key`.
+    pub key: Option<&'a str>,
+}
+
 /// Places an order; the answer is final (fresh, or replayed for a repeated key).
 pub async fn place(
     state: &AppState,
     identity: &Identity,
     context: &RequestContext,
-    route: Route,
-    source: Source,
-    key: Option<&str>,
+    request: Request<'_>,
 ) -> Result<Answer, OrderError> {
+    let Request {
+        route,
+        source,
+        address,
+        key,
+    } = request;
+    let address = address.as_ref();
     if state.require_verified_email && !identity.email_verified {
         return Err(OrderError::EmailUnverified);
     }
@@ -208,12 +233,12 @@ pub async fn place(
         (None, lines) => {
             let order_id = OrderId::new();
             let lines = lines?;
-            create(state, identity, order_id, &lines, None).await?;
+            create(state, identity, order_id, &lines, None, address).await?;
             (order_id, lines)
         }
         (Some(claim), lines) => {
-            let hash = request_hash(route, &source)?;
-            match claimed(state, identity, &claim, &hash, lines).await? {
+            let hash = request_hash(route, &source, address)?;
+            match claimed(state, identity, &claim, &hash, lines, address).await? {
                 Claimed::Proceed(order_id, lines) => (order_id, lines),
                 Claimed::Answered(answer) => return Ok(answer),
             }
@@ -283,6 +308,7 @@ async fn create(
     order_id: OrderId,
     lines: &[ReserveLine],
     claim: Option<(&ClaimKey<'_>, &[u8])>,
+    address: Option<&Value>,
 ) -> Result<bool, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
     let new = NewOrder {
@@ -293,6 +319,7 @@ async fn create(
         actor: Actor::User(identity.user_id).label(),
         cause: Cause::Placed,
         claim,
+        address,
     };
     Ok(repo::create_order(&mut conn, &new).await?)
 }

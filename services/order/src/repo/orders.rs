@@ -2,9 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use diesel::{
+    dsl::sql,
     pg::Pg,
     prelude::*,
-    sql_types::{Array, Bool, Bytea, Int2, Int4, Int8, Text, Uuid as SqlUuid},
+    sql_types::{Array, Bool, Bytea, Int2, Int4, Int8, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shop_contracts::{OrderId, ProductId, ReserveLine, UserId};
@@ -31,6 +32,9 @@ pub struct NewOrder<'a> {
     pub cause: Cause,
     /// The `Idempotency-Key` to claim with it, and the request's hash.
     pub claim: Option<(&'a ClaimKey<'a>, &'a [u8])>,
+    /// The validated shipping address of the request; without one, the user's default (if
+    /// any) is taken in the same statement.
+    pub address: Option<&'a serde_json::Value>,
 }
 
 /// Makes the order, its lines, its first timeline entry and, if there is a key, its claim, in
@@ -43,8 +47,10 @@ WITH claim AS (
     ON CONFLICT DO NOTHING
     RETURNING order_id),
 created AS (
-    INSERT INTO orders (id, user_id, status, currency)
-    SELECT $1, $2, $3, $4 WHERE NOT $10 OR EXISTS (SELECT 1 FROM claim)
+    INSERT INTO orders (id, user_id, status, currency, shipping_address)
+    SELECT $1, $2, $3, $4,
+        COALESCE($14::jsonb, (SELECT address FROM default_addresses WHERE user_id = $2))
+    WHERE NOT $10 OR EXISTS (SELECT 1 FROM claim)
     RETURNING id),
 lines AS (
     INSERT INTO order_lines (order_id, position, product_id, quantity)
@@ -83,6 +89,7 @@ pub async fn create_order(conn: &mut AsyncPgConnection, new: &NewOrder<'_>) -> Q
         .bind::<Array<Int2>, _>(positions)
         .bind::<Array<SqlUuid>, _>(products)
         .bind::<Array<Int4>, _>(quantities)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>, _>(new.address)
         .get_result(conn)
         .await?;
     Ok(created.created)
@@ -210,8 +217,8 @@ pub async fn stale(
 ) -> QueryResult<Vec<Order>> {
     orders::table
         .filter(orders::status.eq(status))
-        .filter(orders::status_changed_at.lt(before))
-        .order(orders::status_changed_at.asc())
+        .filter(sql::<Bool>("status_changed_at < ").bind::<Timestamptz, _>(before))
+        .order(sql::<Timestamptz>("status_changed_at"))
         .limit(limit)
         .select(Order::as_select())
         .for_update()
@@ -230,8 +237,8 @@ pub async fn unreported(
     orders::table
         .filter(orders::status.eq(Status::Pending))
         .filter(orders::payment_status.is_null())
-        .filter(orders::payment_requested_at.lt(before))
-        .order(orders::payment_requested_at.asc())
+        .filter(sql::<Bool>("payment_requested_at < ").bind::<Timestamptz, _>(before))
+        .order(sql::<Timestamptz>("payment_requested_at"))
         .limit(limit)
         .select(Order::as_select())
         .for_update()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use shop_testkit::TestApp;
 
-use crate::{id_of, place_ok, product, report, stream_ids, stream_of};
+use crate::{id_of, place_ok, product, report, report_refunds, stream_ids, stream_of};
 
 fn schema_for(kind: &str) -> jsonschema::Validator {
     let path = format!(
@@ -29,17 +29,19 @@ async fn every_published_event_matches_its_schema() {
     app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
+    app.set_address(&user).await;
     let admin = app.admin().await;
 
     let shipped = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
     let paid = json!({"attemptNo": 1, "outcome": "succeeded", "error": null, "nextRetryAt": null, "final": true});
     assert_eq!(report(&app, shipped, paid).await.status(), 200);
-    for status in ["shipped", "delivered"] {
+    let tracked = json!({"status": "shipped", "carrier": "La Poste", "trackingNumber": "6A123"});
+    for body in [tracked, json!({"status": "delivered"})] {
         let response = app
             .http
             .put(app.url(&format!("/orders/{shipped}/status")))
             .header("authorization", admin.bearer())
-            .json(&json!({"status": status}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -58,6 +60,25 @@ async fn every_published_event_matches_its_schema() {
     let declined = json!({"attemptNo": 1, "outcome": "failed", "error": "card declined", "nextRetryAt": null, "final": true});
     assert_eq!(report(&app, failed, declined).await.status(), 200);
     app.assert_consistent().await;
+    // Refunded in full: payment.refund to the payment service (stopped here: the report is
+    // this test's), whose report ends the order.
+    let refund: Value = app
+        .http
+        .post(app.url(&format!("/orders/{shipped}/refunds")))
+        .header("authorization", admin.bearer())
+        .json(&json!({"amountCents": 1250, "reason": "damaged in transit"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let done = json!([{"orderId": shipped, "refundId": refund["id"], "outcome": "succeeded"}]);
+    assert_eq!(
+        report_refunds(&app, done).await["refunds"][0]["status"],
+        200
+    );
+    app.await_outboxes_drained().await;
 
     let mut seen = BTreeSet::new();
     for order in [shipped, cancelled, failed] {
@@ -82,8 +103,10 @@ async fn every_published_event_matches_its_schema() {
         "order.delivered",
         "order.failed",
         "order.paid",
+        "order.refunded",
         "order.shipped",
         "payment.cancel",
+        "payment.refund",
         "payment.requested",
     ]
     .into_iter()

@@ -28,6 +28,7 @@ async fn paid_orders_ship_and_deliver_and_nothing_else() {
     app.stop(shop_testkit::Component::Payment).await;
     let mug = product(&app, "Mug", 1250, 10).await;
     let user = app.new_user().await;
+    app.set_address(&user).await;
     let admin = app.admin().await;
     let id = id_of(&place_ok(&app, &user, &[(mug, 1)]).await);
     let set = |status: &str, bearer: String| {

@@ -81,6 +81,24 @@ pub async fn report(app: &TestApp, order: Uuid, event: Value) -> Response {
         .unwrap()
 }
 
+/// Reports what became of refunds, as the payment service does; the answers.
+pub async fn report_refunds(app: &TestApp, refunds: Value) -> Value {
+    let response = app
+        .http
+        .post(format!(
+            "http://{}/internal/payment-reports",
+            app.addr(Component::Order)
+        ))
+        .header("x-internal-token", app.settings.internal_token())
+        .header("x-caller", "payment")
+        .json(&serde_json::json!({"reports": [], "refunds": refunds}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 /// The events published on `notifications` for an order, in stream order.
 pub async fn notifications_of(app: &TestApp, order: Uuid) -> Vec<Value> {
     stream_of(app, "notifications", order).await

@@ -1,5 +1,5 @@
 //! Order mail: the user service reads `notifications` in a consumer group of its own and queues
-//! a message for each `order.paid` and `order.failed`. A batch is one transaction that records
+//! a message for each `order.paid`, `order.failed` and refund (`payment.refunded`). A batch is one transaction that records
 //! the events' ids and queues their mail, acknowledged after it commits; an event delivered
 //! again (a redelivery, a restart mid-batch, a reclaim) finds its id recorded and mails
 //! nothing.
@@ -53,6 +53,12 @@ impl EntryHandler for OrderMail {
             Event::OrderFailed(changed) => Some(Mail::OrderFailed {
                 order_id: envelope.order_id,
                 cause: changed.cause.clone(),
+            }),
+            // Every refund, the automatic one of a success that came too late included.
+            Event::PaymentRefunded(refunded) => Some(Mail::Refunded {
+                order_id: envelope.order_id,
+                amount_cents: refunded.amount_cents,
+                currency: refunded.currency.clone(),
             }),
             _ => None,
         };

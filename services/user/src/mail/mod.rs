@@ -51,6 +51,12 @@ pub enum Mail {
         order_id: OrderId,
         cause: Option<String>,
     },
+    /// Money went back (`payment.refunded`).
+    Refunded {
+        order_id: OrderId,
+        amount_cents: i64,
+        currency: String,
+    },
 }
 
 /// An outbox row's payload.
@@ -195,7 +201,9 @@ impl Mailer {
             return Ok(());
         };
         let order = match &queued.mail {
-            Mail::OrderPaid { order_id } | Mail::OrderFailed { order_id, .. } => {
+            Mail::OrderPaid { order_id }
+            | Mail::OrderFailed { order_id, .. }
+            | Mail::Refunded { order_id, .. } => {
                 let orders = orders.as_ref().map_err(|e| SendError::Order(e.clone()))?;
                 let Some(order) = orders.get(order_id) else {
                     tracing::warn!(order.id = %order_id, "mail dropped: no such order");
@@ -279,7 +287,9 @@ impl Mail {
     /// The order the message tells of, if any.
     fn order_id(&self) -> Option<OrderId> {
         match self {
-            Mail::OrderPaid { order_id } | Mail::OrderFailed { order_id, .. } => Some(*order_id),
+            Mail::OrderPaid { order_id }
+            | Mail::OrderFailed { order_id, .. }
+            | Mail::Refunded { order_id, .. } => Some(*order_id),
             _ => None,
         }
     }
@@ -297,6 +307,7 @@ impl Mail {
             Mail::PasswordChanged => "password-changed",
             Mail::OrderPaid { .. } => "order-paid",
             Mail::OrderFailed { .. } => "order-failed",
+            Mail::Refunded { .. } => "refunded",
         }
     }
 }

@@ -81,6 +81,21 @@ pub fn write(mail: &Mail, context: &Context<'_>) -> Written {
             },
             Some((format!("{base}/#/orders/{order_id}"), "See my order")),
         ),
+        Mail::Refunded {
+            order_id,
+            amount_cents,
+            currency,
+        } => (
+            "A refund is on its way",
+            order_paragraphs(
+                &format!(
+                    "We have refunded {} to the card you paid with. It usually shows on your statement within a few days.",
+                    money(*amount_cents, currency)
+                ),
+                context.order,
+            ),
+            Some((format!("{base}/#/orders/{order_id}"), "See my order")),
+        ),
     };
 
     let mut text = format!("{greeting}\n\n");
@@ -132,8 +147,30 @@ fn order_paragraphs(lead: &str, order: Option<&OrderSummary>) -> Vec<String> {
             let _ = write!(lines, "Total: {}", money(total, &order.currency));
         }
         paragraphs.push(lines.trim_end().to_owned());
+        if let Some(address) = &order.shipping_address {
+            paragraphs.push(format!("Shipping to:\n{}", address_lines(address)));
+        }
     }
     paragraphs
+}
+
+/// An address as it is written on a parcel.
+fn address_lines(address: &shop_contracts::ShippingAddress) -> String {
+    let locality = match &address.region {
+        Some(region) => format!("{} {}, {region}", address.postal_code, address.city),
+        None => format!("{} {}", address.postal_code, address.city),
+    };
+    [
+        Some(address.name.as_str()),
+        Some(address.line1.as_str()),
+        address.line2.as_deref(),
+        Some(locality.as_str()),
+        Some(address.country.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join("\n")
 }
 
 /// Minor units as `12.34 USD`.
@@ -175,6 +212,7 @@ mod tests {
                 unit_price_cents: 1299,
                 quantity: 2,
             }],
+            shipping_address: None,
         }
     }
 
@@ -257,6 +295,48 @@ mod tests {
             verify
                 .html
                 .contains("href=\"http://localhost:8080/#/verify-email?token=xyz\"")
+        );
+    }
+
+    #[test]
+    fn a_refund_says_how_much_and_a_paid_order_where_it_goes() {
+        let mut order = order();
+        order.shipping_address = Some(shop_contracts::ShippingAddress {
+            name: "Ann Smith".into(),
+            line1: "1 Main Street".into(),
+            line2: Some("Flat 2".into()),
+            city: "Springfield".into(),
+            region: Some("IL".into()),
+            postal_code: "62701".into(),
+            country: "US".into(),
+            phone: None,
+        });
+        let context = Context {
+            name: None,
+            public_url: "http://localhost:8080",
+            order: Some(&order),
+        };
+        let refund = write(
+            &Mail::Refunded {
+                order_id: order.id,
+                amount_cents: 1050,
+                currency: "USD".into(),
+            },
+            &context,
+        );
+        assert_eq!(refund.subject, "A refund is on its way");
+        assert!(
+            refund.text.contains("refunded 10.50 USD"),
+            "{}",
+            refund.text
+        );
+        let paid = write(&Mail::OrderPaid { order_id: order.id }, &context);
+        assert!(
+            paid.text.contains(
+                "Shipping to:\nAnn Smith\n1 Main Street\nFlat 2\n62701 Springfield, IL\nUS"
+            ),
+            "{}",
+            paid.text
         );
     }
 
