@@ -4,6 +4,8 @@
 //!
 //! - every accepted order (201) exists and reaches a final state within a bound;
 //! - no order was charged twice, and every paid order exactly once;
+//! - refunds never exceed what was captured, each is carried out (and announced) once, and
+//!   order and payment agree on them;
 //! - the stock invariant holds for every product, and held stock belongs to live orders;
 //! - every process is running and ready again, and a new order still completes, with no hand
 //!   but the fault's own restart.
@@ -219,16 +221,63 @@ pub struct Outcome {
 }
 
 /// The faults, in order.
-const FAULTS: [&str; 6] = [
+const FAULTS: [&str; 7] = [
     "payment service killed (-9) mid-drain, then restarted",
     "two payment instances, one killed (-9)",
     "order service crashed between reservation and commit",
     "redis-server restarted empty",
     "database connections terminated (own database only)",
     "catalog service down for 10 s during a burst",
+    "payment service killed (-9) during a stream of refunds, then restarted",
 ];
 
-async fn inject(system: &mut System, fault: usize) -> anyhow::Result<String> {
+/// Refunds of paid orders as an administrator asks for them: a third of each order, then the
+/// rest, each with an `Idempotency-Key` and repeated with it after no answer or a 5xx. Returns
+/// how many were accepted and how many refused.
+async fn refund_stream(api: Api, admin: String, orders: Vec<(Uuid, i64)>) -> (u64, u64) {
+    let (mut accepted, mut refused) = (0, 0);
+    for (order, total) in orders {
+        let third = (total / 3).max(1);
+        for (n, amount) in [(1, third), (2, total - third)] {
+            if amount < 1 {
+                continue;
+            }
+            let key = format!("{order}-{n}");
+            let started = Instant::now();
+            loop {
+                let answer = api
+                    .http()
+                    .post(api.url(&format!("/orders/{order}/refunds")))
+                    .header("authorization", format!("Bearer {admin}"))
+                    .header("idempotency-key", &key)
+                    .json(&serde_json::json!({"amountCents": amount, "reason": "chaos"}))
+                    .send()
+                    .await;
+                match answer.map(|r| r.status()) {
+                    Ok(status) if status.is_success() => {
+                        accepted += 1;
+                        break;
+                    }
+                    Ok(status) if status.is_client_error() && status.as_u16() != 429 => {
+                        refused += 1;
+                        break;
+                    }
+                    _ if started.elapsed() > GIVE_UP_AFTER => break,
+                    _ => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    (accepted, refused)
+}
+
+async fn inject(
+    system: &mut System,
+    api: &Api,
+    admin: &str,
+    fault: usize,
+) -> anyhow::Result<String> {
     match fault {
         0 => {
             // A backlog first: requests pile up while payments are slow to come back.
@@ -292,6 +341,32 @@ async fn inject(system: &mut System, fault: usize) -> anyhow::Result<String> {
             system.restart("catalog", &[]).await?;
             Ok("killed, 10 s down under load, restarted".into())
         }
+        6 => {
+            let client = system.database().client().await?;
+            let orders: Vec<(Uuid, i64)> = client
+                .query(
+                    "SELECT id, total_cents FROM orders.orders WHERE status = 'paid'
+                     ORDER BY random() LIMIT 40",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect();
+            let stream = tokio::spawn(refund_stream(api.clone(), admin.to_owned(), orders));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            system.kill("payment");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            system.restart("payment", &[]).await?;
+            let (accepted, refused) = stream.await?;
+            if accepted == 0 {
+                bail!("no refund was accepted: nothing was tested");
+            }
+            Ok(format!(
+                "{accepted} refunds accepted ({refused} refused) around a kill of the payment \
+                 service, 3 s down, restarted"
+            ))
+        }
         _ => bail!("no fault {fault}"),
     }
 }
@@ -327,6 +402,20 @@ async fn await_final(system: &System, accepted: &[Uuid]) -> anyhow::Result<Vec<S
             matches!(status.as_str(), "reserving" | "pending")
                 .then(|| format!("order {id} still {status} after {SETTLE_BOUND:?}"))
         }));
+        // Every accepted refund reaches a final state in both services.
+        let open: i64 = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM orders.refunds WHERE status = 'pending')
+                      + (SELECT count(*) FROM payments.refunds WHERE status = 'pending')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if open > 0 {
+            problems.push(format!(
+                "{open} refunds still pending after {SETTLE_BOUND:?}"
+            ));
+        }
         if problems.is_empty() || started.elapsed() > SETTLE_BOUND {
             return Ok(problems);
         }
@@ -418,9 +507,30 @@ async fn status_counts(system: &System, accepted: &[Uuid]) -> anyhow::Result<Str
         .join(", "))
 }
 
+/// What became of the refunds, and how many a restarted instance finished after the lease of
+/// the killed one ran out.
+async fn refund_counts(system: &System) -> anyhow::Result<String> {
+    let client = system.database().client().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    count(*) FILTER (WHERE completed_at - created_at > interval '20 seconds')
+             FROM payments.refunds",
+            &[],
+        )
+        .await?;
+    let (succeeded, failed, taken_over): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok(format!(
+        "refunds: {succeeded} succeeded, {failed} failed, {taken_over} finished after the killed \
+         instance's lease ran out"
+    ))
+}
+
 async fn run_fault(
     system: &mut System,
     api: &Api,
+    admin: &str,
     shoppers: &[Shopper],
     products: &[Uuid],
     fault: usize,
@@ -428,7 +538,7 @@ async fn run_fault(
     let survivors: Vec<(String, u32)> = system.pids();
     let load = Load::start(api, &shoppers[1..], products);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let injected = inject(system, fault).await;
+    let injected = inject(system, api, admin, fault).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ledger = load.finish().await;
     let injected = injected?;
@@ -439,7 +549,7 @@ async fn run_fault(
     // Processes the fault did not touch must still be the same processes, and all ready.
     let now = system.pids();
     let touched = match fault {
-        0 | 1 => &["payment", "payment-b"][..],
+        0 | 1 | 6 => &["payment", "payment-b"][..],
         2 => &["order"][..],
         5 => &["catalog"][..],
         _ => &[][..],
@@ -472,7 +582,10 @@ async fn run_fault(
             ledger.abandoned
         ));
     }
-    let counts = status_counts(system, &ledger.accepted).await?;
+    let mut counts = status_counts(system, &ledger.accepted).await?;
+    if fault == 6 {
+        counts.push_str(&format!("; {}", refund_counts(system).await?));
+    }
     tidy(system, fault).await?;
     Ok(Outcome {
         fault: FAULTS[fault],
@@ -524,7 +637,7 @@ pub async fn run(config: &Config, report: impl Fn(&Outcome)) -> anyhow::Result<V
         }
         let mut outcomes = Vec::new();
         for fault in 0..FAULTS.len() {
-            let outcome = run_fault(&mut system, &api, &shoppers, &products, fault).await?;
+            let outcome = run_fault(&mut system, &api, &admin, &shoppers, &products, fault).await?;
             report(&outcome);
             outcomes.push(outcome);
         }

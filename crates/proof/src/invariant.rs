@@ -68,7 +68,7 @@ pub async fn payment_violations(client: &Client) -> Result<Vec<String>, tokio_po
                  GROUP BY p.order_id),
              paid_entries AS (
                  SELECT order_id, count(*) AS entries FROM orders.order_status_history
-                 WHERE status = 'paid' GROUP BY order_id)
+                 WHERE status = 'paid' AND cause = 'payment_succeeded' GROUP BY order_id)
              SELECT o.id, o.status, coalesce(c.charged, 0), coalesce(c.refunded, 0),
                     coalesce(h.entries, 0)
              FROM orders.orders o
@@ -99,8 +99,8 @@ pub async fn payment_violations(client: &Client) -> Result<Vec<String>, tokio_po
 /// Refunds never exceed what was captured, and both services agree on them: per payment, the
 /// refunds under way or carried out add up to at most its amount (and to its `refunded_cents`);
 /// per order, what it shows refunded is what the payment service carried out, and it is
-/// `refunded` exactly when that is the whole total. With `quiet`, every accepted refund has
-/// also reached a final state in both services.
+/// `refunded` exactly when that is the whole total; no refund is announced twice. With `quiet`,
+/// every accepted refund has also reached a final state in both services.
 pub async fn refund_violations(
     client: &Client,
     quiet: bool,
@@ -145,29 +145,41 @@ pub async fn refund_violations(
             &[&quiet],
         )
         .await?;
-    Ok(rows
+    let mut violations: Vec<String> = client
+        .query(
+            "SELECT payload->'data'->>'refundId', count(*) FROM payments.outbox
+             WHERE payload->>'type' = 'payment.refunded' AND payload->'data' ? 'refundId'
+             GROUP BY 1 HAVING count(*) > 1",
+            &[],
+        )
+        .await?
         .iter()
         .map(|row| {
-            let (order, problem, status, total, order_done, payment_done): (
-                Uuid,
-                Option<String>,
-                String,
-                Option<i64>,
-                i64,
-                i64,
-            ) = (
-                row.get(0),
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-                row.get(5),
-            );
-            format!(
-                "{order}: {}: {status}, total {total:?}, refunded {order_done} by the order, \
-                 {payment_done} by the payment",
-                problem.unwrap_or_default()
-            )
+            let (refund, count): (String, i64) = (row.get(0), row.get(1));
+            format!("refund {refund}: announced {count} times")
         })
-        .collect())
+        .collect();
+    violations.extend(rows.iter().map(|row| {
+        let (order, problem, status, total, order_done, payment_done): (
+            Uuid,
+            Option<String>,
+            String,
+            Option<i64>,
+            i64,
+            i64,
+        ) = (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        );
+        format!(
+            "{order}: {}: {status}, total {total:?}, refunded {order_done} by the order, \
+                 {payment_done} by the payment",
+            problem.unwrap_or_default()
+        )
+    }));
+    Ok(violations)
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod after_sale;
 mod docs;
 mod edge;
 mod guest_carts;

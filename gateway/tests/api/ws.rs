@@ -93,6 +93,60 @@ fn fast_payments(s: &mut shop_settings::Settings) {
 }
 
 #[tokio::test]
+async fn the_owner_sees_the_tracking_and_each_refund_live() {
+    let app = TestApp::builder().configure(fast_payments).spawn().await;
+    let mug = app.create_product("Mug", 1250, 10).await;
+    let (user, admin) = (app.new_user().await, app.admin().await);
+    app.set_address(&user).await;
+    let mut ws = ready(&app, "", &user).await;
+    let order = app.place_order(&user, &[(mug, 2)], None).await;
+    assert_eq!(order.status(), 201);
+    let order: Value = order.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+    until_event(&mut ws, "order.paid").await;
+
+    let shipped = app
+        .http
+        .put(app.url(&format!("/orders/{id}/status")))
+        .header("authorization", admin.bearer())
+        .json(&json!({"status": "shipped", "carrier": "DHL", "trackingNumber": "JD0142"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shipped.status(), 200);
+    let event = until_event(&mut ws, "order.shipped").await.pop().unwrap();
+    assert_eq!(
+        (
+            &event["event"]["data"]["carrier"],
+            &event["event"]["data"]["trackingNumber"]
+        ),
+        (&json!("DHL"), &json!("JD0142"))
+    );
+
+    for amount in [500, 2000] {
+        let refund = app
+            .post(
+                &format!("/orders/{id}/refunds"),
+                &json!({"amountCents": amount, "reason": "late delivery"}),
+            )
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refund.status(), 201);
+        let refund: Value = refund.json().await.unwrap();
+        let event = until_event(&mut ws, "payment.refunded")
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!(event["event"]["data"]["refundId"], refund["id"]);
+        assert_eq!(event["event"]["data"]["amountCents"], amount);
+    }
+    let event = until_event(&mut ws, "order.refunded").await.pop().unwrap();
+    assert_eq!(event["event"]["data"]["refundedCents"], 2500);
+}
+
+#[tokio::test]
 async fn sockets_need_credentials_and_an_allowed_origin() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;

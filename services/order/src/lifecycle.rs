@@ -341,15 +341,6 @@ impl Transition {
 /// The guarded change: nothing happens unless the order is in one of `from` (and belongs to
 /// the given owner, when one is given). One statement text for every transition, so it stays
 /// prepared.
-/// The columns of [`Order`], as the statements here return them.
-macro_rules! order_columns {
-    () => {
-        "id, user_id, status, total_cents, currency, payment_status, payment_attempts, \
-         payment_last_error, event_seq, created_at, updated_at, shipping_address, shipment, \
-         refunded_cents, refund_pending_cents"
-    };
-}
-
 const TRANSITION: &str = concat!(
     "
 UPDATE orders SET
@@ -367,7 +358,7 @@ UPDATE orders SET
 WHERE id = $1 AND status = ANY($3) AND ($10::uuid IS NULL OR user_id = $10)
     AND (NOT $11 OR shipping_address IS NOT NULL)
 RETURNING ",
-    order_columns!()
+    crate::models::order_columns!()
 );
 
 const HISTORY: &str = "INSERT INTO order_status_history (order_id, status, actor, cause) \
@@ -444,7 +435,7 @@ const REQUEST_AGAIN: &str = concat!(
 UPDATE orders SET payment_requested_at = now(), event_seq = event_seq + 1
 WHERE id = $1 AND status = $2
 RETURNING ",
-    order_columns!()
+    crate::models::order_columns!()
 );
 
 pub async fn request_payment_again(
@@ -490,7 +481,7 @@ struct Planned {
 
 const LOCK_ORDERS: &str = concat!(
     "SELECT ",
-    order_columns!(),
+    crate::models::order_columns!(),
     " FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE"
 );
 

@@ -91,6 +91,16 @@ impl FromSql<Text, Pg> for Status {
     }
 }
 
+/// The columns of [`Order`], for statements written in SQL that return orders.
+macro_rules! order_columns {
+    () => {
+        "id, user_id, status, total_cents, currency, payment_status, payment_attempts, \
+         payment_last_error, event_seq, created_at, updated_at, shipping_address, shipment, \
+         refunded_cents, refund_pending_cents"
+    };
+}
+pub(crate) use order_columns;
+
 /// An order as stored.
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = orders, check_for_backend(Pg))]

@@ -82,17 +82,17 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
-const LOCK_ORDER: &str = "SELECT id, user_id, status, total_cents, currency, payment_status, \
-     payment_attempts, payment_last_error, event_seq, created_at, updated_at, shipping_address, \
-     shipment, refunded_cents, refund_pending_cents FROM orders WHERE id = $1 FOR UPDATE";
+const LOCK_ORDER: &str = concat!(
+    "SELECT ",
+    crate::models::order_columns!(),
+    " FROM orders WHERE id = $1 FOR UPDATE"
+);
 
-const RESERVE: &str = "
-UPDATE orders SET refund_pending_cents = refund_pending_cents + $2, event_seq = event_seq + 1,
-    updated_at = now()
-WHERE id = $1
-RETURNING id, user_id, status, total_cents, currency, payment_status, payment_attempts,
-    payment_last_error, event_seq, created_at, updated_at, shipping_address, shipment,
-    refunded_cents, refund_pending_cents";
+const RESERVE: &str = concat!(
+    "UPDATE orders SET refund_pending_cents = refund_pending_cents + $2, \
+     event_seq = event_seq + 1, updated_at = now() WHERE id = $1 RETURNING ",
+    crate::models::order_columns!()
+);
 
 const INSERT_REFUND: &str = "
 INSERT INTO refunds (id, order_id, amount_cents, reason, status, requested_by)

@@ -41,7 +41,10 @@ async fn a_customer_orders_follows_cancels_and_an_admin_fulfils() {
 
     let place = Call::post("/orders")
         .header("idempotency-key", "first-order")
-        .json(json!({"items": [{"productId": mug, "quantity": 2}, {"productId": plate, "quantity": 1}]}));
+        .json(json!({
+            "items": [{"productId": mug, "quantity": 2}, {"productId": plate, "quantity": 1}],
+            "shippingAddress": shop_testkit::sample_address(),
+        }));
     let response = place.send(&app, token(&user)).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -53,6 +56,7 @@ async fn a_customer_orders_follows_cancels_and_an_admin_fulfils() {
         (&json!("pending"), &json!(2 * 1250 + 900), &json!("USD"))
     );
     assert_eq!(order["userId"], user.id.to_string());
+    assert_eq!(order["shippingAddress"], shop_testkit::sample_address());
     // A retry with the same key is the same order, and holds no more stock.
     let again = place.expect(&app, token(&user), 201).await;
     assert_eq!(id_of(&again), id);
