@@ -69,7 +69,7 @@ export function orderIdOf(page) {
 /** Everything `token`'s user has ordered, whatever the status. */
 export async function ordersOf(system, token) {
   const all = [];
-  for (const status of ['reserving', 'pending', 'paid', 'failed', 'cancelled', 'shipped', 'delivered']) {
+  for (const status of ['reserving', 'pending', 'paid', 'failed', 'cancelled', 'shipped', 'delivered', 'refunded']) {
     const { status: code, body } = await api(system.url, 'GET', `/orders?status=${status}&limit=100`, { token });
     assert.equal(code, 200, JSON.stringify(body));
     all.push(...body.items);
@@ -108,6 +108,31 @@ export async function atCart(browser, system, shopper) {
   await signIn(page, system, shopper);
   await open(page, system, '#/cart');
   return page;
+}
+
+/** A shipping address (`ShippingAddress`) in `name`'s name. */
+export function newAddress(name = 'Ada Lovelace') {
+  return { name, line1: '12 rue de la Paix', city: 'Paris', postalCode: '75002', country: 'FR' };
+}
+
+/** Makes `address` the default shipping address of `token`'s user, through the API. */
+export async function setDefaultAddress(system, token, address) {
+  const { status, body } = await api(system.url, 'PUT', '/me/address', { token, body: address });
+  assert.equal(status, 200, JSON.stringify(body));
+  return body;
+}
+
+/** Types `address` into the cart page's shipping address form (optional parts left empty). */
+export async function fillAddress(page, address) {
+  const form = page.locator('#address');
+  await form.getByLabel('Full name').fill(address.name);
+  await form.getByLabel('Address', { exact: true }).fill(address.line1);
+  await form.getByLabel('Address line 2 (optional)').fill(address.line2 ?? '');
+  await form.getByLabel('Postal code').fill(address.postalCode);
+  await form.getByLabel('City').fill(address.city);
+  await form.getByLabel('State, province or region (optional)').fill(address.region ?? '');
+  await form.getByLabel('Country').selectOption(address.country);
+  await form.getByLabel('Phone (optional)').fill(address.phone ?? '');
 }
 
 /** Polls until `check()` is truthy (for state the page does not show). */

@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { launch, newPage, screenshot } from '../lib/browser.mjs';
 import {
-  addToCart, assertReadable, atCart, open, orderIdOf, orderStatus, ordersOf, newShopper,
-  productNow, register, search, shopperWithCart, signIn,
+  addToCart, assertReadable, atCart, newAddress, open, orderIdOf, orderStatus, ordersOf, newShopper,
+  productNow, register, search, setDefaultAddress, shopperWithCart, signIn,
 } from '../lib/shop.mjs';
 import { adminToken, api, createProduct, loginToken, registerUser, startSystem } from '../lib/system.mjs';
 
@@ -276,8 +276,10 @@ describe('shopper', () => {
     await mine.getByText('Stock is now 20.').waitFor();
     assert.equal((await productNow(system, product.id)).stock, 20);
 
-    // A paid order moves on, and its owner's page follows.
-    const { shopper } = await shopperWithCart(system, 'Waiting', [[product.id, 1]]);
+    // A paid order moves on, and its owner's page follows. Only an order with an address can
+    // be shipped: the shopper's default one, which the cart's form offers and checkout sends.
+    const { shopper, token: waiting } = await shopperWithCart(system, 'Waiting', [[product.id, 1]]);
+    await setDefaultAddress(system, waiting, newAddress('Wanda Waiting'));
     const owner = await atCart(browser, system, shopper);
     await owner.getByRole('button', { name: 'Place order' }).click();
     await orderStatus(owner, 'paid');

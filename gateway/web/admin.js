@@ -1,12 +1,12 @@
-// Administration: products (create, edit with conflict resolution, stock, delete) and every
-// customer's orders with their fulfilment steps.
+// Administration: products (create, edit with conflict resolution, stock, delete), every
+// customer's orders with their fulfilment steps, and refunds.
 
-import { ApiError, call, get } from './api.js';
+import { ApiError, call, get, newKey } from './api.js';
 import { field, h, money, moneyInput, notFound, notice, pageOf, pager, parseMoney, shortId, show, when } from './dom.js';
 import { placeFieldErrors } from './account.js';
 import { stockBadge } from './catalogue.js';
-import { ordersList } from './orders.js';
-import { STATUS } from './words.js';
+import { REFUNDABLE, ordersList } from './orders.js';
+import { STATUS, fieldMessage } from './words.js';
 
 const PAGE_SIZE = 20;
 
@@ -332,31 +332,81 @@ export async function editProduct(ctx, id) {
 
 const NEXT = { paid: 'shipped', shipped: 'delivered' };
 
+/**
+ * A paid order's carrier and tracking number, typed into its row. What is typed survives the
+ * list being painted again (it is, on every event) in `drafts`, by order id.
+ */
+function shipmentInputs(order, drafts) {
+  const draft = drafts.get(order.id) ?? { carrier: '', trackingNumber: '' };
+  const input = (name, label, maxlength) => {
+    const id = `${name}-${order.id}`;
+    const control = h('input', {
+      id, name, type: 'text', value: draft[name], maxlength, autocomplete: 'off', spellcheck: 'false',
+    });
+    control.addEventListener('input', () => {
+      drafts.set(order.id, { ...(drafts.get(order.id) ?? draft), [name]: control.value });
+    });
+    return h('div', { class: 'compact' },
+      h('label', { for: id }, label, h('span', { class: 'visually-hidden' }, ` for order ${shortId(order.id)}`)),
+      control);
+  };
+  return [input('carrier', 'Carrier', 100), input('trackingNumber', 'Tracking number', 100)];
+}
+
 /** `#/admin/orders?status=&page=`: every customer's orders, with their next step. */
 export function orders(ctx) {
   const message = h('div', { 'aria-live': 'polite' });
+  const drafts = new Map();
   const nextStep = (render) => (order) => {
     const next = NEXT[order.status];
-    if (!next) return h('span', { class: 'muted' }, '–');
+    const refundLink = REFUNDABLE.has(order.status)
+      ? h('a', { href: `#/orders/${order.id}?refund`, class: 'refund-link', 'aria-label': `Refund order ${shortId(order.id)}` }, 'Refund…')
+      : null;
+    if (!next) return refundLink ?? h('span', { class: 'muted' }, '–');
+    const shipping = next === 'shipped';
     const button = h('button', {
-      type: 'button',
+      type: shipping ? 'submit' : 'button',
       class: 'secondary',
       // The same id for the order's next step, so the keyboard stays on it after a step.
       id: `next-${order.id}`,
       'aria-label': `Mark order ${shortId(order.id)} ${STATUS[next].toLowerCase()}`,
-      onclick: async () => {
-        button.disabled = true;
-        try {
-          await call('PUT', `/orders/${order.id}/status`, { body: { status: next } });
-          ctx.toast(`Order ${shortId(order.id)} is ${STATUS[next].toLowerCase()}.`);
-        } catch (error) {
-          message.replaceChildren(notice('error', ctx.failed(error, { context: 'order', button })));
-          if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
-        }
-        await render().catch(() => {});
-      },
     }, `Mark ${STATUS[next].toLowerCase()}`);
-    return button;
+    const step = async () => {
+      if (button.disabled) return;
+      button.disabled = true;
+      message.replaceChildren();
+      const body = { status: next };
+      if (shipping) {
+        const draft = drafts.get(order.id) ?? {};
+        const carrier = draft.carrier?.trim();
+        const trackingNumber = draft.trackingNumber?.trim();
+        if (carrier) body.carrier = carrier;
+        if (trackingNumber) body.trackingNumber = trackingNumber;
+      }
+      try {
+        await call('PUT', `/orders/${order.id}/status`, { body });
+        drafts.delete(order.id);
+        ctx.toast(`Order ${shortId(order.id)} is ${STATUS[next].toLowerCase()}.`);
+      } catch (error) {
+        message.replaceChildren(notice('error', stepFailed(ctx, error, order, button)));
+        if (!(error instanceof ApiError && error.retryAfter)) button.disabled = false;
+      }
+      await render().catch(() => {});
+    };
+    if (!shipping) {
+      button.addEventListener('click', step);
+      return [button, refundLink];
+    }
+    // Shipping takes the carrier and tracking number typed beside the button (both optional).
+    const form = h('form', { class: 'ship', novalidate: true, 'aria-label': `Ship order ${shortId(order.id)}` },
+      shipmentInputs(order, drafts),
+      button,
+      order.shippingAddress === null ? h('p', { class: 'note warn' }, 'No shipping address') : null);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      step();
+    });
+    return [form, refundLink];
   };
   return ordersList(ctx, {
     title: 'All orders',
@@ -365,4 +415,134 @@ export function orders(ctx) {
     table: (render) => ({ actions: nextStep(render), owner: true }),
     empty: () => h('p', {}, 'No orders here.'),
   });
+}
+
+/** Why an order's step failed, in one sentence that names the order. */
+function stepFailed(ctx, error, order, button) {
+  const text = ctx.failed(error, { context: 'order', button });
+  if (!(error instanceof ApiError)) return text;
+  if (error.code === 'address-required') {
+    return `Order ${shortId(order.id)} cannot be shipped: it has no shipping address. Only orders placed with an address can be shipped.`;
+  }
+  const fields = Object.entries(error.fields);
+  if (error.status === 422 && fields.length) {
+    return `Order ${shortId(order.id)}: ${fields.map(([name, problem]) => fieldMessage(name, problem)).join('; ')}.`;
+  }
+  return `Order ${shortId(order.id)}: ${text}`;
+}
+
+/**
+ * The refund form of the order page, for administrators: an amount in the currency's major
+ * units and a reason. It stays in the page while the order around it is painted again;
+ * `update(order, refunds)` tells it what is left. One `Idempotency-Key` per amount and reason:
+ * a retry after a lost answer makes no second refund. `refreshed()` reads the order again.
+ */
+export function refundForm(ctx, id, { refreshed }) {
+  let order = null;
+  let list = null;
+  let key = newKey();
+  let keyFor = null;
+  const amount = field({
+    label: 'Amount to refund', name: 'amountCents', inputmode: 'decimal', autocomplete: 'off', required: true,
+    hint: 'Like 12.50.',
+  });
+  const reason = field({ label: 'Reason', name: 'reason', required: true, maxlength: 500, hint: 'The customer sees it with the refund.' });
+  const hint = amount.querySelector('.hint');
+  const message = h('div', { 'aria-live': 'polite' });
+  const submit = h('button', { type: 'submit' }, 'Refund');
+  const fillRest = h('button', { type: 'button', class: 'secondary', id: 'refund-rest' }, 'Everything left');
+  fillRest.addEventListener('click', () => {
+    if (!list) return;
+    amount.input.value = moneyInput(list.refundableCents);
+    amount.setError(null);
+    reason.input.focus();
+  });
+  const closed = h('p', { class: 'muted', id: 'refund-closed', hidden: true });
+  const form = h('form', { class: 'refund-form', novalidate: true, id: 'refund', hidden: true, 'aria-labelledby': 'refund-h' },
+    h('h3', { id: 'refund-h' }, 'Make a refund'),
+    message,
+    h('div', { class: 'refund-fields' }, amount, reason),
+    h('div', { class: 'actions' }, submit, fillRest));
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (submit.disabled) return;
+    message.replaceChildren();
+    amount.setError(null);
+    reason.setError(null);
+    const cents = parseMoney(amount.input.value);
+    const currency = order?.currency;
+    if (cents === null || cents < 1) {
+      amount.setError('Enter an amount like 12.50.');
+      return amount.input.focus();
+    }
+    if (list && cents > list.refundableCents) {
+      amount.setError(`That is more than the ${money(list.refundableCents, currency)} left to refund.`);
+      return amount.input.focus();
+    }
+    const why = reason.input.value.trim();
+    if (!why) {
+      reason.setError('Say why the money goes back.');
+      return reason.input.focus();
+    }
+    const content = JSON.stringify([cents, why]);
+    if (content !== keyFor) {
+      key = newKey();
+      keyFor = content;
+    }
+    submit.disabled = true;
+    try {
+      const { body: refund } = await call('POST', `/orders/${id}/refunds`, {
+        body: { amountCents: cents, reason: why },
+        headers: { 'Idempotency-Key': key },
+      });
+      keyFor = null;
+      amount.input.value = '';
+      reason.input.value = '';
+      message.replaceChildren(notice('success', `Refund of ${money(refund.amountCents, currency)} requested. It completes in a moment; the list below follows it.`));
+    } catch (error) {
+      if (ctx.stale()) return;
+      // The server keeps a refusal on its key and would repeat it: the next try is a new one.
+      // Anything else (no answer, an outage) may yet have made the refund: the key stays.
+      if (error instanceof ApiError && [409, 422].includes(error.status) && !error.code.startsWith('idempotency-')) keyFor = null;
+      const text = ctx.failed(error, { context: 'refund', button: submit });
+      if (error instanceof ApiError && error.code === 'refund-exceeds-captured') {
+        const left = error.problem.refundableCents;
+        amount.setError(Number.isInteger(left) ? `That is more than the ${money(left, currency)} left to refund.` : text);
+        amount.input.focus();
+      } else if (!placeFieldErrors(error, { amountCents: amount, reason })) {
+        message.replaceChildren(notice('error', text));
+      }
+    } finally {
+      if (!submit.textContent.includes('(')) submit.disabled = false;
+    }
+    await refreshed().catch(() => {});
+  });
+
+  return {
+    element: h('div', {}, closed, form),
+    focus: () => amount.input.focus(),
+    /** Shows the form while something is left to refund, and says why not otherwise. */
+    update(current, refunds) {
+      order = current;
+      list = refunds;
+      const left = refunds?.refundableCents ?? 0;
+      const open = Boolean(refunds) && REFUNDABLE.has(current.status) && left > 0;
+      form.hidden = !open;
+      closed.hidden = open || !refunds;
+      if (open) {
+        hint.textContent = `In ${current.currency}, like 12.50: at most ${money(left, current.currency)}.`;
+        fillRest.textContent = `Everything left (${money(left, current.currency)})`;
+      } else if (current.status === 'refunded') {
+        closed.textContent = 'This order is refunded in full.';
+      } else if (!REFUNDABLE.has(current.status)) {
+        closed.textContent = 'Only paid, shipped or delivered orders can be refunded.';
+      } else {
+        const pending = refunds?.items?.some((refund) => refund.status === 'pending');
+        closed.textContent = pending
+          ? 'Nothing more can be refunded while the refunds in progress complete.'
+          : 'Nothing is left to refund.';
+      }
+    },
+  };
 }

@@ -1,11 +1,13 @@
 // Orders: the shopper's list, and an order's page that follows the order live: its status,
-// its payment attempts as they fail and retry, its timeline, and the stock of what it holds.
+// its payment attempts as they fail and retry, where it goes and how it travels, its refunds,
+// its timeline, and the stock of what it holds.
 
 import { ApiError, call, get, isAdmin } from './api.js';
 import { clock, field, h, keepFocus, money, notFound, notice, pageOf, pager, shortId, show, when } from './dom.js';
 import { isLive, onEvent, onState } from './live.js';
-import { EVENTS, PAYMENT, STATUS, actor, cause } from './words.js';
+import { EVENTS, PAYMENT, REFUND, STATUS, actor, cause, countryName } from './words.js';
 import { stockBadge } from './catalogue.js';
+import { refundForm } from './admin.js';
 
 const PAGE_SIZE = 20;
 
@@ -37,8 +39,21 @@ export function ordersTable(orders, { actions = null, owner = false } = {}) {
       owner ? h('td', { 'data-label': 'Customer' }, shortId(order.userId)) : null,
       h('td', { 'data-label': 'Items' }, itemCount(order)),
       h('td', { class: 'number', 'data-label': 'Total' }, money(order.totalCents, order.currency)),
-      h('td', { 'data-label': 'Status' }, statusBadge(order.status)),
+      h('td', { 'data-label': 'Status' }, statusBadge(order.status), statusNote(order)),
       actions ? h('td', { 'data-label': 'Next step' }, actions(order)) : null))));
+}
+
+/** Under a listed order's status: how it travels, and what of it was refunded. */
+function statusNote(order) {
+  const notes = [];
+  const shipment = order.shipment;
+  if (shipment && (shipment.carrier || shipment.trackingNumber)) {
+    notes.push([shipment.carrier, shipment.trackingNumber].filter(Boolean).join(' · '));
+  }
+  if (order.refundedCents > 0 && order.status !== 'refunded') {
+    notes.push(`${money(order.refundedCents, order.currency)} refunded`);
+  }
+  return notes.length ? h('span', { class: 'note' }, notes.join('; ')) : null;
 }
 
 /** A status filter and pager shared by the shopper's and the admin's lists. */
@@ -144,7 +159,22 @@ function stockNow(productId) {
   return get(`/products/${productId}`, { auth: false, cache: 'no-cache' }).catch(() => null);
 }
 
-const FINAL = new Set(['paid', 'failed', 'cancelled', 'shipped', 'delivered']);
+const FINAL = new Set(['paid', 'failed', 'cancelled', 'shipped', 'delivered', 'refunded']);
+
+/** Statuses an order can be refunded from (and so has refunds to show). */
+export const REFUNDABLE = new Set(['paid', 'shipped', 'delivered']);
+
+/** The order's refunds (`{items, capturedCents, refundedCents, refundableCents}`), or null
+ * for an order that was never paid. */
+async function refunds(order) {
+  if (!REFUNDABLE.has(order.status) && order.status !== 'refunded' && !(order.refundedCents > 0)) return null;
+  try {
+    return await get(`/orders/${order.id}/refunds`, { cache: 'no-store' });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
 
 function headline(order, pay) {
   switch (order.status) {
@@ -165,9 +195,11 @@ function headline(order, pay) {
     case 'cancelled':
       return notice('info', 'This order was cancelled. Nothing was charged and the items went back on sale.');
     case 'shipped':
-      return notice('success', 'Your order is on its way.');
+      return notice('success', order.shipment?.carrier ? `Your order is on its way with ${order.shipment.carrier}.` : 'Your order is on its way.');
     case 'delivered':
       return notice('success', 'Your order was delivered.');
+    case 'refunded':
+      return notice('info', `This order was refunded in full: ${money(order.refundedCents ?? order.totalCents, order.currency)} went back to the payment method it was paid with.`);
     default:
       return null;
   }
@@ -198,6 +230,75 @@ function paymentPanel(order, pay) {
     pay.attempts.length
       ? h('ol', { class: 'attempts', 'aria-label': 'Payment attempts' }, pay.attempts.map(attemptLine))
       : h('p', { class: 'muted' }, 'The first attempt is starting.'));
+}
+
+/** An address as the lines of a label. */
+function addressLines(address) {
+  return [
+    address.name,
+    address.line1,
+    address.line2,
+    [address.postalCode, address.city].filter(Boolean).join(' '),
+    address.region,
+    countryName(address.country),
+  ].filter(Boolean);
+}
+
+/** Where the order goes, and once shipped, with whom and under which tracking number. */
+function deliveryPanel(order) {
+  // An order from before addresses existed says nothing about delivery.
+  if (order.shippingAddress === undefined && !order.shipment) return null;
+  const address = order.shippingAddress;
+  const shipment = order.shipment;
+  let travel = null;
+  if (shipment) {
+    travel = h('div', {
+      id: 'shipment',
+      'data-carrier': shipment.carrier ?? '',
+      'data-tracking-number': shipment.trackingNumber ?? '',
+    },
+    h('p', {}, `Shipped ${when(shipment.shippedAt)}`, shipment.carrier ? [' with ', h('strong', { class: 'carrier' }, shipment.carrier)] : null, '.'),
+    shipment.trackingNumber
+      ? h('p', {}, 'Tracking number: ', h('strong', { class: 'tracking', id: 'tracking-number' }, shipment.trackingNumber))
+      : h('p', { class: 'muted' }, 'No tracking number was given.'));
+  } else if (order.status === 'paid') {
+    travel = h('p', { class: 'muted' }, 'Not shipped yet. The tracking number shows here once it is.');
+  }
+  return h('section', { class: 'panel', id: 'shipping', 'aria-labelledby': 'shipping-h' },
+    h('h2', { id: 'shipping-h' }, 'Delivery'),
+    address
+      ? h('address', { class: 'address', id: 'shipping-address', 'aria-label': 'Shipping address' },
+          addressLines(address).map((line) => h('span', {}, line)),
+          address.phone ? h('span', {}, `Phone: ${address.phone}`) : null)
+      : h('p', { class: 'muted', id: 'shipping-address' }, 'No shipping address was given for this order.'),
+    travel);
+}
+
+function refundLine(refund, currency) {
+  return h('li', { 'data-refund-id': refund.id, 'data-refund-status': refund.status },
+    h('strong', { class: 'amount' }, money(refund.amountCents, currency)),
+    h('span', { class: ['badge', refund.status] }, REFUND[refund.status] ?? refund.status),
+    refund.reason ? h('span', { class: 'reason' }, refund.reason) : null,
+    refund.status === 'failed' && refund.error ? h('span', { class: 'muted' }, refund.error) : null,
+    h('time', { datetime: refund.completedAt ?? refund.createdAt }, when(refund.completedAt ?? refund.createdAt)));
+}
+
+/** What was refunded, refund by refund (oldest first); `left` adds what can still be. */
+function refundsSummary(order, list, { left = false } = {}) {
+  const currency = order.currency;
+  const figures = [
+    ['Paid', 'refund-captured', list.capturedCents],
+    ['Refunded', 'refunded-total', list.refundedCents ?? order.refundedCents],
+  ];
+  if (left) figures.push(['Left to refund', 'refund-left', list.refundableCents]);
+  return [
+    h('dl', { class: 'figures' }, figures.map(([label, id, cents]) => h('div', {},
+      h('dt', {}, label),
+      h('dd', { id, 'data-cents': cents }, money(cents, currency))))),
+    list.items.length
+      ? h('ol', { class: 'refunds', 'aria-label': 'Refunds' }, list.items.map((refund) => refundLine(refund, currency)))
+      : h('p', { class: 'muted' }, 'Nothing was refunded.'),
+  ];
 }
 
 function timelinePanel(entries) {
@@ -238,6 +339,13 @@ export async function detail(ctx, id) {
   const heading = h('h1', { tabindex: -1 }, `Order ${shortId(id)}`);
   const status = h('div', { class: 'summary', 'aria-live': 'polite' });
   const body = h('div', {});
+  // The refunds have a place of their own: an administrator's refund form lives in it and
+  // keeps what was typed while the rest of the page is painted again.
+  const refundsView = h('div', {});
+  const form = isAdmin() ? refundForm(ctx, id, { refreshed: () => render() }) : null;
+  const refundsPanel = h('section', { class: 'panel', id: 'refunds', hidden: true, 'aria-labelledby': 'refunds-h' },
+    h('h2', { id: 'refunds-h' }, 'Refunds'), refundsView, form?.element);
+  const history = h('div', {});
   const activity = h('ol', { class: 'timeline', id: 'activity' });
   const activityPanel = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'activity-h' },
     h('h2', { id: 'activity-h' }, 'Live activity'), activity);
@@ -245,15 +353,18 @@ export async function detail(ctx, id) {
   let rendered = false;
   let inFlight = null;
   let again = false;
+  let pendingTimer = null;
+  let pendingDelay = 1000;
 
   const load = async () => {
     const order = await get(`/orders/${id}`, { cache: 'no-store' });
-    const [timeline, pay, stock] = await Promise.all([
+    const [timeline, pay, stock, refundList] = await Promise.all([
       get(`/orders/${id}/timeline`, { cache: 'no-store' }),
       payment(id),
       Promise.all(order.items.map((item) => stockNow(item.productId))),
+      refunds(order),
     ]);
-    return { order, timeline, pay, stock };
+    return { order, timeline, pay, stock, refundList };
   };
 
   const render = async () => {
@@ -266,9 +377,9 @@ export async function detail(ctx, id) {
       try {
         do {
           again = false;
-          const { order, timeline, pay, stock } = await load();
+          const loaded = await load();
           if (ctx.stale()) return;
-          paint(order, timeline, pay, stock);
+          paint(loaded);
         } while (again && !ctx.stale());
       } finally {
         inFlight = null;
@@ -277,7 +388,24 @@ export async function detail(ctx, id) {
     return inFlight;
   };
 
-  const paint = (order, timeline, pay, stock) => {
+  /**
+   * A refund is carried out after its request, and a partial one is announced by the payment
+   * service, possibly before the order service has recorded it: while one is in progress the
+   * page reads again by itself, less and less often.
+   */
+  const watchPending = (refundList) => {
+    clearTimeout(pendingTimer);
+    if (!refundList?.items?.some((refund) => refund.status === 'pending')) {
+      pendingDelay = 1000;
+      return;
+    }
+    pendingTimer = setTimeout(() => {
+      if (!ctx.stale()) render().catch(() => {});
+    }, pendingDelay);
+    pendingDelay = Math.min(pendingDelay * 2, 15_000);
+  };
+
+  const paint = ({ order, timeline, pay, stock, refundList }) => {
     ctx.setTitle(`Order ${shortId(order.id)} · ${STATUS[order.status] ?? order.status}`);
     const cancel = order.status === 'pending' && !isAdmin()
       ? h('button', { type: 'button', class: 'danger', onclick: () => cancelOrder(ctx, order, cancel, message, render, heading) }, 'Cancel order')
@@ -286,13 +414,24 @@ export async function detail(ctx, id) {
       h('span', { class: 'status-line' }, 'Status: ', statusBadge(order.status)),
       h('span', {}, `Placed ${when(order.createdAt)}`),
       h('span', { class: 'price' }, money(order.totalCents, order.currency)),
+      order.refundedCents > 0 && order.status !== 'refunded'
+        ? h('span', { class: 'refunded-note' }, `${money(order.refundedCents, order.currency)} refunded`)
+        : null,
       cancel));
     show(body,
       headline(order, pay),
+      deliveryPanel(order),
       itemsTable(order, stock),
-      paymentPanel(order, pay),
-      timelinePanel(timeline));
+      paymentPanel(order, pay));
+    // The owner sees refunds once there are some; an administrator wherever one can be made.
+    const refundsShown = refundList && (refundList.items.length > 0 || (form && REFUNDABLE.has(order.status)));
+    refundsPanel.hidden = !refundsShown;
+    refundsPanel.dataset.refundedCents = order.refundedCents ?? 0;
+    if (refundsShown) show(refundsView, refundsSummary(order, refundList, { left: Boolean(form) }));
+    form?.update(order, refundList);
+    show(history, timelinePanel(timeline));
     document.body.dataset.orderStatus = order.status;
+    watchPending(refundList);
     rendered = true;
   };
 
@@ -308,9 +447,14 @@ export async function detail(ctx, id) {
   if (ctx.stale() || !rendered) return;
   show(ctx.main,
     h('p', {}, h('a', { href: isAdmin() ? '#/admin/orders' : '#/orders' }, isAdmin() ? '← All orders' : '← Your orders')),
-    heading, status, message, body, activityPanel,
+    heading, status, message, body, refundsPanel, history, activityPanel,
     h('p', { class: 'muted', id: 'live-note' }, isLive() ? '' : 'Live updates are connecting; the page refreshes itself when they arrive.'));
-  ctx.onLeave(() => delete document.body.dataset.orderStatus);
+  ctx.onLeave(() => {
+    delete document.body.dataset.orderStatus;
+    clearTimeout(pendingTimer);
+  });
+  // `#/orders/{id}?refund` (the admin's list links there) starts at the refund form.
+  if (form && ctx.query.has('refund') && !refundsPanel.hidden) form.focus();
 
   onEventLines(ctx, id, activity, activityPanel);
   followOrders(ctx, () => render().catch((error) => {
@@ -323,18 +467,36 @@ export async function detail(ctx, id) {
   ctx.onLeave(offState);
 }
 
+/** An event's line in the order's activity. */
+function eventText(event) {
+  const data = event.data ?? {};
+  switch (event.type) {
+    case 'payment.attempt_failed': {
+      let text = `Payment attempt ${data.attemptNo ?? ''} failed${data.error ? `: ${data.error}` : ''}`;
+      if (data.nextRetryAt) text += `; next try at ${clock(data.nextRetryAt)}`;
+      return text;
+    }
+    case 'order.shipped':
+      return [
+        EVENTS[event.type],
+        data.carrier ? ` with ${data.carrier}` : '',
+        data.trackingNumber ? `, tracking number ${data.trackingNumber}` : '',
+      ].join('');
+    case 'payment.refunded':
+      return Number.isInteger(data.amountCents)
+        ? `Refund of ${money(data.amountCents, data.currency)} completed`
+        : EVENTS[event.type];
+    default:
+      return EVENTS[event.type];
+  }
+}
+
 /** Each live event about this order, as it arrives. */
 function onEventLines(ctx, id, list, panel) {
   const off = onEvent((event) => {
     if (event.orderId !== id || !EVENTS[event.type]) return;
-    const data = event.data ?? {};
-    let text = EVENTS[event.type];
-    if (event.type === 'payment.attempt_failed') {
-      text = `Payment attempt ${data.attemptNo ?? ''} failed${data.error ? `: ${data.error}` : ''}`;
-      if (data.nextRetryAt) text += `; next try at ${clock(data.nextRetryAt)}`;
-    }
     const bad = /failed|cancelled/.test(event.type);
-    list.append(h('li', { class: bad ? 'bad' : null, 'data-event': event.type }, h('strong', {}, text), h('time', { datetime: event.occurredAt }, clock(event.occurredAt))));
+    list.append(h('li', { class: bad ? 'bad' : null, 'data-event': event.type }, h('strong', {}, eventText(event)), h('time', { datetime: event.occurredAt }, clock(event.occurredAt))));
     panel.hidden = false;
   });
   ctx.onLeave(off);
