@@ -127,10 +127,10 @@ pub async fn request(
     let mut conn = shop_db::conn(&state.pool).await?;
     let (accepted, written) = conn
         .transaction::<_, OrderError, _>(async |conn| {
-            if let Some(claim) = &claim {
-                if let Some(answer) = claim_key(conn, claim, &hash, order_id).await? {
-                    return Ok((answer, shop_outbox::Written::NOTHING));
-                }
+            if let Some(claim) = &claim
+                && let Some(answer) = claim_key(conn, claim, &hash, order_id).await?
+            {
+                return Ok((answer, shop_outbox::Written::NOTHING));
             }
             let order: Order = prepared(LOCK_ORDER)
                 .bind::<SqlUuid, _>(order_id)

@@ -166,7 +166,7 @@ pub async fn accept(
     }
     let messages = refused
         .iter()
-        .map(|r| events::refund_report(r))
+        .map(events::refund_report)
         .collect::<Result<Vec<NewMessage>, _>>()
         .map_err(events::unserialisable)?;
     let written = shop_outbox::enqueue(conn, &messages).await?;
