@@ -226,7 +226,8 @@ pub(super) async fn pgbench_ceiling(config: &Config) -> anyhow::Result<Measure> 
     result
 }
 
-pub(super) fn bcrypt_ceiling(duration: Duration) -> Measure {
+/// bcrypt hashes at cost 10 on every core for `duration`: how many, and how long it took.
+fn bcrypt_hashes(duration: Duration) -> (u64, Duration) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     let hashes: u64 = std::thread::scope(|scope| {
@@ -245,13 +246,29 @@ pub(super) fn bcrypt_ceiling(duration: Duration) -> Measure {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
     });
+    (hashes, started.elapsed())
+}
+
+/// The bcrypt ceiling around a measured run: `duration` of hashing on every core just before
+/// `run` and as long again just after, taken together. On a shared machine whose speed drifts
+/// by several percent within minutes, a ceiling measured apart from the run it bounds says
+/// more about the drift than about the run.
+pub(super) fn bcrypt_ceiling_around<T>(
+    duration: Duration,
+    run: impl FnOnce() -> T,
+) -> (Measure, T) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (before, before_took) = bcrypt_hashes(duration);
+    let result = run();
+    let (after, after_took) = bcrypt_hashes(duration);
+    let hashes = before + after;
     let mut measure = Measure::new(
         "ceiling_bcrypt",
-        "bcrypt hashes at cost 10, all cores",
+        "bcrypt hashes at cost 10, all cores (just before and just after the login run)",
         format!("{threads} threads"),
-        hashes as f64 / started.elapsed().as_secs_f64(),
+        hashes as f64 / (before_took + after_took).as_secs_f64(),
         "hashes/s",
     );
     measure.count = hashes;
-    measure
+    (measure, result)
 }

@@ -69,7 +69,7 @@ pub(super) fn judge(ceilings: &[Measure], scenarios: &[Measure], memory: &[Memor
         0.25,
         false,
     );
-    ratio("login", "login", "ceiling_bcrypt", 0.90, false);
+    ratio("login", "login", "ceiling_bcrypt", 0.95, false);
     if let Some(read) = find(scenarios, "product_read")
         && let Some(commands) = read.redis_per_request()
     {
