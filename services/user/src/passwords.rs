@@ -131,3 +131,139 @@ impl Passwords {
         Ok(known && usable && matched)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // A failure should fail the test loudly.
+mod tests {
+    use std::{
+        sync::atomic::AtomicBool,
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+
+    /// A gate the jobs of a test wait at until it opens.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+    impl Gate {
+        fn wait(&self) {
+            let (open, opened) = &*self.0;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+        }
+
+        fn open(&self) {
+            *self.0.0.lock().unwrap() = true;
+            self.0.1.notify_all();
+        }
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn beyond_the_threads_and_the_queue_callers_are_told_busy() {
+        let passwords = Arc::new(Passwords::new(4, 2).await.unwrap());
+        let full = passwords.capacity;
+        let gate = Gate::default();
+        let waiting: Vec<_> = (0..full)
+            .map(|_| {
+                let (passwords, gate) = (passwords.clone(), gate.clone());
+                tokio::spawn(async move { passwords.run(move || gate.wait()).await })
+            })
+            .collect();
+        until("every thread busy and the queue full", || {
+            passwords.in_flight.load(Ordering::SeqCst) == full
+        })
+        .await;
+        assert!(matches!(passwords.run(|| ()).await, Err(UserError::Busy)));
+        assert_eq!(
+            passwords.in_flight.load(Ordering::SeqCst),
+            full,
+            "refused, not counted"
+        );
+        gate.open();
+        for job in waiting {
+            assert!(job.await.unwrap().is_ok());
+        }
+        until("every job counted out", || {
+            passwords.in_flight.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        assert!(passwords.run(|| ()).await.is_ok(), "room again");
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_hung_up_is_not_run() {
+        let passwords = Arc::new(Passwords::new(4, 4).await.unwrap());
+        let threads = passwords.capacity - 4;
+        let gate = Gate::default();
+        let busy: Vec<_> = (0..threads)
+            .map(|_| {
+                let (passwords, gate) = (passwords.clone(), gate.clone());
+                tokio::spawn(async move { passwords.run(move || gate.wait()).await })
+            })
+            .collect();
+        until("every thread busy", || {
+            passwords.in_flight.load(Ordering::SeqCst) == threads
+        })
+        .await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let abandoned = {
+            let (passwords, ran) = (passwords.clone(), ran.clone());
+            tokio::spawn(async move {
+                passwords
+                    .run(move || ran.store(true, Ordering::SeqCst))
+                    .await
+            })
+        };
+        until("the job queued", || {
+            passwords.in_flight.load(Ordering::SeqCst) == threads + 1
+        })
+        .await;
+        // The client hangs up: the request's future is dropped while its job waits.
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        gate.open();
+        for job in busy {
+            assert!(job.await.unwrap().is_ok());
+        }
+        until("every job counted out", || {
+            passwords.in_flight.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        assert!(!ran.load(Ordering::SeqCst), "nobody waits for it: not run");
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_an_unknown_email_costs_a_verification_too() {
+        let passwords = Passwords::new(4, 2).await.unwrap();
+        let hash = passwords.hash("a good password".into()).await.unwrap();
+        assert!(
+            passwords
+                .verify("a good password".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify("a bad password".into(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify("a good password".into(), None)
+                .await
+                .unwrap()
+        );
+    }
+}
