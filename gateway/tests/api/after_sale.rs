@@ -479,6 +479,20 @@ async fn partial_refunds_add_up_to_a_refunded_order_once_each() {
     );
     let payment = get(&app, &user, &format!("/orders/{order}/payment")).await;
     assert_eq!(payment["status"], "refunded");
+    let carried_out: Vec<(&Value, &Value, &Value)> = payment["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (&r["id"], &r["amountCents"], &r["status"]))
+        .collect();
+    assert_eq!(
+        carried_out,
+        [
+            (&first["id"], &json!(1000), &json!("succeeded")),
+            (&list["items"][1]["id"], &json!(1500), &json!("succeeded"))
+        ],
+        "the payment service shows the same refunds"
+    );
     expect_problem(
         refund(
             &app,

@@ -247,13 +247,23 @@ pub async fn list(
     order_id: OrderId,
 ) -> Result<RefundList, OrderError> {
     let mut conn = shop_db::conn(&state.pool).await?;
-    let order = repo::find_order(&mut conn, order_id)
-        .await?
-        .filter(|o| identity.is_admin() || o.user_id == identity.user_id)
-        .ok_or(OrderError::NotFound)?;
-    let refunds: Vec<Refund> = prepared(LIST)
-        .bind::<SqlUuid, _>(order_id)
-        .load(&mut conn)
+    // One snapshot for the order's amounts and its refunds: a report committing between two
+    // reads would show refunds carried out that the amounts do not count yet.
+    let (order, refunds) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run::<_, OrderError, _>(async |conn| {
+            let order = repo::find_order(conn, order_id)
+                .await?
+                .filter(|o| identity.is_admin() || o.user_id == identity.user_id)
+                .ok_or(OrderError::NotFound)?;
+            let refunds: Vec<Refund> = prepared(LIST)
+                .bind::<SqlUuid, _>(order_id)
+                .load(conn)
+                .await?;
+            Ok((order, refunds))
+        })
         .await?;
     let captured_cents = match order.status {
         Status::Paid | Status::Shipped | Status::Delivered | Status::Refunded => {

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use diesel::{pg::Pg, prelude::*};
 use serde::Serialize;
-use shop_contracts::{OrderId, PaymentId, PaymentStatus, UserId, events::PaymentOutcome};
+use shop_contracts::{
+    OrderId, PaymentId, PaymentStatus, RefundId, RefundStatus, UserId, events::PaymentOutcome,
+};
 
 use crate::schema::{payment_attempts, payments};
 
@@ -96,12 +98,39 @@ pub struct PaymentResponse {
     pub currency: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub attempts: Vec<AttemptResponse>,
+    /// Refunds an administrator asked for, oldest first.
+    pub refunds: Vec<PaymentRefund>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// A refund as the payment service carried it out (or refused it).
+#[derive(Debug, Clone, Serialize, QueryableByName, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefund {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: RefundId,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub amount_cents: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: RefundStatus,
+    /// Why it was refused.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub error: Option<String>,
+    /// `{paymentId}:refund:{refundId}`: what a real processor would deduplicate it on.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub idempotency_key: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// When the order service accepted the report of its outcome.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
 impl PaymentResponse {
-    pub fn new(payment: &Payment, attempts: Vec<Attempt>) -> Self {
+    pub fn new(payment: &Payment, attempts: Vec<Attempt>, refunds: Vec<PaymentRefund>) -> Self {
         Self {
             id: payment.id,
             order_id: payment.order_id,
@@ -121,6 +150,7 @@ impl PaymentResponse {
                     reported_at: a.reported_at,
                 })
                 .collect(),
+            refunds,
             created_at: payment.created_at,
             updated_at: payment.updated_at,
         }

@@ -338,3 +338,17 @@ pub async fn next_seq(conn: &mut AsyncPgConnection, id: PaymentId) -> QueryResul
         .get_result(conn)
         .await
 }
+
+const REFUNDS: &str = "SELECT id, amount_cents, status, error, idempotency_key, created_at, \
+     completed_at, reported_at FROM refunds WHERE payment_id = $1 ORDER BY created_at, id";
+
+/// A payment's refunds, oldest first.
+pub async fn refunds(
+    conn: &mut AsyncPgConnection,
+    payment_id: PaymentId,
+) -> QueryResult<Vec<crate::models::PaymentRefund>> {
+    prepared(REFUNDS)
+        .bind::<SqlUuid, _>(payment_id)
+        .load(conn)
+        .await
+}

@@ -20,12 +20,12 @@ pub fn configure(state: State) -> impl Fn(&mut web::ServiceConfig) + Clone + Sen
 /// The payment of an order and its attempts.
 ///
 /// For the order's owner or an administrator: status, amount, each attempt with its outcome,
-/// error and retry time, and when the order service accepted its report. 404 until the payment
-/// service has taken the order's payment request.
+/// error and retry time, each refund, and when the order service accepted their reports. 404
+/// until the payment service has taken the order's payment request.
 #[utoipa::path(get, path = "/orders/{id}/payment", tag = "payments", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
     responses(
-        (status = 200, description = "The payment and its attempts", body = PaymentResponse),
+        (status = 200, description = "The payment, its attempts and its refunds", body = PaymentResponse),
         (status = 400, description = "Malformed order id (`invalid-id`)", content_type = "application/problem+json", body = Problem),
         (status = 404, description = "No payment for this order (yet), or not yours", content_type = "application/problem+json", body = Problem),
         responses::Unauthenticated,
@@ -46,5 +46,8 @@ pub async fn get_payment(
     let attempts = repo::attempts(&mut conn, payment.id)
         .await
         .map_err(shop_db::DbError::from)?;
-    Ok(HttpResponse::Ok().json(PaymentResponse::new(&payment, attempts)))
+    let refunds = repo::refunds(&mut conn, payment.id)
+        .await
+        .map_err(shop_db::DbError::from)?;
+    Ok(HttpResponse::Ok().json(PaymentResponse::new(&payment, attempts, refunds)))
 }
