@@ -130,22 +130,33 @@ pub struct Order {
 impl Order {
     /// The address it was placed with (an unreadable stored one counts as none).
     pub fn address(&self) -> Option<ShippingAddress> {
-        self.shipping_address
-            .clone()
-            .and_then(|a| serde_json::from_value(a).ok())
+        stored(self.shipping_address.as_ref())
     }
 
-    /// How it travels, once shipped.
+    /// How it travels, once shipped (an unreadable stored one counts as none).
     pub fn shipment(&self) -> Option<Shipment> {
-        self.shipment
-            .clone()
-            .and_then(|s| serde_json::from_value(s).ok())
+        stored(self.shipment.as_ref())
+    }
+
+    /// What its payment captured: the total once paid (and after), nothing before.
+    pub fn captured_cents(&self) -> i64 {
+        match self.status {
+            Status::Paid | Status::Shipped | Status::Delivered | Status::Refunded => {
+                self.total_cents.unwrap_or(0)
+            }
+            _ => 0,
+        }
     }
 
     /// What may still be refunded: the captured total less refunds made or under way.
     pub fn refundable_cents(&self) -> i64 {
-        self.total_cents.unwrap_or(0) - self.refunded_cents - self.refund_pending_cents
+        (self.captured_cents() - self.refunded_cents - self.refund_pending_cents).max(0)
     }
+}
+
+/// A JSON document stored with an order, read as `T`; one that does not read is none.
+fn stored<T: serde::de::DeserializeOwned>(value: Option<&serde_json::Value>) -> Option<T> {
+    value.and_then(|v| T::deserialize(v).ok())
 }
 
 /// A line as stored.

@@ -265,18 +265,11 @@ pub async fn list(
             Ok((order, refunds))
         })
         .await?;
-    let captured_cents = match order.status {
-        Status::Paid | Status::Shipped | Status::Delivered | Status::Refunded => {
-            order.total_cents.unwrap_or(0)
-        }
-        _ => 0,
-    };
     Ok(RefundList {
         items: refunds.into_iter().map(RefundResponse::from).collect(),
-        captured_cents,
+        captured_cents: order.captured_cents(),
         refunded_cents: order.refunded_cents,
-        refundable_cents: (captured_cents - order.refunded_cents - order.refund_pending_cents)
-            .max(0),
+        refundable_cents: order.refundable_cents(),
     })
 }
 
